@@ -1,0 +1,12 @@
+//! GoogLeNet (Inception v1, Szegedy et al. 2014) on burn: the model and its variants, weight
+//! files, preprocessing, and (later) the fine-tune loop and the wasm facade.
+
+pub mod labels;
+pub mod model;
+pub mod npy;
+#[cfg(not(target_family = "wasm"))]
+pub mod paths;
+pub mod preprocess;
+pub mod weights;
+
+pub use model::{GoogLeNet, GoogLeNetConfig, Variant};

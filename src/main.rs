@@ -1,0 +1,380 @@
+//! `googlenet`: classify images, dump logits, inspect the architecture, convert weights and
+//! benchmark, from the command line.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use clap::{Parser, Subcommand};
+
+use googlenet::labels::{Prediction, parse_labels, top_k};
+use googlenet::model::summary::Summary;
+use googlenet::weights::{self, LoadOptions, LoadReport, SaveInfo};
+use googlenet::{GoogLeNet, GoogLeNetConfig, Variant, npy, paths, preprocess};
+
+#[derive(Parser)]
+#[command(name = "googlenet", version, about = "GoogLeNet (Inception v1) on burn: classify, inspect, convert, benchmark")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Classify images and print the top-K classes with probabilities.
+    Classify {
+        /// Weights file (.safetensors or .pth). Default: ../shared/weights/bvlc_googlenet.safetensors,
+        /// else what `googlenet fetch-weights` downloaded.
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Network variant; default: what the weights file implies (bvlc for Caffe names).
+        #[arg(long, value_parser = parse_variant)]
+        variant: Option<Variant>,
+        /// How many classes to print per image.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        /// Class names, one per line (synset_words.txt format accepted). Default: names stored in
+        /// the weights file, else ../shared/data/synset_words.txt.
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// Print JSON: [{"image", "top": [{"index", "label", "prob"}]}].
+        #[arg(long)]
+        json: bool,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
+    /// Raw logits for an NCHW float32 .npy tensor (no preprocessing).
+    Logits {
+        #[arg(long)]
+        weights: PathBuf,
+        #[arg(long, value_parser = parse_variant)]
+        variant: Option<Variant>,
+        #[arg(long)]
+        input: PathBuf,
+        /// Training forward (BatchNorm batch statistics, aux heads) with dropout disabled; writes
+        /// main, aux2, aux1 as OUT, OUT.aux2.npy, OUT.aux1.npy.
+        #[arg(long)]
+        train: bool,
+        /// Set torchvision's transform_input (default: from the file's metadata, else false).
+        #[arg(long)]
+        transform_input: Option<bool>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Every layer's output shape, parameters and multiply-adds at 224×224, and what the 1x1
+    /// reductions save in each Inception block.
+    Inspect {
+        #[arg(long, value_parser = parse_variant, default_value = "bvlc")]
+        variant: Variant,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Convert a .pth or safetensors file to the project's safetensors.
+    Convert {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long, value_parser = parse_variant)]
+        variant: Option<Variant>,
+        #[arg(long)]
+        transform_input: Option<bool>,
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Batch-1 latency on the CPU backend after warm-up.
+    Bench {
+        #[arg(long, value_parser = parse_variant, default_value = "bvlc")]
+        variant: Variant,
+        /// CPU threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long, default_value_t = 20)]
+        iters: usize,
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download torchvision's ImageNet GoogLeNet weights (googlenet-1378be20.pth, BSD-3) and
+    /// convert them to weights/googlenet_torchvision.safetensors. Needs `curl` and internet.
+    FetchWeights {
+        #[arg(long, default_value = "https://download.pytorch.org/models/googlenet-1378be20.pth")]
+        url: String,
+    },
+}
+
+fn parse_variant(s: &str) -> Result<Variant, String> {
+    Variant::parse(s).ok_or_else(|| format!("unknown variant `{s}`; expected bvlc, torchvision or seed"))
+}
+
+fn device() -> Device {
+    Device::flex()
+}
+
+fn main() {
+    // One line, never a backtrace: a panic here is a bug, reported as such.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("unknown panic");
+        eprintln!("error: internal error (please report): {}", msg.lines().next().unwrap_or(""));
+    }));
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Classify { weights, variant, top, labels, json, images } => {
+            classify(weights, variant, top, labels, json, &images)
+        }
+        Command::Logits { weights, variant, input, train, transform_input, out } => {
+            logits(&weights, variant, &input, train, transform_input, &out)
+        }
+        Command::Inspect { variant, json } => inspect(variant, json),
+        Command::Convert { from, variant, transform_input, to } => convert(&from, variant, transform_input, &to),
+        Command::Bench { variant, threads, iters, warmup, json } => bench(variant, threads, iters, warmup, json),
+        Command::FetchWeights { url } => fetch_weights(&url),
+    }
+}
+
+fn load(path: &Path, variant: Option<Variant>, transform_input: Option<bool>, device: &Device) -> Result<(GoogLeNet, LoadReport)> {
+    let map = weights::read_file(path).with_context(|| format!("loading weights {}", path.display()))?;
+    let opts = LoadOptions { variant, num_classes: None, transform_input };
+    weights::load_model(&map, &opts, device).with_context(|| format!("loading weights {}", path.display()))
+}
+
+fn default_weights() -> Result<PathBuf> {
+    if let Some(p) = paths::shared_weights() {
+        return Ok(p);
+    }
+    let fetched = paths::fetched_weights();
+    if fetched.is_file() {
+        return Ok(fetched);
+    }
+    bail!(
+        "no weights given and none found: pass --weights FILE, put the shared data at ../shared \
+         (or set GOOGLENET_SHARED), or run `googlenet fetch-weights`"
+    )
+}
+
+fn classify(weights: Option<PathBuf>, variant: Option<Variant>, top: usize, labels: Option<PathBuf>, json: bool, images: &[PathBuf]) -> Result<()> {
+    if top == 0 {
+        bail!("--top must be at least 1");
+    }
+    let device = device();
+    let path = match weights {
+        Some(p) => p,
+        None => default_weights()?,
+    };
+    let (model, report) = load(&path, variant, None, &device)?;
+    let model = model.valid();
+    let names = match (labels, report.labels) {
+        (Some(p), _) => parse_labels(&std::fs::read_to_string(&p).with_context(|| format!("reading labels {}", p.display()))?),
+        (None, Some(l)) => l,
+        (None, None) => match paths::shared_labels() {
+            Some(p) if report.num_classes == 1000 => parse_labels(&std::fs::read_to_string(&p)?),
+            _ => Vec::new(),
+        },
+    };
+    if !names.is_empty() && names.len() != report.num_classes {
+        bail!("{} labels for a {}-class classifier", names.len(), report.num_classes);
+    }
+    let mut results = Vec::new();
+    for image in images {
+        let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
+        let prepared = preprocess::prepare(&bytes, report.variant).with_context(|| format!("{}", image.display()))?;
+        let s = preprocess::INPUT_SIZE;
+        let x = Tensor::<4>::from_data(TensorData::new(prepared.chw, [1, 3, s, s]), &device);
+        let logits = model.forward(x).into_data().try_to_vec::<f32>().expect("f32 logits");
+        results.push((image.display().to_string(), top_k(&logits, top, &names)));
+    }
+    if json {
+        let out: Vec<_> = results
+            .iter()
+            .map(|(image, top)| serde_json::json!({"image": image, "top": top}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for (image, top) in &results {
+            println!("{image}");
+            for Prediction { index, label, prob } in top {
+                println!("  {:>6.2}%  {label} (#{index})", prob * 100.0);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn logits(weights: &Path, variant: Option<Variant>, input: &Path, train: bool, transform_input: Option<bool>, out: &Path) -> Result<()> {
+    let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+    let arr = npy::read(&bytes).with_context(|| format!("{}", input.display()))?;
+    let [n, c, h, w] = match arr.shape[..] {
+        [n, c, h, w] => [n, c, h, w],
+        _ => bail!("{}: expected an NCHW array of 4 dimensions, got shape {:?}", input.display(), arr.shape),
+    };
+    if n == 0 || c != 3 || !(96..=1024).contains(&h) || !(96..=1024).contains(&w) {
+        bail!("{}: expected shape [N≥1, 3, H, W] with 96 ≤ H, W ≤ 1024, got {:?}", input.display(), arr.shape);
+    }
+    // The training forward needs an autodiff device: that is where burn's BatchNorm uses
+    // batch statistics, as PyTorch does in train mode.
+    let device = if train { device().autodiff() } else { device() };
+    let (model, _) = load(weights, variant, transform_input, &device)?;
+    let x = Tensor::<4>::from_data(TensorData::new(arr.data, [n, c, h, w]), &device);
+    let save = |path: &Path, t: Tensor<2>| -> Result<()> {
+        let dims = t.dims();
+        let data = t.into_data().try_to_vec::<f32>().expect("f32 logits");
+        std::fs::write(path, npy::write(&dims, &data)).with_context(|| format!("writing {}", path.display()))
+    };
+    if train {
+        let model = model.without_dropout();
+        if !model.has_aux() {
+            bail!("--train needs aux heads, and this model has none");
+        }
+        let o = model.forward_train(x);
+        save(out, o.main)?;
+        let stem = out.with_extension("");
+        save(&PathBuf::from(format!("{}.aux2.npy", stem.display())), o.aux2.expect("checked has_aux"))?;
+        save(&PathBuf::from(format!("{}.aux1.npy", stem.display())), o.aux1.expect("checked has_aux"))?;
+    } else {
+        save(out, model.valid().forward(x))?;
+    }
+    Ok(())
+}
+
+fn inspect(variant: Variant, json: bool) -> Result<()> {
+    let model = GoogLeNetConfig::new().with_variant(variant).init(&device());
+    let s = model.summary(preprocess::INPUT_SIZE);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        print_summary(&s);
+    }
+    Ok(())
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+fn print_summary(s: &Summary) {
+    println!("GoogLeNet, variant {}, input {}×{}×{}, {} classes\n", s.variant, s.input[1], s.input[2], s.input[0], s.num_classes);
+    println!("{:<26} {:<16} {:>14} {:>12} {:>16}", "layer", "kind", "output", "params", "mult-adds");
+    for l in &s.layers {
+        let shape = format!("{}×{}×{}", l.output[1], l.output[2], l.output[0]);
+        println!("{:<26} {:<16} {:>14} {:>12} {:>16}", l.name, l.kind, shape, thousands(l.params as u64), thousands(l.macs));
+    }
+    println!("\nmain path: {} parameters, {} multiply-adds ({:.3} G)", thousands(s.main_params as u64), thousands(s.main_macs), s.main_macs as f64 / 1e9);
+    println!("aux heads: {} parameters, {} multiply-adds (training only)\n", thousands(s.aux_params as u64), thousands(s.aux_macs));
+    println!("Inception blocks (output = 1x1 + 3x3 + 5x5 + pool proj):");
+    for b in &s.blocks {
+        let [c, h, w] = b.output;
+        let [a, b3, b5, p] = b.split;
+        println!(
+            "  {}: {}×{}×{} → {h}×{w}×{c} = {a} + {b3} + {b5} + {p}   ({} params, {} mult-adds)",
+            b.name, b.input[1], b.input[2], b.input[0], thousands(b.params as u64), thousands(b.macs)
+        );
+        for sv in &b.savings {
+            println!(
+                "      {} branch ({}×{} conv, {}→{}): with 1x1 reduction to {}: {} params / {} mult-adds; without: {} params / {} mult-adds ({:.1}× fewer params)",
+                sv.branch, sv.kernel, sv.kernel, sv.in_channels, sv.out_channels, sv.reduce_to,
+                thousands(sv.params_with_reduction as u64), thousands(sv.macs_with_reduction),
+                thousands(sv.params_without_reduction as u64), thousands(sv.macs_without_reduction),
+                sv.params_without_reduction as f64 / sv.params_with_reduction as f64
+            );
+        }
+    }
+}
+
+fn convert(from: &Path, variant: Option<Variant>, transform_input: Option<bool>, to: &Path) -> Result<()> {
+    let device = device();
+    let (model, report) = load(from, variant, transform_input, &device)?;
+    let info = SaveInfo { labels: report.labels.clone(), aux_trained: !report.aux_fresh };
+    std::fs::write(to, weights::save_model(&model, &info)).with_context(|| format!("writing {}", to.display()))?;
+    eprintln!(
+        "wrote {} ({} variant, {} classes, {} tensors{})",
+        to.display(),
+        report.variant,
+        report.num_classes,
+        report.loaded,
+        if report.aux_fresh { ", aux heads absent in the source: freshly initialised" } else { "" }
+    );
+    Ok(())
+}
+
+fn bench(variant: Variant, threads: Option<usize>, iters: usize, warmup: usize, json: bool) -> Result<()> {
+    if iters == 0 {
+        bail!("--iters must be at least 1");
+    }
+    let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    if threads == 0 {
+        bail!("--threads must be at least 1");
+    }
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().context("setting the thread count")?;
+    let device = device();
+    // Real weights when available (the numbers do not depend on them, but denormals would).
+    let model = match (variant, paths::shared_weights()) {
+        (Variant::Bvlc, Some(p)) => load(&p, Some(Variant::Bvlc), None, &device)?.0,
+        _ => GoogLeNetConfig::new().with_variant(variant).init(&device),
+    }
+    .valid();
+    let s = preprocess::INPUT_SIZE;
+    let input: Vec<f32> = (0..3 * s * s).map(|i| ((i as f32) * 0.01).sin() * 50.0).collect();
+    let run = || {
+        let x = Tensor::<4>::from_data(TensorData::new(input.clone(), [1, 3, s, s]), &device);
+        let t = Instant::now();
+        let out = model.forward(x).into_data();
+        std::hint::black_box(out);
+        t.elapsed().as_secs_f64() * 1e3
+    };
+    for _ in 0..warmup {
+        run();
+    }
+    let mut times: Vec<f64> = (0..iters).map(|_| run()).collect();
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let min = times[0];
+    let backend = format!("burn-flex {} (CPU)", "0.22.1");
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"median_ms": median, "min_ms": min, "iters": iters, "threads": threads, "backend": backend, "variant": variant.name()})
+        );
+    } else {
+        println!("{variant} batch 1 on {backend}, {threads} threads: median {median:.2} ms, min {min:.2} ms over {iters} runs");
+    }
+    Ok(())
+}
+
+fn fetch_weights(url: &str) -> Result<()> {
+    let dest = paths::fetched_weights();
+    std::fs::create_dir_all(dest.parent().expect("has a parent"))?;
+    let pth = dest.with_extension("pth");
+    eprintln!("downloading {url} …");
+    let status = std::process::Command::new("curl")
+        .args(["-fL", "--retry", "3", "-o"])
+        .arg(&pth)
+        .arg(url)
+        .status()
+        .context("running curl (is it installed?)")?;
+    if !status.success() {
+        bail!("download failed ({status}); fetch {url} by hand and run `googlenet convert --from FILE --variant torchvision --transform-input true --to {}`", dest.display());
+    }
+    // torchvision's pretrained weights expect transform_input=True.
+    convert(&pth, Some(Variant::Torchvision), Some(true), &dest)
+}

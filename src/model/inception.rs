@@ -1,0 +1,87 @@
+//! The Inception module: four parallel branches concatenated along channels.
+
+use burn::module::Module;
+use burn::nn::PaddingConfig2d;
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::tensor::{Device, Tensor};
+
+use super::basic_conv::{BasicConv2d, BasicConv2dConfig};
+use super::config::{InceptionSpec, VariantSpec};
+
+/// Branch names in the paper's order, as the activation views label them.
+pub const BRANCH_NAMES: [&str; 4] = ["1x1", "3x3", "5x5", "pool"];
+
+/// One Inception block (paper Fig. 2b). Field names mirror torchvision's module names;
+/// `weights.rs` maps them to Caffe's and PyTorch's keys.
+#[derive(Module, Debug)]
+pub struct Inception {
+    /// 1x1 conv.
+    pub branch1: BasicConv2d,
+    /// 1x1 reduction, then 3x3.
+    pub branch2_reduce: BasicConv2d,
+    pub branch2: BasicConv2d,
+    /// 1x1 reduction, then 5x5 (3x3 in torchvision).
+    pub branch3_reduce: BasicConv2d,
+    pub branch3: BasicConv2d,
+    /// 3x3 max pool (stride 1), then 1x1 projection.
+    pub branch4_pool: MaxPool2d,
+    pub branch4: BasicConv2d,
+}
+
+/// Build one block from its row of the table.
+pub fn inception(spec: &InceptionSpec, v: &VariantSpec, device: &Device) -> Inception {
+    let conv = |cin, cout, k: usize| {
+        BasicConv2dConfig::new(cin, cout, k)
+            .with_padding(k / 2)
+            .with_bias(v.conv_bias)
+            .with_batch_norm_eps(v.batch_norm_eps)
+            .init(device)
+    };
+    let s = spec;
+    Inception {
+        branch1: conv(s.in_channels, s.c1x1, 1),
+        branch2_reduce: conv(s.in_channels, s.c3x3_reduce, 1),
+        branch2: conv(s.c3x3_reduce, s.c3x3, 3),
+        branch3_reduce: conv(s.in_channels, s.c5x5_reduce, 1),
+        branch3: conv(s.c5x5_reduce, s.c5x5, v.branch3_kernel),
+        branch4_pool: MaxPool2dConfig::new([3, 3])
+            .with_strides([1, 1])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init(),
+        branch4: conv(s.in_channels, s.pool_proj, 1),
+    }
+}
+
+impl Inception {
+    /// The four branch outputs before concatenation, in the paper's order.
+    ///
+    /// # Shapes
+    /// - input: `[batch, in_channels, h, w]`
+    /// - output: `[batch, c1x1 | c3x3 | c5x5 | pool_proj, h, w]`
+    pub fn forward_branches(&self, x: Tensor<4>) -> [Tensor<4>; 4] {
+        let b1 = self.branch1.forward(x.clone()); // [batch, c1x1, h, w]
+        let b2 = self.branch2.forward(self.branch2_reduce.forward(x.clone())); // [batch, c3x3, h, w]
+        let b3 = self.branch3.forward(self.branch3_reduce.forward(x.clone())); // [batch, c5x5, h, w]
+        let b4 = self.branch4.forward(self.branch4_pool.forward(x)); // [batch, pool_proj, h, w]
+        [b1, b2, b3, b4]
+    }
+
+    /// # Shapes
+    /// - input: `[batch, in_channels, h, w]`
+    /// - output: `[batch, c1x1 + c3x3 + c5x5 + pool_proj, h, w]`
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        Tensor::cat(self.forward_branches(x).to_vec(), 1)
+    }
+
+    /// The block's row of the table, read back from the layers.
+    pub fn channels(&self) -> [usize; 6] {
+        [
+            self.branch1.out_channels(),
+            self.branch2_reduce.out_channels(),
+            self.branch2.out_channels(),
+            self.branch3_reduce.out_channels(),
+            self.branch3.out_channels(),
+            self.branch4.out_channels(),
+        ]
+    }
+}

@@ -1,0 +1,14 @@
+//! GoogLeNet, mirrored module by module: `config` (the table and the variants),
+//! `basic_conv`, `inception`, `aux_head`, `googlenet`, and `summary` (shapes, parameters and
+//! multiply-adds computed from a built model).
+
+pub mod aux_head;
+pub mod basic_conv;
+pub mod config;
+pub mod googlenet;
+pub mod inception;
+pub mod summary;
+
+pub use config::{BLOCK_NAMES, GoogLeNetConfig, INCEPTION_TABLE, InceptionSpec, Variant};
+pub use googlenet::{Activations, GoogLeNet, TrainOutput};
+pub use inception::{BRANCH_NAMES, Inception};

@@ -1,0 +1,619 @@
+//! Weight files in and out: the one place that knows tensor key names.
+//!
+//! Three naming schemes meet here:
+//! - **Caffe** (`conv1/7x7_s2.weight`, `inception_3a/5x5_reduce.bias`, `loss3/classifier.*`):
+//!   the BVLC release converted to safetensors (`../shared/weights`).
+//! - **PyTorch** state-dict keys (`conv1.conv.weight`, `inception3a.branch2.0.bn.running_var`,
+//!   `aux1.fc2.weight`, `fc.weight`): torchvision's `GoogLeNet` and the seed tutorial model.
+//! - **Project** files are safetensors with the PyTorch keys for every variant (so PyTorch can
+//!   read them back), plus metadata: `googlenet.variant`, `googlenet.num_classes`,
+//!   `googlenet.transform_input`, `googlenet.aux_trained`, `googlenet.labels` (JSON array).
+//!
+//! Conv weights are OIHW and linear weights (out, in) in all three; burn's `Linear` stores
+//! (in, out), so linear weights are transposed at this boundary.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use burn::module::{Param, RunningState};
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::model::basic_conv::BasicConv2d;
+use crate::model::{GoogLeNet, GoogLeNetConfig, Inception, Variant};
+
+/// Everything that can be wrong with a weights file, each naming what was expected.
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    #[error("cannot read {path}: {message}")]
+    Io { path: String, message: String },
+    #[error("not a valid safetensors file: {0}")]
+    Safetensors(String),
+    #[error("not a readable PyTorch checkpoint: {0}")]
+    Pytorch(String),
+    #[error("tensor `{key}` has dtype {dtype}; expected a floating-point tensor (F32, F16, BF16 or F64)")]
+    DType { key: String, dtype: String },
+    #[error("the weights file is empty: no tensors found")]
+    Empty,
+    #[error("the weights are for the `{found}` variant ({why}), but `{requested}` was requested")]
+    WrongVariant { found: Variant, requested: Variant, why: String },
+    #[error("missing tensor `{key}` (expected shape {expected:?}) for the `{variant}` network")]
+    Missing { key: String, expected: Vec<usize>, variant: Variant },
+    #[error("tensor `{key}` has shape {found:?}, expected {expected:?}")]
+    Shape { key: String, found: Vec<usize>, expected: Vec<usize> },
+    #[error("{} tensor(s) in the file are not part of the `{variant}` network: {}", keys.len(), keys.join(", "))]
+    Unknown { keys: Vec<String>, variant: Variant },
+    #[error("the classifier has {found} classes (`{key}` is {shape:?}), but {requested} classes were requested")]
+    ClassCount { key: String, shape: Vec<usize>, found: usize, requested: usize },
+    #[error("cannot find the classifier (`fc.weight` or `loss3/classifier.weight`) in the weights file")]
+    NoClassifier,
+    #[error("bad metadata `{key}`: {message}")]
+    Metadata { key: String, message: String },
+}
+
+/// A float tensor as it sits in a file, converted to f32.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// A file's tensors by key, plus its string metadata.
+#[derive(Debug, Clone, Default)]
+pub struct TensorMap {
+    pub tensors: BTreeMap<String, RawTensor>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Which scheme a file's keys follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyScheme {
+    Caffe,
+    Pytorch,
+}
+
+/// What loading reports besides the model.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    pub variant: Variant,
+    pub num_classes: usize,
+    pub scheme: KeyScheme,
+    /// Tensors copied into the model.
+    pub loaded: usize,
+    /// True when the file had no aux heads and they were freshly initialised.
+    pub aux_fresh: bool,
+    /// Class names stored in the file's metadata (fine-tuned files), if any.
+    pub labels: Option<Vec<String>>,
+}
+
+/// Options for [`load_model`].
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// The variant the caller wants; `None` accepts what the file says or implies.
+    pub variant: Option<Variant>,
+    /// A class count the caller insists on; `None` takes it from the classifier's shape.
+    pub num_classes: Option<usize>,
+    /// Override torchvision's `transform_input` (otherwise from metadata, else false).
+    pub transform_input: Option<bool>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Key names
+
+/// Caffe names of the stem convs, by PyTorch module name.
+const CAFFE_STEM: [(&str, &str); 3] = [("conv1", "conv1/7x7_s2"), ("conv2", "conv2/3x3_reduce"), ("conv3", "conv2/3x3")];
+/// Caffe names of an Inception block's convs, in the order of `Inception`'s fields.
+const CAFFE_BRANCH: [(&str, &str); 6] = [
+    ("branch1", "1x1"),
+    ("branch2.0", "3x3_reduce"),
+    ("branch2.1", "3x3"),
+    ("branch3.0", "5x5_reduce"),
+    ("branch3.1", "5x5"),
+    ("branch4.1", "pool_proj"),
+];
+/// Caffe's train_val names of the aux heads' layers (`loss1/*` after 4a, `loss2/*` after 4d).
+const CAFFE_AUX: [(&str, &str); 3] = [("conv.conv", "conv"), ("fc1", "fc"), ("fc2", "classifier")];
+
+/// Translate a PyTorch key to Caffe's name, or `None` for tensors Caffe does not have
+/// (BatchNorm).
+pub fn caffe_key(pytorch_key: &str) -> Option<String> {
+    let (module, param) = pytorch_key.rsplit_once('.')?;
+    if !matches!(param, "weight" | "bias") {
+        return None;
+    }
+    let layer = if let Some(m) = module.strip_suffix(".conv") {
+        if let Some((_, c)) = CAFFE_STEM.iter().find(|(p, _)| *p == m) {
+            c.to_string()
+        } else if let Some(rest) = m.strip_prefix("inception") {
+            let (block, branch) = rest.split_once('.')?;
+            let (_, c) = CAFFE_BRANCH.iter().find(|(p, _)| *p == branch)?;
+            format!("inception_{block}/{c}")
+        } else {
+            aux_caffe(module)?
+        }
+    } else if module == "fc" {
+        "loss3/classifier".to_string()
+    } else {
+        aux_caffe(module)?
+    };
+    Some(format!("{layer}.{param}"))
+}
+
+fn aux_caffe(module: &str) -> Option<String> {
+    let (head, rest) = module.split_once('.')?;
+    let n = match head {
+        "aux1" => 1,
+        "aux2" => 2,
+        _ => return None,
+    };
+    let (_, c) = CAFFE_AUX.iter().find(|(p, _)| *p == rest)?;
+    Some(format!("loss{n}/{c}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Walking the model's parameters by PyTorch key
+
+/// A parameter slot of the model.
+enum Slot<'a> {
+    Conv(&'a mut Param<Tensor<4>>),
+    /// burn layout (in, out); files hold (out, in).
+    Linear(&'a mut Param<Tensor<2>>),
+    Vector(&'a mut Param<Tensor<1>>),
+    Running(&'a mut RunningState<Tensor<1>>),
+}
+
+impl Slot<'_> {
+    /// Shape as the files store it.
+    fn file_shape(&self) -> Vec<usize> {
+        match self {
+            Slot::Conv(p) => p.shape().dims::<4>().to_vec(),
+            Slot::Linear(p) => {
+                let [i, o] = p.shape().dims::<2>();
+                vec![o, i]
+            }
+            Slot::Vector(p) => p.shape().dims::<1>().to_vec(),
+            Slot::Running(r) => r.value().dims().to_vec(),
+        }
+    }
+
+    fn set(self, t: &RawTensor, device: &Device) {
+        let data = |shape: Vec<usize>| TensorData::new(t.data.clone(), shape);
+        match self {
+            Slot::Conv(p) => *p = Param::from_tensor(Tensor::from_data(data(t.shape.clone()), device)),
+            Slot::Linear(p) => {
+                let w: Tensor<2> = Tensor::from_data(data(t.shape.clone()), device);
+                *p = Param::from_tensor(w.transpose());
+            }
+            Slot::Vector(p) => *p = Param::from_tensor(Tensor::from_data(data(t.shape.clone()), device)),
+            Slot::Running(r) => *r = RunningState::new(Tensor::from_data(data(t.shape.clone()), device)),
+        }
+    }
+
+    /// The value in file layout, flattened (read it with `into_data` / `into_data_async`).
+    fn flat(self) -> Tensor<1> {
+        match self {
+            Slot::Conv(p) => p.val().flatten(0, 3),
+            Slot::Linear(p) => p.val().transpose().flatten(0, 1),
+            Slot::Vector(p) => p.val(),
+            Slot::Running(r) => r.value(),
+        }
+    }
+}
+
+fn visit_conv(prefix: &str, c: &mut BasicConv2d, f: &mut dyn FnMut(String, Slot<'_>)) {
+    f(format!("{prefix}.conv.weight"), Slot::Conv(&mut c.conv.weight));
+    if let Some(b) = &mut c.conv.bias {
+        f(format!("{prefix}.conv.bias"), Slot::Vector(b));
+    }
+    if let Some(bn) = &mut c.bn {
+        f(format!("{prefix}.bn.weight"), Slot::Vector(&mut bn.gamma));
+        f(format!("{prefix}.bn.bias"), Slot::Vector(&mut bn.beta));
+        f(format!("{prefix}.bn.running_mean"), Slot::Running(&mut bn.running_mean));
+        f(format!("{prefix}.bn.running_var"), Slot::Running(&mut bn.running_var));
+    }
+}
+
+fn visit_linear(prefix: &str, l: &mut burn::nn::Linear, f: &mut dyn FnMut(String, Slot<'_>)) {
+    f(format!("{prefix}.weight"), Slot::Linear(&mut l.weight));
+    if let Some(b) = &mut l.bias {
+        f(format!("{prefix}.bias"), Slot::Vector(b));
+    }
+}
+
+fn visit_block(prefix: &str, b: &mut Inception, f: &mut dyn FnMut(String, Slot<'_>)) {
+    let convs = [
+        &mut b.branch1, &mut b.branch2_reduce, &mut b.branch2, &mut b.branch3_reduce,
+        &mut b.branch3, &mut b.branch4,
+    ];
+    for ((name, _), c) in CAFFE_BRANCH.iter().zip(convs) {
+        visit_conv(&format!("{prefix}.{name}"), c, f);
+    }
+}
+
+/// Every parameter (and BatchNorm running statistic) of the model, by PyTorch key.
+fn visit(model: &mut GoogLeNet, f: &mut dyn FnMut(String, Slot<'_>)) {
+    visit_conv("conv1", &mut model.conv1, f);
+    visit_conv("conv2", &mut model.conv2, f);
+    visit_conv("conv3", &mut model.conv3, f);
+    let blocks = [
+        ("3a", &mut model.inception3a), ("3b", &mut model.inception3b),
+        ("4a", &mut model.inception4a), ("4b", &mut model.inception4b),
+        ("4c", &mut model.inception4c), ("4d", &mut model.inception4d),
+        ("4e", &mut model.inception4e), ("5a", &mut model.inception5a),
+        ("5b", &mut model.inception5b),
+    ];
+    for (name, b) in blocks {
+        visit_block(&format!("inception{name}"), b, f);
+    }
+    for (name, aux) in [("aux1", &mut model.aux1), ("aux2", &mut model.aux2)] {
+        if let Some(a) = aux {
+            visit_conv(&format!("{name}.conv"), &mut a.conv, f);
+            visit_linear(&format!("{name}.fc1"), &mut a.fc1, f);
+            visit_linear(&format!("{name}.fc2"), &mut a.fc2, f);
+        }
+    }
+    visit_linear("fc", &mut model.fc, f);
+}
+
+/// The model's keys and file-layout shapes, in walk order.
+pub fn expected_keys(model: &GoogLeNet) -> Vec<(String, Vec<usize>)> {
+    let mut out = Vec::new();
+    visit(&mut model.clone(), &mut |k, s| out.push((k, s.file_shape())));
+    out
+}
+
+/// The model's tensors in file layout, flattened, by PyTorch key. Read each with
+/// `into_data()` natively or `into_data_async()` on wasm, then [`write_safetensors`].
+pub fn named_tensors(model: &GoogLeNet) -> Vec<(String, Vec<usize>, Tensor<1>)> {
+    let mut out = Vec::new();
+    visit(&mut model.clone(), &mut |k, s| {
+        let shape = s.file_shape();
+        out.push((k, shape, s.flat()))
+    });
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading files
+
+/// Decode safetensors bytes (any float dtype, converted to f32).
+pub fn read_safetensors(bytes: &[u8]) -> Result<TensorMap, WeightsError> {
+    let bad = |m: String| WeightsError::Safetensors(m);
+    if bytes.len() < 8 {
+        return Err(bad(format!("{} bytes is too short for a header", bytes.len())));
+    }
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let header_end = 8usize.checked_add(n).filter(|&e| e <= bytes.len()).ok_or_else(|| {
+        bad(format!("header length {n} exceeds the file size {} (truncated or not safetensors)", bytes.len()))
+    })?;
+    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[8..header_end])
+        .map_err(|e| bad(format!("header is not a JSON object: {e}")))?;
+    let data = &bytes[header_end..];
+    let mut map = TensorMap::default();
+    for (key, v) in header {
+        if key == "__metadata__" {
+            if let Some(m) = v.as_object() {
+                for (k, v) in m {
+                    map.metadata.insert(k.clone(), v.as_str().unwrap_or_default().to_string());
+                }
+            }
+            continue;
+        }
+        let dtype = v["dtype"].as_str().ok_or_else(|| bad(format!("`{key}` has no dtype")))?;
+        let shape: Vec<usize> = serde_json::from_value(v["shape"].clone())
+            .map_err(|_| bad(format!("`{key}` has no valid shape")))?;
+        let offs: [usize; 2] = serde_json::from_value(v["data_offsets"].clone())
+            .map_err(|_| bad(format!("`{key}` has no valid data_offsets")))?;
+        let elem = match dtype {
+            "F32" => 4,
+            "F16" | "BF16" => 2,
+            "F64" => 8,
+            other => return Err(WeightsError::DType { key, dtype: other.to_string() }),
+        };
+        let numel: usize = shape.iter().product();
+        if offs[1] < offs[0] || offs[1] > data.len() || offs[1] - offs[0] != numel * elem {
+            return Err(bad(format!(
+                "`{key}` ({dtype} {shape:?}) spans bytes {}..{} but the data section has {} bytes (truncated file?)",
+                offs[0], offs[1], data.len()
+            )));
+        }
+        let raw = &data[offs[0]..offs[1]];
+        let values = decode_floats(raw, dtype);
+        map.tensors.insert(key, RawTensor { shape, data: values });
+    }
+    if map.tensors.is_empty() {
+        return Err(WeightsError::Empty);
+    }
+    Ok(map)
+}
+
+fn decode_floats(raw: &[u8], dtype: &str) -> Vec<f32> {
+    match dtype {
+        "F32" => raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect(),
+        "F64" => raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32).collect(),
+        "F16" => raw
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        "BF16" => raw
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        _ => unreachable!("dtype checked by the caller"),
+    }
+}
+
+/// Read a PyTorch `.pth` state dict (native only: the reader needs a file).
+#[cfg(not(target_family = "wasm"))]
+pub fn read_pytorch(path: &std::path::Path) -> Result<TensorMap, WeightsError> {
+    use burn_store::pytorch_reader::DType;
+    let reader = burn_store::pytorch::PytorchReader::new(path).map_err(|e| WeightsError::Pytorch(e.to_string()))?;
+    let mut map = TensorMap::default();
+    for (key, t) in reader.into_tensors() {
+        let dtype = match t.dtype() {
+            DType::F32 => "F32",
+            DType::F16 => "F16",
+            DType::BF16 => "BF16",
+            DType::F64 => "F64",
+            // BatchNorm's step counter: not a parameter of inference or of our training.
+            _ if key.ends_with("num_batches_tracked") => continue,
+            other => return Err(WeightsError::DType { key, dtype: format!("{other:?}") }),
+        };
+        let raw = t.read().map_err(|e| WeightsError::Pytorch(e.to_string()))?;
+        let shape = t.shape().to_vec();
+        map.tensors.insert(key, RawTensor { shape, data: decode_floats(&raw, dtype) });
+    }
+    if map.tensors.is_empty() {
+        return Err(WeightsError::Empty);
+    }
+    Ok(map)
+}
+
+/// Read a weights file by its content: safetensors or a PyTorch checkpoint (zip or legacy
+/// pickle).
+#[cfg(not(target_family = "wasm"))]
+pub fn read_file(path: &std::path::Path) -> Result<TensorMap, WeightsError> {
+    let io = |e: std::io::Error| WeightsError::Io { path: path.display().to_string(), message: e.to_string() };
+    let bytes = std::fs::read(path).map_err(io)?;
+    if bytes.is_empty() {
+        return Err(WeightsError::Io { path: path.display().to_string(), message: "the file is empty".into() });
+    }
+    // A PyTorch checkpoint is a zip (PK\x03\x04) or a pickle (0x80 protocol byte).
+    if bytes.starts_with(b"PK\x03\x04") || bytes[0] == 0x80 {
+        return read_pytorch(path);
+    }
+    read_safetensors(&bytes)
+}
+
+// ---------------------------------------------------------------------------------------
+// Building a model from a file
+
+const META_VARIANT: &str = "googlenet.variant";
+const META_CLASSES: &str = "googlenet.num_classes";
+const META_TRANSFORM: &str = "googlenet.transform_input";
+const META_AUX: &str = "googlenet.aux_trained";
+const META_LABELS: &str = "googlenet.labels";
+
+impl TensorMap {
+    pub fn scheme(&self) -> KeyScheme {
+        if self.tensors.keys().any(|k| k.contains('/')) { KeyScheme::Caffe } else { KeyScheme::Pytorch }
+    }
+
+    /// The variant the file itself implies, and why.
+    fn implied_variant(&self) -> Result<Option<(Variant, String)>, WeightsError> {
+        if let Some(v) = self.metadata.get(META_VARIANT) {
+            let variant = Variant::parse(v).ok_or_else(|| WeightsError::Metadata {
+                key: META_VARIANT.into(),
+                message: format!("`{v}` is not one of bvlc, torchvision, seed"),
+            })?;
+            return Ok(Some((variant, format!("its metadata says {META_VARIANT}={v}"))));
+        }
+        if self.scheme() == KeyScheme::Caffe {
+            return Ok(Some((Variant::Bvlc, "Caffe layer names".into())));
+        }
+        if self.tensors.keys().any(|k| k.contains(".bn.")) {
+            return Ok(Some((Variant::Torchvision, "it has BatchNorm layers".into())));
+        }
+        // conv + bias without BatchNorm: the seed model, or the BVLC network under PyTorch
+        // names; both fit the same tensors.
+        Ok(None)
+    }
+
+    /// The classifier's class count, from `fc.weight` / `loss3/classifier.weight`.
+    fn classifier(&self) -> Result<(String, Vec<usize>), WeightsError> {
+        for key in ["fc.weight", "loss3/classifier.weight"] {
+            if let Some(t) = self.tensors.get(key) {
+                return Ok((key.to_string(), t.shape.clone()));
+            }
+        }
+        Err(WeightsError::NoClassifier)
+    }
+
+    fn flag(&self, key: &str) -> Result<Option<bool>, WeightsError> {
+        self.metadata
+            .get(key)
+            .map(|v| match v.as_str() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                other => Err(WeightsError::Metadata { key: key.into(), message: format!("`{other}` is not true/false") }),
+            })
+            .transpose()
+    }
+}
+
+/// Build a model from a file's tensors, checking every key and shape.
+pub fn load_model(map: &TensorMap, opts: &LoadOptions, device: &Device) -> Result<(GoogLeNet, LoadReport), WeightsError> {
+    let implied = map.implied_variant()?;
+    let variant = match (opts.variant, implied) {
+        (Some(req), Some((found, why))) if req != found => {
+            // The seed model and BVLC share every tensor; only explicit metadata tells them
+            // apart, and a caller may knowingly run one as the other.
+            let interchangeable = matches!((req, found), (Variant::Bvlc, Variant::Seed) | (Variant::Seed, Variant::Bvlc))
+                && map.scheme() == KeyScheme::Pytorch
+                && !map.metadata.contains_key(META_VARIANT);
+            if !interchangeable {
+                return Err(WeightsError::WrongVariant { found, requested: req, why });
+            }
+            req
+        }
+        (Some(req), _) => req,
+        (None, Some((found, _))) => found,
+        (None, None) => Variant::Seed,
+    };
+    let (cls_key, cls_shape) = map.classifier()?;
+    if cls_shape.len() != 2 || cls_shape[1] != 1024 {
+        return Err(WeightsError::Shape { key: cls_key, found: cls_shape, expected: vec![opts.num_classes.unwrap_or(1000), 1024] });
+    }
+    let num_classes = cls_shape[0];
+    if let Some(req) = opts.num_classes
+        && req != num_classes
+    {
+        return Err(WeightsError::ClassCount { key: cls_key, shape: cls_shape, found: num_classes, requested: req });
+    }
+    let transform_input = match opts.transform_input {
+        Some(t) => t,
+        None => map.flag(META_TRANSFORM)?.unwrap_or(false),
+    };
+    let config = GoogLeNetConfig::new().with_variant(variant).with_num_classes(num_classes).with_transform_input(transform_input);
+    let mut model = config.init(device);
+    let scheme = map.scheme();
+    let source_key = |k: &str| match scheme {
+        KeyScheme::Pytorch => Some(k.to_string()),
+        KeyScheme::Caffe => caffe_key(k),
+    };
+    let is_aux = |k: &str| k.starts_with("aux1.") || k.starts_with("aux2.");
+    let aux_present = expected_keys(&model)
+        .iter()
+        .filter(|(k, _)| is_aux(k))
+        .any(|(k, _)| source_key(k).is_some_and(|s| map.tensors.contains_key(&s)));
+
+    // Check everything before touching the model, so errors name the first real problem.
+    let mut used = BTreeSet::new();
+    let mut error = None;
+    let mut loaded = 0;
+    visit(&mut model, &mut |key, slot| {
+        if error.is_some() || (is_aux(&key) && !aux_present) {
+            return;
+        }
+        let expected = slot.file_shape();
+        let Some(src) = source_key(&key) else {
+            error = Some(WeightsError::Missing { key, expected, variant });
+            return;
+        };
+        let Some(t) = map.tensors.get(&src) else {
+            error = Some(WeightsError::Missing { key: src, expected, variant });
+            return;
+        };
+        if t.shape != expected {
+            error = Some(WeightsError::Shape { key: src, found: t.shape.clone(), expected });
+            return;
+        }
+        slot.set(t, device);
+        used.insert(src);
+        loaded += 1;
+    });
+    if let Some(e) = error {
+        return Err(e);
+    }
+    let unknown: Vec<String> = map.tensors.keys().filter(|k| !used.contains(*k)).cloned().collect();
+    if !unknown.is_empty() {
+        return Err(WeightsError::Unknown { keys: unknown, variant });
+    }
+    let labels = match map.metadata.get(META_LABELS) {
+        Some(s) => Some(serde_json::from_str::<Vec<String>>(s).map_err(|e| WeightsError::Metadata {
+            key: META_LABELS.into(),
+            message: format!("expected a JSON array of strings: {e}"),
+        })?),
+        None => None,
+    };
+    if let Some(l) = &labels
+        && l.len() != num_classes
+    {
+        return Err(WeightsError::Metadata {
+            key: META_LABELS.into(),
+            message: format!("{} labels for a {num_classes}-class classifier", l.len()),
+        });
+    }
+    // A file we wrote says whether its aux heads were ever trained; otherwise, present heads
+    // are taken as trained.
+    let aux_fresh = !aux_present || map.flag(META_AUX)? == Some(false);
+    Ok((model, LoadReport { variant, num_classes, scheme, loaded, aux_fresh, labels }))
+}
+
+// ---------------------------------------------------------------------------------------
+// Writing files
+
+/// Metadata written with a model.
+#[derive(Debug, Clone, Default)]
+pub struct SaveInfo {
+    pub labels: Option<Vec<String>>,
+    /// Whether the aux heads hold trained weights.
+    pub aux_trained: bool,
+}
+
+/// Serialise tensors (already read to the host, in file layout) as safetensors with the
+/// project's metadata.
+pub fn write_safetensors(model: &GoogLeNet, tensors: Vec<(String, Vec<usize>, Vec<f32>)>, info: &SaveInfo) -> Vec<u8> {
+    let mut meta = serde_json::Map::new();
+    let mut put = |k: &str, v: String| meta.insert(k.to_string(), serde_json::Value::String(v));
+    put(META_VARIANT, model.variant.to_string());
+    put(META_CLASSES, model.num_classes().to_string());
+    put(META_TRANSFORM, model.transform_input.to_string());
+    put(META_AUX, info.aux_trained.to_string());
+    put("format", "pt".into());
+    if let Some(l) = &info.labels {
+        put(META_LABELS, serde_json::to_string(l).expect("strings serialise"));
+    }
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), serde_json::Value::Object(meta));
+    let mut offset = 0usize;
+    for (k, shape, data) in &tensors {
+        let len = data.len() * 4;
+        header.insert(
+            k.clone(),
+            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + len]}),
+        );
+        offset += len;
+    }
+    let mut h = serde_json::to_vec(&serde_json::Value::Object(header)).expect("JSON serialises");
+    while h.len() % 8 != 0 {
+        h.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + h.len() + offset);
+    out.extend_from_slice(&(h.len() as u64).to_le_bytes());
+    out.extend_from_slice(&h);
+    for (_, _, data) in &tensors {
+        for v in data {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// Save a model as the project's safetensors (native: reads tensors synchronously).
+#[cfg(not(target_family = "wasm"))]
+pub fn save_model(model: &GoogLeNet, info: &SaveInfo) -> Vec<u8> {
+    let tensors = named_tensors(model)
+        .into_iter()
+        .map(|(k, shape, t)| {
+            let data = t.into_data().try_to_vec::<f32>().expect("model tensors are f32");
+            (k, shape, data)
+        })
+        .collect();
+    write_safetensors(model, tensors, info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::caffe_key;
+
+    #[test]
+    fn caffe_names() {
+        assert_eq!(caffe_key("conv1.conv.weight").as_deref(), Some("conv1/7x7_s2.weight"));
+        assert_eq!(caffe_key("conv3.conv.bias").as_deref(), Some("conv2/3x3.bias"));
+        assert_eq!(caffe_key("inception4e.branch3.0.conv.weight").as_deref(), Some("inception_4e/5x5_reduce.weight"));
+        assert_eq!(caffe_key("inception5b.branch4.1.conv.bias").as_deref(), Some("inception_5b/pool_proj.bias"));
+        assert_eq!(caffe_key("fc.weight").as_deref(), Some("loss3/classifier.weight"));
+        assert_eq!(caffe_key("aux2.fc2.bias").as_deref(), Some("loss2/classifier.bias"));
+        assert_eq!(caffe_key("aux1.conv.conv.weight").as_deref(), Some("loss1/conv.weight"));
+        assert_eq!(caffe_key("conv1.bn.weight"), None);
+    }
+}
