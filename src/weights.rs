@@ -345,7 +345,24 @@ fn decode_floats(raw: &[u8], dtype: &str) -> Vec<f32> {
 #[cfg(not(target_family = "wasm"))]
 pub fn read_pytorch(path: &std::path::Path) -> Result<TensorMap, WeightsError> {
     use burn_store::pytorch_reader::DType;
-    let reader = burn_store::pytorch::PytorchReader::new(path).map_err(|e| WeightsError::Pytorch(e.to_string()))?;
+    let reader = match burn_store::pytorch::PytorchReader::new(path) {
+        Ok(r) => r,
+        Err(e) => {
+            // zip 9.8 (under burn-store's reader) rejects some archives written by
+            // torch.save: torch always appends zip64 end records, and with those present the
+            // reader looks for the central directory at the wrong place. When the classic end
+            // record is complete, the same archive without the zip64 records is standard.
+            let bytes = std::fs::read(path).map_err(|e| WeightsError::Io { path: path.display().to_string(), message: e.to_string() })?;
+            let Some(fixed) = without_zip64_trailer(&bytes) else {
+                return Err(WeightsError::Pytorch(e.to_string()));
+            };
+            let tmp = std::env::temp_dir().join(format!("googlenet-{}-{}.pth", std::process::id(), bytes.len()));
+            std::fs::write(&tmp, fixed).map_err(|e| WeightsError::Io { path: tmp.display().to_string(), message: e.to_string() })?;
+            let r = burn_store::pytorch::PytorchReader::new(&tmp).map_err(|e| WeightsError::Pytorch(e.to_string()));
+            std::fs::remove_file(&tmp).ok();
+            r?
+        }
+    };
     let mut map = TensorMap::default();
     for (key, t) in reader.into_tensors() {
         let dtype = match t.dtype() {
@@ -365,6 +382,23 @@ pub fn read_pytorch(path: &std::path::Path) -> Result<TensorMap, WeightsError> {
         return Err(WeightsError::Empty);
     }
     Ok(map)
+}
+
+/// The archive with its zip64 end-of-central-directory record and locator removed, when the
+/// classic end record alone describes it completely (no field saturated).
+#[cfg(not(target_family = "wasm"))]
+fn without_zip64_trailer(bytes: &[u8]) -> Option<Vec<u8>> {
+    let rfind = |hay: &[u8], sig: &[u8]| hay.windows(sig.len()).rposition(|w| w == sig);
+    let tail_start = bytes.len().saturating_sub(64 * 1024 + 22);
+    let eocd = tail_start + rfind(&bytes[tail_start..], b"PK\x05\x06")?;
+    let z64 = tail_start + rfind(&bytes[tail_start..eocd], b"PK\x06\x06")?;
+    let rec = bytes.get(eocd..eocd + 22)?;
+    let u16_at = |o: usize| u16::from_le_bytes([rec[o], rec[o + 1]]);
+    let u32_at = |o: usize| u32::from_le_bytes(rec[o..o + 4].try_into().expect("4 bytes"));
+    if u16_at(10) == 0xFFFF || u32_at(12) == 0xFFFF_FFFF || u32_at(16) == 0xFFFF_FFFF {
+        return None;
+    }
+    Some([&bytes[..z64], &bytes[eocd..]].concat())
 }
 
 /// Read a weights file by its content: safetensors or a PyTorch checkpoint (zip or legacy

@@ -62,6 +62,7 @@ fn decompression_bombs_are_refused_from_the_header() {
     ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
     png.extend(png_chunk(b"IHDR", &ihdr));
+    png.extend(png_chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
     png.extend(png_chunk(b"IEND", &[]));
     let err = preprocess::prepare(&png, Variant::Bvlc).unwrap_err();
     assert!(matches!(err, ImageError::TooLarge { width: 100_000, height: 100_000 }), "{err}");

@@ -96,7 +96,9 @@ fn conv_stats(name: String, c: &BasicConv2d, input: [usize; 3]) -> LayerStats {
         name,
         kind: if c.bn.is_some() { "conv+bn+relu" } else { "conv+relu" },
         output: [out, h, w],
-        params: c.num_params(),
+        // Learned parameters as PyTorch counts them: BatchNorm's running statistics are
+        // state, not parameters (burn's `num_params` would count them).
+        params: out * c.in_channels() * k * k + if c.conv.bias.is_some() { out } else { 0 } + if c.bn.is_some() { 2 * out } else { 0 },
         macs: (out * c.in_channels() * k * k * h * w) as u64,
     }
 }
