@@ -8,5 +8,7 @@ pub mod npy;
 pub mod paths;
 pub mod preprocess;
 pub mod weights;
+#[cfg(target_family = "wasm")]
+pub mod web;
 
 pub use model::{GoogLeNet, GoogLeNetConfig, Variant};

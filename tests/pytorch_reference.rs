@@ -141,3 +141,43 @@ fn eval_forward_never_runs_the_aux_heads() {
     let train = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.forward_train(x)));
     assert!(train.is_err(), "the training forward should have run the (broken) aux heads");
 }
+
+#[test]
+fn cli_logits_eval_and_train_match_pytorch() {
+    let Some(shared) = common::shared() else { return };
+    let case = &CASES[1];
+    let fx = common::read_npz(&shared.join("reference").join(case.npz));
+    let dir = std::env::temp_dir().join(format!("googlenet-logits-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let x = &fx["input.x_b2"];
+    std::fs::write(dir.join("x.npy"), googlenet::npy::write(&x.shape, &x.data)).unwrap();
+    let run = |train: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_googlenet"));
+        cmd.args(["logits", "--variant", "seed", "--weights"])
+            .arg(shared.join("reference").join(case.pth))
+            .arg("--input")
+            .arg(dir.join("x.npy"))
+            .arg("--out")
+            .arg(dir.join(if train { "train.npy" } else { "eval.npy" }));
+        if train {
+            cmd.arg("--train");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(false);
+    run(true);
+    let read = |name: &str| googlenet::npy::read(&std::fs::read(dir.join(name)).unwrap()).unwrap();
+    for (file, key) in [
+        ("eval.npy", "eval.logits.x_b2"),
+        ("train.npy", "train.logits.x_b2"),
+        ("train.aux2.npy", "train.aux2.x_b2"),
+        ("train.aux1.npy", "train.aux1.x_b2"),
+    ] {
+        let got = read(file);
+        assert_eq!(got.shape, vec![2, 5], "{file}");
+        let err = common::rel_err(&got.data, &fx[key].data);
+        assert!(err <= TOL, "{file} vs {key}: rel err {err}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -1,0 +1,59 @@
+// Static server for the demo on 127.0.0.1: serves the repository root, precompressed .gz
+// files when the browser accepts gzip, and /weights/* from the shared data folder (or from
+// ./weights/ where `googlenet fetch-weights` puts them).
+// usage: node scripts/serve.mjs [PORT]
+import http from 'node:http';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const shared = path.resolve(process.env.GOOGLENET_SHARED || path.join(root, '..', 'shared'));
+const port = Number(process.argv[2] || process.env.PORT || 8080);
+const types = {
+  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript', '.css': 'text/css',
+  '.wasm': 'application/wasm', '.json': 'application/json', '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg',
+  '.png': 'image/png', '.txt': 'text/plain; charset=utf-8', '.safetensors': 'application/octet-stream',
+  '.onnx': 'application/octet-stream',
+};
+
+function resolve(urlPath) {
+  if (urlPath.startsWith('/weights/')) {
+    const name = path.basename(urlPath);
+    const candidates = name === 'synset_words.txt'
+      ? [path.join(shared, 'data', name), path.join(root, 'weights', name)]
+      : name === 'bvlc_googlenet.onnx'
+        ? [path.join(shared, 'bench', name)]
+        : [path.join(shared, 'weights', name), path.join(root, 'weights', name)];
+    return candidates.find((p) => fs.existsSync(p));
+  }
+  const p = path.join(root, path.normalize(urlPath === '/' ? '/index.html' : urlPath));
+  return p.startsWith(root) ? p : null;
+}
+
+const server = http.createServer((req, res) => {
+  const url = new URL(req.url, 'http://localhost');
+  const file = resolve(decodeURIComponent(url.pathname));
+  if (!file || !fs.existsSync(file) || fs.statSync(file).isDirectory()) {
+    res.writeHead(404, { 'content-type': 'text/plain' });
+    res.end(`not found: ${url.pathname}`);
+    return;
+  }
+  const headers = {
+    'content-type': types[path.extname(file)] || 'application/octet-stream',
+    'cache-control': 'no-cache',
+    // Cross-origin isolation: lets the ONNX Runtime Web benchmark use threads if asked.
+    'cross-origin-opener-policy': 'same-origin',
+    'cross-origin-embedder-policy': 'require-corp',
+  };
+  let body = file;
+  if (/\bgzip\b/.test(req.headers['accept-encoding'] || '') && fs.existsSync(`${file}.gz`)) {
+    body = `${file}.gz`;
+    headers['content-encoding'] = 'gzip';
+  }
+  headers['content-length'] = fs.statSync(body).size;
+  res.writeHead(200, headers);
+  if (req.method === 'HEAD') return res.end();
+  fs.createReadStream(body).pipe(res);
+});
+server.listen(port, '127.0.0.1', () => console.log(`GoogLeNet demo on http://127.0.0.1:${port}/`));

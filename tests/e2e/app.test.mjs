@@ -1,0 +1,140 @@
+// End-to-end: the page in headless Chromium, on the CPU path and on WebGPU (SwiftShader).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startServer, launch, shared, haveShared } from './harness.mjs';
+
+const SKIP = haveShared() ? false : `needs the shared data (weights, test photos) at ${shared}`;
+const expected = SKIP ? {} : JSON.parse(fs.readFileSync(path.join(shared, 'images/expected_top5.json'), 'utf8'));
+const BLOCKS = ['3a', '3b', '4a', '4b', '4c', '4d', '4e', '5a', '5b'].map((b) => `inception_${b}`);
+// SwiftShader emulates the GPU on the CPU: generous, but finite, waits.
+const SLOW = 300_000;
+
+let server;
+before(async () => { if (!SKIP) server = await startServer(); });
+after(() => server?.close());
+
+async function open(context, query) {
+  const page = await context.newPage();
+  page.on('pageerror', (e) => console.error('pageerror:', e.message));
+  await page.goto(server.url + query);
+  await page.getByTestId('status').filter({ hasText: /waiting for an image/ }).waitFor({ timeout: SLOW });
+  return page;
+}
+
+async function top1(page) {
+  await page.getByTestId('status').filter({ hasText: /^ready$/ }).waitFor({ timeout: SLOW });
+  const li = page.getByTestId('top5').locator('li').first();
+  return { label: await li.getAttribute('data-label'), prob: Number(await li.getAttribute('data-prob')) };
+}
+
+async function pick(page, file) {
+  await page.getByTestId('status').evaluate((e) => { e.textContent = 'sent'; });
+  await page.getByTestId('file-input').setInputFiles(file);
+}
+
+async function drop(page, file) {
+  const b64 = fs.readFileSync(file).toString('base64');
+  await page.getByTestId('status').evaluate((e) => { e.textContent = 'sent'; });
+  await page.evaluate(({ b64, name }) => {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const dt = new DataTransfer();
+    dt.items.add(new File([bytes], name, { type: 'image/jpeg' }));
+    document.querySelector('[data-testid="drop-zone"]').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+  }, { b64, name: path.basename(file) });
+}
+
+async function checkPhotos(page) {
+  for (const [name, how] of [['cat.jpg', pick], ['dog.jpg', drop]]) {
+    await how(page, path.join(shared, 'images', name));
+    const got = await top1(page);
+    assert.equal(got.label, expected[name][0].label, `${name} top-1`);
+    assert.ok(Math.abs(got.prob - expected[name][0].prob) <= 0.02, `${name} prob ${got.prob}`);
+  }
+  const timing = page.getByTestId('timing');
+  assert.ok(Number(await timing.getAttribute('data-warm-ms')) > 0);
+  assert.ok(Number(await timing.getAttribute('data-cold-ms')) > 0);
+}
+
+async function checkBlocks(page) {
+  for (const name of BLOCKS) {
+    const block = page.getByTestId(`block-${name}`);
+    await block.locator('.block-head').click();
+    for (const branch of ['1x1', '3x3', '5x5', 'pool']) {
+      const canvas = block.locator(`canvas[data-branch="${branch}"]`);
+      await canvas.waitFor({ timeout: SLOW });
+      const distinct = await canvas.evaluate((c) => {
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        const seen = new Set();
+        for (let i = 0; i < d.length; i += 4) seen.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+        return seen.size;
+      });
+      assert.ok(distinct > 8, `${name} ${branch}: canvas is blank (${distinct} colours)`);
+    }
+    await block.locator('.block-head').click();
+  }
+}
+
+test('CPU path: classifies the test photos, explorer shows live branches, bad input is refused', { skip: SKIP, timeout: 900_000 }, async () => {
+  const { context, close } = await launch();
+  try {
+    const page = await open(context, '?backend=cpu');
+    assert.match(await page.getByTestId('backend').textContent(), /cpu/);
+    assert.equal(await page.getByTestId('weights-progress').evaluate((p) => p.value === p.max && p.max > 1), true);
+    await checkPhotos(page);
+    await checkBlocks(page);
+    // A text file named .jpg: a clear message, and the page keeps working.
+    const fake = path.join(os.tmpdir(), `not-a-photo-${process.pid}.jpg`);
+    fs.writeFileSync(fake, 'this is plain text pretending to be a JPEG');
+    await pick(page, fake);
+    await page.getByTestId('error').filter({ hasText: /not an image/ }).waitFor({ timeout: 60_000 });
+    assert.ok(await page.getByTestId('error').isVisible());
+    await pick(page, path.join(shared, 'images/cat.jpg'));
+    assert.equal((await top1(page)).label, expected['cat.jpg'][0].label);
+    assert.equal(await page.getByTestId('error').isVisible(), false);
+    fs.rmSync(fake);
+  } finally { await close(); }
+});
+
+test('WebGPU (SwiftShader): same answers, live branch canvases', { skip: SKIP, timeout: 1_800_000 }, async () => {
+  const { context, close } = await launch({ webgpu: true });
+  try {
+    const page = await open(context, '?backend=webgpu');
+    assert.match(await page.getByTestId('backend').textContent(), /webgpu/);
+    await checkPhotos(page);
+    const block = page.getByTestId('block-inception_4c');
+    await block.locator('.block-head').click();
+    await block.locator('canvas[data-branch="pool"]').waitFor({ timeout: SLOW });
+    assert.equal(await block.locator('canvas[data-branch]').count(), 4);
+  } finally { await close(); }
+});
+
+test('WebGPU failures fall back to the CPU automatically', { skip: SKIP, timeout: 900_000 }, async () => {
+  const { context, close } = await launch({ webgpu: true });
+  try {
+    // Initialisation fails.
+    let page = await open(context, '?backend=webgpu&fault=webgpu-init');
+    assert.match(await page.getByTestId('backend').textContent(), /cpu/);
+    assert.match(await page.locator('#backend-reason').textContent(), /WebGPU failed to start/);
+    await pick(page, path.join(shared, 'images/dog.jpg'));
+    assert.equal((await top1(page)).label, expected['dog.jpg'][0].label);
+    await page.close();
+    // The device is lost in the middle of a classification: the page restarts on the CPU
+    // and still answers.
+    page = await open(context, '?backend=webgpu&fault=webgpu-lost');
+    assert.match(await page.getByTestId('backend').textContent(), /webgpu/);
+    await pick(page, path.join(shared, 'images/cat.jpg'));
+    assert.equal((await top1(page)).label, expected['cat.jpg'][0].label);
+    assert.match(await page.getByTestId('backend').textContent(), /cpu/);
+    assert.match(await page.locator('#backend-reason').textContent(), /switched to the CPU/);
+  } finally { await close(); }
+  // No WebGPU at all (no --enable-unsafe-webgpu): auto picks the CPU and says why.
+  const plain = await launch();
+  try {
+    const page = await open(plain.context, '');
+    assert.match(await page.getByTestId('backend').textContent(), /cpu/);
+    assert.match(await page.locator('#backend-reason').textContent(), /Fallback: .*(WebGPU|adapter|software)/);
+  } finally { await plain.close(); }
+});

@@ -1,0 +1,167 @@
+// The Inception explorer: a map of the network from input to softmax (shapes from the model's
+// own summary), expandable blocks with live branch activations, energy shares, a heatmap,
+// the "why 1x1" arithmetic, and an honest list of where the weights differ from the paper.
+import { thousands, shape, percent, shares, toGrey, inferno } from '../lib/format.js';
+
+const BRANCHES = ['1x1', '3x3', '5x5', 'pool'];
+const BRANCH_TITLES = ['1×1', '1×1 reduce → 3×3', '1×1 reduce → 5×5', '3×3 max pool → 1×1 proj'];
+
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'class') e.className = v;
+    else if (k.startsWith('data-')) e.setAttribute(k, v);
+    else e[k] = v;
+  }
+  e.append(...children.filter((c) => c != null));
+  return e;
+}
+
+export function renderDifferences(container, report) {
+  const items = [];
+  const v = report.variant;
+  if (v === 'bvlc') {
+    items.push('These are the BVLC Caffe weights, the paper\'s network as released: LRN after pool1 and conv2, a real 5×5 branch, BGR input in 0–255 minus the ImageNet mean.');
+  } else if (v === 'torchvision') {
+    items.push('torchvision variant: every conv is followed by BatchNorm (added after the paper; the paper uses LRN in the stem instead).');
+    items.push('torchvision\'s "5×5" branch is actually a 3×3 convolution (a known quirk kept for its pretrained weights).');
+    if (report.transform_input) items.push('transform_input is on: ImageNet-normalised RGB is re-mapped to the scale these weights were trained on.');
+  } else {
+    items.push('seed (PyTorch tutorial) variant: conv + ReLU without LRN or BatchNorm; aux heads with dropout 0.5 before and after fc1.');
+  }
+  if (report.aux_fresh) items.push('The auxiliary classifiers (0.3-weighted losses after 4a and 4d during training) are freshly initialised: the released weights do not include them.');
+  items.push('Inference uses only the main classifier; the auxiliary heads run only in training, as in the paper.');
+  container.replaceChildren(el('h3', {}, 'Where these weights differ from the paper'), el('ul', {}, ...items.map((t) => el('li', {}, t))));
+}
+
+/**
+ * @param {HTMLElement} container
+ * @param {object} summary  the model's own summary (layers, blocks)
+ * @param {(index:number) => Promise<object>} loadBlock  fetches live activations of block i
+ */
+export function renderMap(container, summary, loadBlock) {
+  container.replaceChildren();
+  const stem = (name) => summary.layers.find((l) => l.name === name);
+  const step = (title, out, detail = '') =>
+    el('div', { class: 'stage' }, el('span', { class: 'stage-name' }, title), el('span', { class: 'stage-shape' }, out), detail ? el('span', { class: 'stage-detail' }, detail) : null);
+  container.append(step('input', shape(summary.input), 'RGB photo, resized to 256 and centre-cropped'));
+  for (const name of ['conv1', 'maxpool1', 'lrn1', 'conv2', 'conv3', 'lrn2', 'maxpool2']) {
+    const l = stem(name);
+    if (l) container.append(step(name, shape(l.output), l.params ? `${thousands(l.params)} params` : l.kind));
+  }
+  summary.blocks.forEach((b, i) => {
+    container.append(blockCard(b, i, summary, loadBlock));
+    const after = { 1: 'maxpool3', 6: 'maxpool4' }[i];
+    if (after) container.append(step(after, shape(stem(after).output), 'max pool 3×3 / 2'));
+    if (i === 2 || i === 5) {
+      const head = i === 2 ? 'aux1' : 'aux2';
+      const fc2 = stem(`${head}/fc2`);
+      if (fc2) container.append(el('div', { class: 'stage aux-stage' }, el('span', { class: 'stage-name' }, `${head} (training only)`), el('span', { class: 'stage-detail' }, `avg pool → 1×1 conv 128 → FC 1024 → FC ${fc2.output[0]}; loss weight 0.3`)));
+    }
+  });
+  container.append(step('avgpool', shape(stem('avgpool').output), 'global average'));
+  const fc = stem('fc');
+  container.append(step('fc → softmax', `${fc.output[0]} classes`, `${thousands(fc.params)} params`));
+  container.append(el('p', { class: 'totals' }, `Main path: ${thousands(summary.main_params)} parameters, ${(summary.main_macs / 1e9).toFixed(3)} G multiply-adds per image.`));
+}
+
+function blockCard(b, index, summary, loadBlock) {
+  const [c1, c3, c5, pp] = b.split;
+  const head = el('button', { class: 'block-head', type: 'button' },
+    el('span', { class: 'stage-name' }, b.name.replace('_', ' ')),
+    el('span', { class: 'stage-shape' }, `${shape(b.input)} → ${shape(b.output)} = ${c1} + ${c3} + ${c5} + ${pp}`),
+    el('span', { class: 'split' }, ...b.split.map((c, j) => el('span', { class: `seg b${j}`, style: `flex:${c}`, title: `${BRANCHES[j]}: ${c} channels` }))));
+  const body = el('div', { class: 'block-body', hidden: true });
+  const card = el('section', { class: 'block', 'data-testid': `block-${b.name}` }, head, body);
+  head.addEventListener('click', async () => {
+    if (!body.hidden) { body.hidden = true; card.classList.remove('open'); return; }
+    body.hidden = false;
+    card.classList.add('open');
+    body.replaceChildren(el('p', { class: 'note' }, 'reading activations…'));
+    try {
+      const view = await loadBlock(index);
+      body.replaceChildren(...blockBody(b, view));
+    } catch (e) {
+      body.replaceChildren(el('p', { class: 'note' }, String(e.message || e)));
+    }
+  });
+  return card;
+}
+
+function blockBody(b, view) {
+  const energy = shares(view.energyAbs);
+  const cols = view.branches.map((br, j) => {
+    const k = br.channels.length;
+    const side = Math.ceil(Math.sqrt(k));
+    const cell = view.w;
+    const canvas = el('canvas', { 'data-branch': BRANCHES[j], width: side * (cell + 1), height: side * (cell + 1), class: 'fmap' });
+    canvas.title = `${BRANCH_TITLES[j]}: the ${k} most active of ${br.count} channels`;
+    drawMaps(canvas, br.maps, k, view.h, view.w, side);
+    return el('div', { class: `branch b${j}` },
+      el('h4', {}, BRANCH_TITLES[j]),
+      el('p', { class: 'branch-meta' }, `${br.count} channels · ${percent(energy[j])} of the block's activation energy`),
+      el('div', { class: 'energy' }, el('span', { style: `width:${(energy[j] * 100).toFixed(1)}%` })),
+      canvas,
+      el('p', { class: 'branch-meta small' }, `strongest: ${br.channels.slice(0, 6).join(', ')}${k > 6 ? '…' : ''}`));
+  });
+  const heat = el('canvas', { class: 'heat', width: 224, height: 224 });
+  drawHeat(heat, view.heatmap, view.h, view.w, document.getElementById('preview'));
+  return [
+    el('div', { class: 'branches' }, ...cols),
+    el('div', { class: 'block-extra' },
+      el('figure', {}, heat, el('figcaption', {}, `Where ${b.name.replace('_', ' ')} responds (mean activation, ${view.h}×${view.w}, over the crop)`)),
+      whyOneByOne(b)),
+  ];
+}
+
+function drawMaps(canvas, maps, k, h, w, side) {
+  const ctx = canvas.getContext('2d');
+  ctx.fillStyle = '#222';
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  for (let i = 0; i < k; i++) {
+    const grey = toGrey(maps.subarray(i * h * w, (i + 1) * h * w));
+    const img = ctx.createImageData(w, h);
+    for (let p = 0; p < h * w; p++) {
+      const [r, g, bl] = inferno(grey[p] / 255);
+      img.data[p * 4] = r; img.data[p * 4 + 1] = g; img.data[p * 4 + 2] = bl; img.data[p * 4 + 3] = 255;
+    }
+    ctx.putImageData(img, (i % side) * (w + 1), Math.floor(i / side) * (h + 1));
+  }
+}
+
+export function drawHeat(canvas, heat, h, w, base = null) {
+  const ctx = canvas.getContext('2d');
+  const grey = toGrey(heat);
+  const small = new OffscreenCanvas(w, h);
+  const sctx = small.getContext('2d');
+  const img = sctx.createImageData(w, h);
+  for (let p = 0; p < h * w; p++) {
+    const [r, g, b] = inferno(grey[p] / 255);
+    img.data[p * 4] = r; img.data[p * 4 + 1] = g; img.data[p * 4 + 2] = b; img.data[p * 4 + 3] = 255;
+  }
+  sctx.putImageData(img, 0, 0);
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  if (base) ctx.drawImage(base, 0, 0, canvas.width, canvas.height);
+  ctx.globalAlpha = base ? 0.55 : 1;
+  ctx.imageSmoothingEnabled = true;
+  ctx.drawImage(small, 0, 0, canvas.width, canvas.height);
+  ctx.globalAlpha = 1;
+}
+
+function whyOneByOne(b) {
+  const rows = b.savings.map((s) => {
+    const ratio = s.params_without_reduction / s.params_with_reduction;
+    return el('tr', {},
+      el('td', {}, `${s.branch} branch (${s.kernel}×${s.kernel}, ${s.in_channels} → ${s.out_channels})`),
+      el('td', {}, `${thousands(s.params_without_reduction)}`, el('br'), el('small', {}, `${s.in_channels}·${s.out_channels}·${s.kernel}²`)),
+      el('td', {}, `${thousands(s.params_with_reduction)}`, el('br'), el('small', {}, `${s.in_channels}·${s.reduce_to} + ${s.reduce_to}·${s.out_channels}·${s.kernel}²`)),
+      el('td', {}, `${(s.macs_without_reduction / 1e6).toFixed(1)} M → ${(s.macs_with_reduction / 1e6).toFixed(1)} M`),
+      el('td', { class: 'ratio' }, `${ratio.toFixed(1)}× fewer`));
+  });
+  return el('div', { class: 'why' },
+    el('h4', {}, 'Why the 1×1 reductions?'),
+    el('p', {}, 'A 1×1 conv first squeezes the channels, so the expensive 3×3 and 5×5 filters see far fewer inputs.'),
+    el('table', {},
+      el('thead', {}, el('tr', {}, el('th', {}, 'branch'), el('th', {}, 'weights without'), el('th', {}, 'weights with 1×1'), el('th', {}, 'multiply-adds'), el('th', {}, ''))),
+      el('tbody', {}, ...rows)));
+}
