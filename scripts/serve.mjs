@@ -47,8 +47,10 @@ const server = http.createServer((req, res) => {
     'cross-origin-embedder-policy': 'require-corp',
   };
   let body = file;
-  if (/\bgzip\b/.test(req.headers['accept-encoding'] || '') && fs.existsSync(`${file}.gz`)) {
-    body = `${file}.gz`;
+  // A .gz older than its source is stale (an edit after the build): serve the source.
+  const gz = `${file}.gz`;
+  if (/\bgzip\b/.test(req.headers['accept-encoding'] || '') && fs.existsSync(gz) && fs.statSync(gz).mtimeMs >= fs.statSync(file).mtimeMs) {
+    body = gz;
     headers['content-encoding'] = 'gzip';
   }
   headers['content-length'] = fs.statSync(body).size;

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use googlenet::labels::{Prediction, parse_labels, top_k};
 use googlenet::model::summary::Summary;
 use googlenet::weights::{self, LoadOptions, LoadReport, SaveInfo};
+use googlenet::train::{self, FinetuneConfig, OptimizerKind, Trainable, Trainer};
 use googlenet::{GoogLeNet, GoogLeNetConfig, Variant, npy, paths, preprocess};
 
 #[derive(Parser)]
@@ -96,6 +97,44 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Fine-tune on a folder of images (one sub-folder per class) with the auxiliary losses.
+    Finetune {
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        #[arg(long, value_parser = parse_variant)]
+        variant: Option<Variant>,
+        /// A folder with one sub-folder of images per class (the folder names are the labels).
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value_t = 30)]
+        steps: usize,
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Learning rate (default 1e-3 for Adam, 1e-2 for SGD).
+        #[arg(long)]
+        lr: Option<f64>,
+        /// Weight of each aux loss (the paper: 0.3).
+        #[arg(long, default_value_t = 0.3)]
+        aux_weight: f32,
+        /// Train without the aux losses.
+        #[arg(long)]
+        no_aux: bool,
+        /// What trains: heads, blocks:N (the last N Inception blocks too) or all.
+        #[arg(long = "train", default_value = "heads")]
+        trainable: String,
+        #[arg(long, default_value = "adam", value_parser = ["adam", "sgd"])]
+        optimizer: String,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// No random crops and flips.
+        #[arg(long)]
+        no_augment: bool,
+        #[arg(long)]
+        out: PathBuf,
+        /// Write one JSON line per step: {"step", "loss", "main", "aux1", "aux2", "acc"}.
+        #[arg(long)]
+        log: Option<PathBuf>,
+    },
     /// Download torchvision's ImageNet GoogLeNet weights (googlenet-1378be20.pth, BSD-3) and
     /// convert them to weights/googlenet_torchvision.safetensors. Needs `curl` and internet.
     FetchWeights {
@@ -142,6 +181,20 @@ fn run(cli: Cli) -> Result<()> {
         Command::Convert { from, variant, transform_input, to } => convert(&from, variant, transform_input, &to),
         Command::Bench { variant, threads, iters, warmup, json } => bench(variant, threads, iters, warmup, json),
         Command::FetchWeights { url } => fetch_weights(&url),
+        Command::Finetune { weights, variant, data, steps, batch, lr, aux_weight, no_aux, trainable, optimizer, seed, no_augment, out, log } => {
+            let optimizer = if optimizer == "sgd" { OptimizerKind::Sgd } else { OptimizerKind::Adam };
+            let cfg = FinetuneConfig {
+                batch,
+                lr: lr.unwrap_or(if optimizer == OptimizerKind::Sgd { 1e-2 } else { 1e-3 }),
+                aux_weights: [aux_weight, aux_weight],
+                aux: !no_aux,
+                trainable: Trainable::parse(&trainable)?,
+                optimizer,
+                seed,
+                augment: !no_augment,
+            };
+            finetune(weights, variant, &data, steps, cfg, &out, log.as_deref())
+        }
     }
 }
 
@@ -377,4 +430,69 @@ fn fetch_weights(url: &str) -> Result<()> {
     }
     // torchvision's pretrained weights expect transform_input=True.
     convert(&pth, Some(Variant::Torchvision), Some(true), &dest)
+}
+
+/// The class folders of a fine-tune data set, sorted by name, with their image files.
+fn dataset(dir: &Path) -> Result<(Vec<String>, Vec<train::Example>)> {
+    let mut classes: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    classes.sort();
+    if classes.len() < 2 {
+        bail!("{}: expected one sub-folder of images per class, at least 2, found {}", dir.display(), classes.len());
+    }
+    let mut labels = Vec::new();
+    let mut examples = Vec::new();
+    for (label, class) in classes.iter().enumerate() {
+        let name = class.file_name().expect("a folder has a name").to_string_lossy().into_owned();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(class)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect();
+        files.sort();
+        if files.is_empty() {
+            bail!("class folder {} has no images", class.display());
+        }
+        for f in files {
+            let bytes = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
+            examples.push(train::example_from_bytes(&bytes, label).with_context(|| format!("{}", f.display()))?);
+        }
+        labels.push(name);
+    }
+    Ok((labels, examples))
+}
+
+fn finetune(weights: Option<PathBuf>, variant: Option<Variant>, data: &Path, steps: usize, cfg: FinetuneConfig, out: &Path, log: Option<&Path>) -> Result<()> {
+    if steps == 0 {
+        bail!("--steps must be at least 1");
+    }
+    let device = device();
+    let path = match weights {
+        Some(p) => p,
+        None => default_weights()?,
+    };
+    let (model, _) = load(&path, variant, None, &device)?;
+    let (labels, examples) = dataset(data)?;
+    eprintln!("{} images in {} classes: {}", examples.len(), labels.len(), labels.join(", "));
+    let aux_trained = cfg.aux;
+    let mut trainer = Trainer::new(model, examples, labels.clone(), cfg, &device)?;
+    let mut log_file = match log {
+        Some(p) => Some(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?),
+        None => None,
+    };
+    for _ in 0..steps {
+        let r = futures_lite::future::block_on(trainer.step())?;
+        eprintln!(
+            "step {:>4}  loss {:.4}  main {:.4}  aux1 {:.4}  aux2 {:.4}  acc {:>5.1}%  {:.0} ms",
+            r.step, r.loss, r.main, r.aux1, r.aux2, r.acc * 100.0, r.ms
+        );
+        if let Some(f) = log_file.as_mut() {
+            use std::io::Write;
+            let line = serde_json::json!({"step": r.step, "loss": r.loss, "main": r.main, "aux1": r.aux1, "aux2": r.aux2, "acc": r.acc});
+            writeln!(f, "{line}")?;
+        }
+    }
+    let info = SaveInfo { labels: Some(labels), aux_trained };
+    std::fs::write(out, weights::save_model(&trainer.model(), &info)).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("wrote {}", out.display());
+    Ok(())
 }

@@ -5,8 +5,8 @@ import { renderMap, renderDifferences, drawHeat } from './ui/explorer.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const WEIGHTS_URL = params.get('weights') || 'weights/bvlc_googlenet.safetensors';
-const LABELS_URL = 'weights/synset_words.txt';
+const WEIGHTS_URL = new URL(params.get('weights') || 'weights/bvlc_googlenet.safetensors', location.href).href;
+const LABELS_URL = new URL('weights/synset_words.txt', location.href).href;
 const MAX_BYTES = 50 * 1024 * 1024;
 
 const state = {

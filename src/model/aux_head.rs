@@ -40,10 +40,19 @@ impl InceptionAux {
     /// - input: `[batch, in_channels, 14, 14]`
     /// - output: `[batch, num_classes]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let x = match self.pool {
+        self.forward_pooled(self.pool(x))
+    }
+
+    /// The head's parameter-free first step: `[batch, in, 14, 14]` → `[batch, in, 4, 4]`.
+    pub fn pool(&self, x: Tensor<4>) -> Tensor<4> {
+        match self.pool {
             AuxPool::Avg5Stride3 => avg_pool2d(x, AvgPoolOptions::new([5, 5]).with_stride([3, 3])),
             AuxPool::Adaptive4 => adaptive_avg_pool2d(x, [4, 4]),
-        }; // [batch, in_channels, 4, 4]
+        }
+    }
+
+    /// The rest of the head, from the pooled `[batch, in, 4, 4]`.
+    pub fn forward_pooled(&self, x: Tensor<4>) -> Tensor<2> {
         let x = self.conv.forward(x); // [batch, 128, 4, 4]
         let x: Tensor<2> = x.flatten(1, 3); // [batch, 2048]
         let x = self.dropout_before_fc1.forward(x);

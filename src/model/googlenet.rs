@@ -168,6 +168,38 @@ impl GoogLeNet {
     }
 
     fn run(&self, x: Tensor<4>, train: bool, mut acts: Option<&mut Activations>) -> TrainOutput {
+        let mut x = self.stem_recorded(x, acts.as_deref_mut());
+        let (mut aux1, mut aux2) = (None, None);
+        for i in 0..INCEPTION_TABLE.len() {
+            let branches = self.blocks()[i].forward_branches(x); // 3a: [b, 64|128|32|32, 28, 28]
+            x = Tensor::cat(branches.to_vec(), 1); // 3a: [b, 256, 28, 28]
+            if let Some(a) = acts.as_deref_mut() {
+                a.blocks.push(branches);
+            }
+            x = self.pool_after(i, x);
+            if let (Some(a), Some(name)) = (acts.as_deref_mut(), pool_name(i)) {
+                a.layers.push((name, x.clone()));
+            }
+            if train && i == AUX1_AFTER {
+                aux1 = self.aux1.as_ref().map(|h| h.forward(x.clone())); // [b, classes]
+            }
+            if train && i == AUX2_AFTER {
+                aux2 = self.aux2.as_ref().map(|h| h.forward(x.clone())); // [b, classes]
+            }
+        }
+        let pooled = self.global_pool(x); // [b, 1024, 1, 1]
+        if let Some(a) = acts.as_deref_mut() {
+            a.layers.push(("avgpool", pooled.clone()));
+        }
+        TrainOutput { main: self.classify_pooled(pooled), aux2, aux1 }
+    }
+
+    /// Input to the output of maxpool2 (`[b, 192, 28, 28]` at 224×224).
+    pub fn stem(&self, x: Tensor<4>) -> Tensor<4> {
+        self.stem_recorded(x, None)
+    }
+
+    fn stem_recorded(&self, x: Tensor<4>, mut acts: Option<&mut Activations>) -> Tensor<4> {
         let mut rec = |name: &'static str, t: &Tensor<4>| {
             if let Some(a) = acts.as_deref_mut() {
                 a.layers.push((name, t.clone()));
@@ -190,42 +222,37 @@ impl GoogLeNet {
             x = lrn.forward(x);
             rec("lrn2", &x);
         }
-        let mut x = self.maxpool2.forward(x); // [b, 192, 28, 28]
+        let x = self.maxpool2.forward(x); // [b, 192, 28, 28]
         rec("maxpool2", &x);
+        x
+    }
 
-        let (mut aux1, mut aux2) = (None, None);
-        for (i, block) in self.blocks().into_iter().enumerate() {
-            let branches = block.forward_branches(x); // 3a: [b, 64|128|32|32, 28, 28]
-            x = Tensor::cat(branches.to_vec(), 1); // 3a: [b, 256, 28, 28]
-            if let Some(a) = acts.as_deref_mut() {
-                a.blocks.push(branches);
-            }
-            if i == POOL_AFTER[0] {
-                x = self.maxpool3.forward(x); // [b, 480, 14, 14]
-                if let Some(a) = acts.as_deref_mut() {
-                    a.layers.push(("maxpool3", x.clone()));
-                }
-            } else if i == POOL_AFTER[1] {
-                x = self.maxpool4.forward(x); // [b, 832, 7, 7]
-                if let Some(a) = acts.as_deref_mut() {
-                    a.layers.push(("maxpool4", x.clone()));
-                }
-            }
-            if train && i == AUX1_AFTER {
-                aux1 = self.aux1.as_ref().map(|h| h.forward(x.clone())); // [b, classes]
-            }
-            if train && i == AUX2_AFTER {
-                aux2 = self.aux2.as_ref().map(|h| h.forward(x.clone())); // [b, classes]
-            }
+    /// Inception block `i` (0 = 3a … 8 = 5b) followed by the max pool after 3b and 4e.
+    pub fn block_at(&self, i: usize, x: Tensor<4>) -> Tensor<4> {
+        let x = self.blocks()[i].forward(x);
+        self.pool_after(i, x)
+    }
+
+    fn pool_after(&self, i: usize, x: Tensor<4>) -> Tensor<4> {
+        if i == POOL_AFTER[0] {
+            self.maxpool3.forward(x) // [b, 480, 14, 14]
+        } else if i == POOL_AFTER[1] {
+            self.maxpool4.forward(x) // [b, 832, 7, 7]
+        } else {
+            x
         }
-        let x = adaptive_avg_pool2d(x, [1, 1]); // [b, 1024, 1, 1]
-        if let Some(a) = acts.as_deref_mut() {
-            a.layers.push(("avgpool", x.clone()));
-        }
-        let x: Tensor<2> = x.flatten(1, 3); // [b, 1024]
+    }
+
+    /// Global average pool of 5b's output: `[b, 1024, 7, 7]` → `[b, 1024, 1, 1]`.
+    pub fn global_pool(&self, x: Tensor<4>) -> Tensor<4> {
+        adaptive_avg_pool2d(x, [1, 1])
+    }
+
+    /// Dropout and the classifier on the pooled features: `[b, 1024, 1, 1]` → `[b, classes]`.
+    pub fn classify_pooled(&self, pooled: Tensor<4>) -> Tensor<2> {
+        let x: Tensor<2> = pooled.flatten(1, 3); // [b, 1024]
         let x = self.dropout.forward(x);
-        let main = self.fc.forward(x); // [b, num_classes]
-        TrainOutput { main, aux2, aux1 }
+        self.fc.forward(x) // [b, num_classes]
     }
 
     /// The same network with every dropout switched off (for reference comparisons of the
@@ -238,6 +265,14 @@ impl GoogLeNet {
             aux.dropout_before_fc1 = off();
         }
         self
+    }
+}
+
+fn pool_name(i: usize) -> Option<&'static str> {
+    match i {
+        _ if i == POOL_AFTER[0] => Some("maxpool3"),
+        _ if i == POOL_AFTER[1] => Some("maxpool4"),
+        _ => None,
     }
 }
 

@@ -1,0 +1,32 @@
+// Screenshots of the page for README and for looking at what we built:
+//   node scripts/screenshots.mjs [OUT_DIR] [backend]
+import fs from 'node:fs';
+import path from 'node:path';
+import { startServer, launch, shared, root } from '../tests/e2e/harness.mjs';
+
+const out = path.resolve(process.argv[2] || path.join(root, 'docs/screenshots'));
+const backend = process.argv[3] || 'cpu';
+fs.mkdirSync(out, { recursive: true });
+const server = await startServer();
+const { context, close } = await launch({ webgpu: backend === 'webgpu' });
+try {
+  const page = await context.newPage();
+  page.on('console', (m) => { if (m.type() === 'error') console.error('console:', m.text()); });
+  page.on('pageerror', (e) => console.error('pageerror:', e.message));
+  await page.goto(`${server.url}?backend=${backend}`);
+  await page.getByTestId('status').filter({ hasText: /waiting for an image/ }).waitFor({ timeout: 300_000 });
+  await page.getByTestId('file-input').setInputFiles(path.join(shared, 'images/cat.jpg'));
+  await page.getByTestId('status').filter({ hasText: /^ready$/ }).waitFor({ timeout: 300_000 });
+  await page.screenshot({ path: path.join(out, `main${backend === 'cpu' ? '' : '-' + backend}.png`) });
+  const block = page.getByTestId('block-inception_4c');
+  await block.locator('.block-head').click();
+  await block.locator('canvas[data-branch="pool"]').waitFor({ timeout: 300_000 });
+  await block.scrollIntoViewIfNeeded();
+  await page.evaluate(() => document.querySelector('[data-testid="block-inception_4c"]').scrollIntoView({ block: 'start' }));
+  await page.screenshot({ path: path.join(out, `explorer${backend === 'cpu' ? '' : '-' + backend}.png`) });
+  await page.screenshot({ path: path.join(out, `full${backend === 'cpu' ? '' : '-' + backend}.png`), fullPage: true });
+  console.log('screenshots in', out, 'timing:', await page.getByTestId('timing').textContent());
+} finally {
+  await close();
+  server.close();
+}
