@@ -242,6 +242,9 @@ impl Trainer {
         }
         let device = device.clone().without_autodiff();
         let ad = device.clone().autodiff();
+        // Seed first: the fresh heads below come from this generator too.
+        device.seed(cfg.seed);
+        ad.seed(cfg.seed);
         let mut model = model.to_device(&device);
         let spec = model.variant.spec();
         // New class count: fresh main classifier and aux output layers.
@@ -268,9 +271,15 @@ impl Trainer {
             OptimizerKind::Sgd => SgdConfig::new().with_momentum(Some(MomentumConfig::new().with_dampening(0.0))).init(),
         };
         let rng = Rng(cfg.seed);
-        device.seed(cfg.seed);
-        ad.seed(cfg.seed);
         Ok(Trainer { model, frozen, optim, cfg, device: ad, examples, labels, rng, step: 0, cache: HashMap::new() })
+    }
+
+    /// Switch the aux losses on or off and set their weights, between steps.
+    pub fn set_aux(&mut self, aux: bool, weights: [f32; 2]) -> Result<(), TrainError> {
+        let cfg = FinetuneConfig { aux, aux_weights: weights, ..self.cfg.clone() };
+        check_config(&cfg)?;
+        self.cfg = cfg;
+        Ok(())
     }
 
     pub fn labels(&self) -> &[String] {
@@ -372,6 +381,9 @@ impl Trainer {
             } else {
                 self.frozen.stem(self.input(batch, &plain))
             };
+            if !trains_stem && first == 0 {
+                x = x.autodiff();
+            }
             let (mut a1, mut a2) = (None, None);
             for i in 0..INCEPTION_TABLE.len() {
                 x = if i < first && !trains_stem { self.frozen.block_at(i, x) } else { m.block_at(i, x) };

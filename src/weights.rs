@@ -179,8 +179,16 @@ impl Slot<'_> {
         match self {
             Slot::Conv(p) => *p = Param::from_tensor(Tensor::from_data(data(t.shape.clone()), device)),
             Slot::Linear(p) => {
-                let w: Tensor<2> = Tensor::from_data(data(t.shape.clone()), device);
-                *p = Param::from_tensor(w.transpose());
+                // Transpose on the host: a contiguous (in, out) matrix, as burn's own init
+                // makes, so a saved and reloaded model computes bit for bit the same.
+                let (o, i) = (t.shape[0], t.shape[1]);
+                let mut w = vec![0f32; o * i];
+                for r in 0..o {
+                    for c in 0..i {
+                        w[c * o + r] = t.data[r * i + c];
+                    }
+                }
+                *p = Param::from_tensor(Tensor::from_data(TensorData::new(w, [i, o]), device));
             }
             Slot::Vector(p) => *p = Param::from_tensor(Tensor::from_data(data(t.shape.clone()), device)),
             Slot::Running(r) => *r = RunningState::new(Tensor::from_data(data(t.shape.clone()), device)),

@@ -1,0 +1,226 @@
+//! The fine-tune loop: auxiliary losses weighted as configured, gradients only where training
+//! is switched on, learning on a small generated data set, export and import.
+
+mod common;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use googlenet::train::{Example, FinetuneConfig, Trainable, Trainer, example_from_image};
+use googlenet::weights::{self, LoadOptions, SaveInfo};
+use googlenet::{GoogLeNet, GoogLeNetConfig, Variant, preprocess};
+use image::{DynamicImage, Rgb, RgbImage};
+
+/// Two classes that differ in colour and shape: reddish discs and bluish stripes, with noise.
+fn image(class: usize, k: u32) -> DynamicImage {
+    let mut seed = 1 + class as u32 * 1000 + k * 7919;
+    let mut noise = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        (seed % 40) as u8
+    };
+    let (w, h) = (96 + k * 8, 96);
+    DynamicImage::ImageRgb8(RgbImage::from_fn(w, h, |x, y| {
+        let n = noise();
+        if class == 0 {
+            let (dx, dy) = (x as i32 - (w / 2) as i32, y as i32 - 48);
+            if dx * dx + dy * dy < 900 { Rgb([200 + n / 2, 40 + n, 30 + n]) } else { Rgb([230 - n, 210 - n, 190]) }
+        } else if (x / 8) % 2 == 0 {
+            Rgb([30 + n, 60 + n, 200 + n / 2])
+        } else {
+            Rgb([220 - n, 230 - n, 240 - n])
+        }
+    }))
+}
+
+fn dataset(per_class: u32) -> (Vec<String>, Vec<Example>) {
+    let examples = (0..2).flat_map(|c| (0..per_class).map(move |k| example_from_image(&image(c, k), c))).collect();
+    (vec!["red disc".into(), "blue stripes".into()], examples)
+}
+
+fn bvlc(device: &Device) -> Option<GoogLeNet> {
+    let shared = common::shared()?;
+    let map = weights::read_file(&shared.join("weights/bvlc_googlenet.safetensors")).unwrap();
+    Some(weights::load_model(&map, &LoadOptions::default(), device).unwrap().0)
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    futures_lite::future::block_on(f)
+}
+
+#[test]
+fn heads_only_learns_two_generated_classes() {
+    let device = Device::flex();
+    let Some(model) = bvlc(&device) else { return };
+    let (labels, examples) = dataset(6);
+    let cfg = FinetuneConfig { seed: 7, ..Default::default() };
+    let mut t = Trainer::new(model, examples.clone(), labels, cfg, &device).unwrap();
+    let reports: Vec<_> = (0..30).map(|_| block_on(t.step()).unwrap()).collect();
+    for r in &reports {
+        // The total is exactly the configured mix of the three terms.
+        let mix = r.main + 0.3 * r.aux1 + 0.3 * r.aux2;
+        assert!((r.loss - mix).abs() <= 1e-4 * mix.max(1.0), "step {}: {} vs {mix}", r.step, r.loss);
+    }
+    let first: f32 = reports[..5].iter().map(|r| r.loss).sum::<f32>() / 5.0;
+    let last: f32 = reports[25..].iter().map(|r| r.loss).sum::<f32>() / 5.0;
+    assert!(last < first * 0.7, "total loss should fall: first 5 steps {first}, last 5 {last}");
+    // Training accuracy of the fine-tuned model on every training image (centre view).
+    let m = t.model();
+    let correct = examples
+        .iter()
+        .filter(|e| {
+            let crop = image::imageops::crop_imm(&e.image, 16, 16, 224, 224).to_image();
+            let x = Tensor::<4>::from_data(TensorData::new(preprocess::normalize(&crop, Variant::Bvlc), [1, 3, 224, 224]), &device);
+            let logits = m.forward(x).into_data().try_to_vec::<f32>().unwrap();
+            (logits[1] > logits[0]) as usize == e.label
+        })
+        .count();
+    let acc = correct as f32 / examples.len() as f32;
+    assert!(acc >= 0.9, "training accuracy {acc}");
+}
+
+#[test]
+fn aux_weights_enter_the_total_exactly_and_can_be_switched_off() {
+    let device = Device::flex();
+    let model = GoogLeNetConfig::new().with_variant(Variant::Seed).init(&device);
+    let (labels, examples) = dataset(2);
+    for (weights, aux) in [([0.5, 0.1], true), ([0.3, 0.3], false)] {
+        let cfg = FinetuneConfig { aux_weights: weights, aux, batch: 2, augment: false, ..Default::default() };
+        let mut t = Trainer::new(model.clone(), examples.clone(), labels.clone(), cfg, &device).unwrap();
+        let r = block_on(t.step()).unwrap();
+        let want = if aux { r.main + weights[0] * r.aux1 + weights[1] * r.aux2 } else { r.main };
+        assert!((r.loss - want).abs() <= 1e-5 * want.max(1.0), "{weights:?} aux={aux}: {} vs {want}", r.loss);
+        assert!(r.aux1 > 0.0 && r.aux2 > 0.0, "aux terms are reported even when switched off");
+    }
+}
+
+/// Gradient norm of one parameter, or None when it got no gradient.
+fn grad(g: &burn::optim::GradientsParams, p: &burn::module::Param<Tensor<4>>) -> Option<f32> {
+    g.get::<4>(p.id).map(|t| t.abs().max().into_scalar::<f32>())
+}
+
+#[test]
+fn gradients_reach_only_the_blocks_set_to_train_and_aux_shapes_4a_to_4d() {
+    let device = Device::flex();
+    let model = GoogLeNetConfig::new().with_variant(Variant::Seed).init(&device).without_dropout();
+    let (labels, examples) = dataset(2);
+    let batch = [(0, 0), (2, 0)];
+    let trainer = |trainable, aux| {
+        let cfg = FinetuneConfig { trainable, aux, batch: 2, augment: false, seed: 3, ..Default::default() };
+        Trainer::new(model.clone(), examples.clone(), labels.clone(), cfg, &device).unwrap()
+    };
+    // The last 7 blocks (4a … 5b) train: 3b and below get nothing.
+    let mut t = trainer(Trainable::Blocks(7), true);
+    let g = t.gradients(&batch);
+    let m = t.training_model().clone();
+    assert!(grad(&g, &m.inception3b.branch1.conv.weight).is_none(), "3b is frozen");
+    assert!(grad(&g, &m.conv1.conv.weight).is_none(), "the stem is frozen");
+    assert!(grad(&g, &m.inception4a.branch1.conv.weight).unwrap() > 0.0);
+    // Everything trains: gradients reach the stem.
+    let mut all = trainer(Trainable::All, true);
+    let g_all = all.gradients(&batch);
+    assert!(grad(&g_all, &all.training_model().conv1.conv.weight).unwrap() > 0.0);
+    assert!(grad(&g_all, &all.training_model().inception3a.branch2.conv.weight).unwrap() > 0.0);
+    // Aux off: 4a … 4d (below the aux heads' taps) get different gradients, 4e … 5b the same.
+    // (The same trainer, so the fresh heads are the same: burn-flex's generator is global to
+    // the process, and other tests draw from it concurrently.)
+    t.set_aux(false, [0.3, 0.3]).unwrap();
+    let g_off = t.gradients(&batch);
+    let m_off = t.training_model();
+    // Differences relative to the gradient's size (threaded reductions may reorder sums).
+    let rel = |a: Option<Tensor<4>>, b: Option<Tensor<4>>| {
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let scale = b.clone().abs().max().into_scalar::<f32>();
+        (a - b).abs().max().into_scalar::<f32>() / scale
+    };
+    for (name, on, off) in [
+        ("4a", &m.inception4a.branch2.conv.weight, &m_off.inception4a.branch2.conv.weight),
+        ("4d", &m.inception4d.branch1.conv.weight, &m_off.inception4d.branch1.conv.weight),
+    ] {
+        let d = rel(g.get::<4>(on.id), g_off.get::<4>(off.id));
+        assert!(d > 1e-2, "{name}: aux on/off should change its gradient (relative diff {d})");
+    }
+    let d = rel(g.get::<4>(m.inception5b.branch1.conv.weight.id), g_off.get::<4>(m_off.inception5b.branch1.conv.weight.id));
+    assert!(d <= 1e-4, "5b lies after both aux taps: its gradient must not change (relative diff {d})");
+}
+
+#[test]
+fn a_fine_tuned_file_round_trips_with_identical_logits() {
+    let device = Device::flex();
+    let model = GoogLeNetConfig::new().with_variant(Variant::Seed).init(&device);
+    let (labels, examples) = dataset(2);
+    let cfg = FinetuneConfig { batch: 2, ..Default::default() };
+    let mut t = Trainer::new(model, examples, labels.clone(), cfg, &device).unwrap();
+    block_on(t.step()).unwrap();
+    let trained = t.model();
+    let bytes = weights::save_model(&trained, &SaveInfo { labels: Some(labels.clone()), aux_trained: true });
+    let (back, report) = weights::load_model(&weights::read_safetensors(&bytes).unwrap(), &LoadOptions::default(), &device).unwrap();
+    assert_eq!(report.num_classes, 2);
+    assert_eq!(report.labels, Some(labels));
+    assert!(!report.aux_fresh);
+    let x = Tensor::<4>::random([1, 3, 224, 224], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let a = trained.forward_train(x.clone());
+    let b = back.valid().forward_train(x);
+    for (p, q) in [(a.main, b.main), (a.aux1.unwrap(), b.aux1.unwrap()), (a.aux2.unwrap(), b.aux2.unwrap())] {
+        assert_eq!(p.into_data().try_to_vec::<f32>().unwrap(), q.into_data().try_to_vec::<f32>().unwrap());
+    }
+}
+
+#[test]
+fn bad_fine_tune_setups_are_refused() {
+    let device = Device::flex();
+    let model = GoogLeNetConfig::new().with_variant(Variant::Seed).init(&device);
+    let (labels, examples) = dataset(1);
+    let only_first: Vec<Example> = examples.iter().filter(|e| e.label == 0).cloned().collect();
+    let err = Trainer::new(model.clone(), only_first, labels.clone(), FinetuneConfig::default(), &device).err().unwrap();
+    assert!(err.to_string().contains("blue stripes"), "{err}");
+    let err = Trainer::new(model.clone(), examples.clone(), vec!["one".into()], FinetuneConfig::default(), &device).err().unwrap();
+    assert!(err.to_string().contains("at least 2 classes"), "{err}");
+    let cfg = FinetuneConfig { lr: -1.0, ..Default::default() };
+    assert!(Trainer::new(model, examples, labels, cfg, &device).is_err());
+    assert!(Trainable::parse("blocks:12").is_err());
+    assert_eq!(Trainable::parse("blocks:3").unwrap(), Trainable::Blocks(3));
+}
+
+#[test]
+fn cli_finetune_writes_a_log_and_a_file_classify_reads_back() {
+    let Some(shared) = common::shared() else { return };
+    let dir = std::env::temp_dir().join(format!("googlenet-ft-{}", std::process::id()));
+    for (c, name) in ["red", "blue"].iter().enumerate() {
+        std::fs::create_dir_all(dir.join("data").join(name)).unwrap();
+        for k in 0..3 {
+            image(c, k).save(dir.join("data").join(name).join(format!("{k}.png"))).unwrap();
+        }
+    }
+    let bin = env!("CARGO_BIN_EXE_googlenet");
+    let out = std::process::Command::new(bin)
+        .args(["finetune", "--steps", "12", "--batch", "4", "--seed", "1", "--weights"])
+        .arg(shared.join("weights/bvlc_googlenet.safetensors"))
+        .arg("--data").arg(dir.join("data"))
+        .arg("--out").arg(dir.join("ft.safetensors"))
+        .arg("--log").arg(dir.join("steps.jsonl"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let log = std::fs::read_to_string(dir.join("steps.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 12);
+    for key in ["step", "loss", "main", "aux1", "aux2", "acc"] {
+        assert!(lines[0].get(key).is_some(), "log line lacks {key}");
+    }
+    // Class names come from the folders (sorted: blue, red) via the file's metadata.
+    image(0, 9).save(dir.join("test-red.png")).unwrap();
+    let out = std::process::Command::new(bin)
+        .args(["classify", "--json", "--top", "2", "--weights"])
+        .arg(dir.join("ft.safetensors"))
+        .arg(dir.join("test-red.png"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = v[0]["top"].as_array().unwrap().iter().map(|p| p["label"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 2);
+    assert!(names.contains(&"red") && names.contains(&"blue"), "{names:?}");
+    assert_eq!(names[0], "red", "a red disc after 12 steps");
+    std::fs::remove_dir_all(&dir).ok();
+}
