@@ -26,6 +26,6 @@ for f in pkg/*.wasm pkg/*.js index.html www/*.js www/*/*.js www/*.css; do gzip -
 # The gallery: the shared test photos, when present.
 mkdir -p www/samples
 if [ -d "$SHARED/images" ]; then cp "$SHARED"/images/*.jpg www/samples/; fi
-(cd www/samples && ls *.jpg *.jpeg *.png 2>/dev/null | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.stringify(s.split("\n").filter(Boolean))))' > index.json)
+node -e 'const fs=require("fs");console.log(JSON.stringify(fs.readdirSync("www/samples").filter(f=>/\.(jpe?g|png)$/i.test(f)).sort()))' > www/samples/index.json
 
 echo "wasm: $(stat -c %s pkg/googlenet_bg.wasm) bytes raw, $(stat -c %s pkg/googlenet_bg.wasm.gz) bytes gzip"

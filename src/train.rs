@@ -295,6 +295,11 @@ impl Trainer {
         self.model.valid()
     }
 
+    /// Put back weights saved before a failed step (the optimiser state is kept).
+    pub fn restore(&mut self, model: GoogLeNet) {
+        self.model = model;
+    }
+
     /// The training model itself (autodiff device), e.g. to inspect parameters.
     pub fn training_model(&self) -> &GoogLeNet {
         &self.model

@@ -14,7 +14,8 @@ use wasm_bindgen_futures::future_to_promise;
 use crate::labels::{Prediction, parse_labels, top_k};
 use crate::model::{Activations, BLOCK_NAMES, BRANCH_NAMES, GoogLeNet, Variant};
 use crate::preprocess;
-use crate::weights::{self, LoadOptions, LoadReport};
+use crate::train::{Example, FinetuneConfig, OptimizerKind, Trainable, Trainer};
+use crate::weights::{self, LoadOptions, LoadReport, SaveInfo};
 
 #[wasm_bindgen(start)]
 pub fn start() {
@@ -42,7 +43,16 @@ struct Inner {
     device: Device,
     backend: &'static str,
     loaded: RefCell<Option<Loaded>>,
+    /// Fine-tune images added so far.
+    examples: RefCell<Vec<Example>>,
+    /// The running fine-tune; taken out while a step runs (never borrowed across `.await`).
+    trainer: RefCell<Option<Trainer>>,
 }
+
+/// The page's stated limits: what the fine-tune accepts, said up front.
+pub const FT_MAX_CLASSES: usize = 10;
+pub const FT_MAX_IMAGES_PER_CLASS: usize = 30;
+pub const FT_MIN_IMAGES_PER_CLASS: usize = 3;
 
 /// One model on one device. Create it once per worker (WebGPU can be initialised only once).
 #[wasm_bindgen]
@@ -100,7 +110,13 @@ impl Session {
             if v != [2.0, 4.0] {
                 return Err(err("the device computed 1×2, 2×2 wrong", format!("{v:?}")));
             }
-            let inner = Rc::new(Inner { device, backend, loaded: RefCell::new(None) });
+            let inner = Rc::new(Inner {
+                device,
+                backend,
+                loaded: RefCell::new(None),
+                examples: RefCell::new(Vec::new()),
+                trainer: RefCell::new(None),
+            });
             Ok(Session { inner }.into())
         })
     }
@@ -128,26 +144,7 @@ impl Session {
         let opts = LoadOptions { variant, ..Default::default() };
         let (model, report) = weights::load_model(&map, &opts, &self.inner.device).map_err(|e| err("invalid weights file", e))?;
         let model = model.valid();
-        let mut names = report.labels.clone().unwrap_or_default();
-        if names.is_empty() {
-            names = parse_labels(&labels);
-        }
-        if names.len() != report.num_classes {
-            names = (0..report.num_classes).map(|i| format!("class {i}")).collect();
-        }
-        let js = ReportJs {
-            variant: report.variant.name(),
-            num_classes: report.num_classes,
-            tensors: report.loaded,
-            aux_fresh: report.aux_fresh,
-            has_aux: model.has_aux(),
-            transform_input: model.transform_input,
-            labels_from_file: report.labels.is_some(),
-            summary: model.summary(preprocess::INPUT_SIZE),
-        };
-        let out = serde_json::to_string(&js).expect("serialisable");
-        *self.inner.loaded.borrow_mut() = Some(Loaded { model, report, labels: names, acts: None });
-        Ok(out)
+        self.install(model, report, &labels)
     }
 
     /// Classify an image file's bytes. Resolves to JSON (see `ClassifyJs`).
@@ -250,6 +247,180 @@ impl Session {
             set(&out, "heatmap", &Float32Array::from(heat.as_slice()).into())?;
             Ok(out.into())
         })
+    }
+
+    /// The fine-tune limits, as JSON `{max_classes, max_images_per_class, min_images_per_class}`.
+    pub fn finetune_limits(&self) -> String {
+        serde_json::json!({
+            "max_classes": FT_MAX_CLASSES,
+            "max_images_per_class": FT_MAX_IMAGES_PER_CLASS,
+            "min_images_per_class": FT_MIN_IMAGES_PER_CLASS,
+        })
+        .to_string()
+    }
+
+    /// Forget the fine-tune images and any running fine-tune.
+    pub fn finetune_reset(&self) {
+        self.inner.examples.borrow_mut().clear();
+        *self.inner.trainer.borrow_mut() = None;
+    }
+
+    /// Add one image to class `label` of the fine-tune set.
+    pub fn finetune_add(&self, image: &[u8], label: usize) -> Result<(), JsValue> {
+        if label >= FT_MAX_CLASSES {
+            return Err(err("too many classes", format!("class {label}; at most {FT_MAX_CLASSES}")));
+        }
+        let count = self.inner.examples.borrow().iter().filter(|e| e.label == label).count();
+        if count >= FT_MAX_IMAGES_PER_CLASS {
+            return Err(err("too many images", format!("class {label} already has {FT_MAX_IMAGES_PER_CLASS}, the limit")));
+        }
+        let e = crate::train::example_from_bytes(image, label).map_err(|e| err("cannot use this image", e))?;
+        self.inner.examples.borrow_mut().push(e);
+        Ok(())
+    }
+
+    /// Start a fine-tune of the loaded model. `labels`: JSON array of class names;
+    /// `config`: JSON `{batch, lr, aux, aux1, aux2, train: "heads"|"blocks:N"|"all",
+    /// optimizer: "adam"|"sgd", seed, augment}`.
+    pub fn finetune_start(&self, labels: String, config: String) -> Result<(), JsValue> {
+        let labels: Vec<String> = serde_json::from_str(&labels).map_err(|e| err("labels", e))?;
+        if labels.len() < 2 || labels.len() > FT_MAX_CLASSES {
+            return Err(err("fine-tune", format!("{} classes; need 2 to {FT_MAX_CLASSES}", labels.len())));
+        }
+        let c: serde_json::Value = serde_json::from_str(&config).map_err(|e| err("config", e))?;
+        let num = |k: &str, d: f64| c.get(k).and_then(|v| v.as_f64()).unwrap_or(d);
+        let cfg = FinetuneConfig {
+            batch: num("batch", 8.0) as usize,
+            lr: num("lr", 1e-3),
+            aux: c.get("aux").and_then(|v| v.as_bool()).unwrap_or(true),
+            aux_weights: [num("aux1", 0.3) as f32, num("aux2", 0.3) as f32],
+            trainable: Trainable::parse(c.get("train").and_then(|v| v.as_str()).unwrap_or("heads")).map_err(|e| err("config", e))?,
+            optimizer: if c.get("optimizer").and_then(|v| v.as_str()) == Some("sgd") { OptimizerKind::Sgd } else { OptimizerKind::Adam },
+            seed: num("seed", 0.0) as u64,
+            augment: c.get("augment").and_then(|v| v.as_bool()).unwrap_or(true),
+        };
+        let examples = self.inner.examples.borrow().clone();
+        for (i, name) in labels.iter().enumerate() {
+            let n = examples.iter().filter(|e| e.label == i).count();
+            if n < FT_MIN_IMAGES_PER_CLASS {
+                return Err(err("fine-tune", format!("class `{name}` has {n} images; at least {FT_MIN_IMAGES_PER_CLASS} needed")));
+            }
+        }
+        let model = {
+            let l = self.inner.loaded.borrow();
+            l.as_ref().ok_or_else(|| err("no model", "load weights first"))?.model.clone()
+        };
+        let t = Trainer::new(model, examples, labels, cfg, &self.inner.device).map_err(|e| err("fine-tune", e))?;
+        *self.inner.trainer.borrow_mut() = Some(t);
+        Ok(())
+    }
+
+    /// One training step. Resolves to the step's JSON report `{step, loss, main, aux1, aux2,
+    /// acc, ms}`. On failure the trainer keeps its last good weights.
+    pub fn finetune_step(&self) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let mut t = inner.trainer.borrow_mut().take().ok_or_else(|| err("fine-tune", "not started"))?;
+            let before = t.training_model().clone();
+            let r = t.step().await;
+            let out = match r {
+                Ok(rep) => Ok(JsValue::from_str(&serde_json::to_string(&rep).expect("serialisable"))),
+                Err(e) => {
+                    t.restore(before);
+                    Err(err("training step failed", e))
+                }
+            };
+            *inner.trainer.borrow_mut() = Some(t);
+            out
+        })
+    }
+
+    /// Main, aux1 and aux2 predictions of the model being trained for one image, as JSON
+    /// `{main: [..], aux1: [..], aux2: [..]}` (top 3 each).
+    pub fn finetune_predict(&self, image: Vec<u8>) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let t = inner.trainer.borrow_mut().take().ok_or_else(|| err("fine-tune", "not started"))?;
+            let labels = t.labels().to_vec();
+            let variant = t.training_model().variant;
+            let r = match preprocess::prepare(&image, variant) {
+                Ok(p) => t.predict(p.chw).await.map_err(|e| err("prediction failed", e)),
+                Err(e) => Err(err("cannot use this image", e)),
+            };
+            *inner.trainer.borrow_mut() = Some(t);
+            let [main, aux1, aux2] = r?;
+            let top = |p: &[f32]| {
+                let mut idx: Vec<usize> = (0..p.len()).collect();
+                idx.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+                idx.into_iter().take(3).map(|i| Prediction { index: i, label: labels[i].clone(), prob: p[i] }).collect::<Vec<_>>()
+            };
+            let out = serde_json::json!({"main": top(&main), "aux1": top(&aux1), "aux2": top(&aux2)});
+            Ok(JsValue::from_str(&out.to_string()))
+        })
+    }
+
+    /// Make the fine-tuned model the one that classifies (and whose blocks the explorer
+    /// shows). Returns the same JSON as `load_weights`.
+    pub fn finetune_apply(&self) -> Result<String, JsValue> {
+        let (model, labels, aux) = {
+            let t = self.inner.trainer.borrow();
+            let t = t.as_ref().ok_or_else(|| err("fine-tune", "not started"))?;
+            (t.model(), t.labels().to_vec(), t.config().aux)
+        };
+        let variant = model.variant;
+        let report = LoadReport {
+            variant,
+            num_classes: labels.len(),
+            scheme: weights::KeyScheme::Pytorch,
+            loaded: weights::expected_keys(&model).len(),
+            aux_fresh: !aux,
+            labels: Some(labels),
+        };
+        self.install(model, report, "")
+    }
+
+    /// The loaded (e.g. fine-tuned) model as the project's safetensors, with its class names.
+    pub fn export_weights(&self) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let (model, labels, aux_fresh) = {
+                let l = inner.loaded.borrow();
+                let l = l.as_ref().ok_or_else(|| err("no model", "load weights first"))?;
+                (l.model.clone(), l.labels.clone(), l.report.aux_fresh)
+            };
+            let mut tensors = Vec::new();
+            for (k, shape, t) in weights::named_tensors(&model) {
+                tensors.push((k, shape, read(t).await?));
+            }
+            let info = SaveInfo { labels: Some(labels), aux_trained: !aux_fresh };
+            let bytes = weights::write_safetensors(&model, tensors, &info);
+            Ok(js_sys::Uint8Array::from(bytes.as_slice()).into())
+        })
+    }
+}
+
+impl Session {
+    fn install(&self, model: GoogLeNet, report: LoadReport, labels: &str) -> Result<String, JsValue> {
+        let mut names = report.labels.clone().unwrap_or_default();
+        if names.is_empty() {
+            names = parse_labels(&labels);
+        }
+        if names.len() != report.num_classes {
+            names = (0..report.num_classes).map(|i| format!("class {i}")).collect();
+        }
+        let js = ReportJs {
+            variant: report.variant.name(),
+            num_classes: report.num_classes,
+            tensors: report.loaded,
+            aux_fresh: report.aux_fresh,
+            has_aux: model.has_aux(),
+            transform_input: model.transform_input,
+            labels_from_file: report.labels.is_some(),
+            summary: model.summary(preprocess::INPUT_SIZE),
+        };
+        let out = serde_json::to_string(&js).expect("serialisable");
+        *self.inner.loaded.borrow_mut() = Some(Loaded { model, report, labels: names, acts: None });
+        Ok(out)
     }
 }
 

@@ -2,6 +2,7 @@
 // automatic fallback), results and the explorer.
 import { renderTop, renderAux } from './ui/results.js';
 import { renderMap, renderDifferences, drawHeat } from './ui/explorer.js';
+import { setupFinetune } from './ui/finetune.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -101,7 +102,7 @@ function onWorkerMessage(m) {
       if (state.current) classify(state.current);
       break;
     }
-    case 'result': case 'block':
+    case 'result': case 'block': case 'ok':
       if (p) { state.pending.delete(m.id); p.resolve(m); }
       break;
     case 'error':
@@ -160,6 +161,7 @@ async function classify(bytes) {
     const t = $('timing');
     t.dataset.warmMs = res.ms.toFixed(1);
     t.dataset.coldMs = cold.toFixed(0);
+    t.dataset.wasmBytes = String(res.wasmBytes);
     t.textContent = `${res.ms.toFixed(0)} ms for this image (forward ${res.ms_forward.toFixed(0)} ms on ${state.backend}) · first result ${(cold / 1000).toFixed(1)} s after page load`;
     setStatus('ready');
     for (const card of document.querySelectorAll('.block.open .block-head')) {
@@ -252,6 +254,33 @@ async function loadGallery() {
   } catch { /* no gallery */ }
 }
 
+function showReport(report, note = '') {
+  state.report = report;
+  renderDifferences($('differences'), report);
+  renderMap($('network-map'), report.summary, loadBlock);
+  if (note) $('weights-text').textContent = note;
+}
+
+function wireTabs() {
+  for (const tab of document.querySelectorAll('.tab')) {
+    tab.addEventListener('click', () => {
+      for (const t of document.querySelectorAll('.tab')) t.classList.toggle('active', t === tab);
+      $('view-classify').hidden = tab.dataset.view !== 'classify';
+      $('view-finetune').hidden = tab.dataset.view !== 'finetune';
+    });
+  }
+}
+
 wireInput();
+wireTabs();
+setupFinetune({
+  request,
+  lastImage: () => state.lastImage,
+  onApplied: (report) => {
+    showReport(report, `fine-tuned: ${report.num_classes} classes (${report.summary.variant})`);
+    state.blockCache.clear();
+    if (state.lastImage) classify(state.lastImage);
+  },
+});
 loadGallery();
 startWorker(state.requested);

@@ -4,6 +4,7 @@ import { chooseBackend, describeAdapter } from './lib/backend.js';
 
 const CACHE = 'googlenet-weights-v1';
 let session = null;
+let wasm = null;
 let backendInfo = null;
 let fault = '';
 let faultUsed = false;
@@ -100,7 +101,7 @@ self.onmessage = async ({ data: msg }) => {
       case 'init': {
         fault = msg.fault || '';
         const t0 = performance.now();
-        await init();
+        wasm = await init();
         const info = await createSession(msg.backend, msg.reason);
         post({ type: 'backend', ...info });
         const w = await loadWeights(msg.weightsUrl, msg.labelsUrl);
@@ -121,7 +122,7 @@ self.onmessage = async ({ data: msg }) => {
         }
         const t0 = performance.now();
         const res = JSON.parse(await session.classify(new Uint8Array(msg.bytes), 5));
-        post({ type: 'result', id: msg.id, ...res, ms: performance.now() - t0 });
+        post({ type: 'result', id: msg.id, ...res, ms: performance.now() - t0, wasmBytes: wasm.memory.buffer.byteLength });
         break;
       }
       case 'block': {
@@ -130,13 +131,35 @@ self.onmessage = async ({ data: msg }) => {
         post({ type: 'block', id: msg.id, view: v }, transfer);
         break;
       }
+      case 'ft-add':
+        session.finetune_add(new Uint8Array(msg.bytes), msg.label);
+        post({ type: 'ok', id: msg.id });
+        break;
+      case 'ft-start':
+        session.finetune_start(msg.labels, msg.config);
+        post({ type: 'ok', id: msg.id });
+        break;
+      case 'ft-step':
+        post({ type: 'ok', id: msg.id, ...JSON.parse(await session.finetune_step()) });
+        break;
+      case 'ft-predict':
+        post({ type: 'ok', id: msg.id, ...JSON.parse(await session.finetune_predict(new Uint8Array(msg.bytes))) });
+        break;
+      case 'ft-apply':
+        post({ type: 'ok', id: msg.id, report: JSON.parse(session.finetune_apply()) });
+        break;
+      case 'export': {
+        const bytes = await session.export_weights();
+        post({ type: 'ok', id: msg.id, bytes: bytes.buffer }, [bytes.buffer]);
+        break;
+      }
       default:
         throw new Error(`unknown message ${msg.type}`);
     }
   } catch (e) {
     const message = String(e?.message || e);
     // Bad input is the user's to fix; anything else on WebGPU means the device is unusable.
-    const userError = /cannot use this image|invalid weights file|cannot load this file|unknown variant|no activations/.test(message);
+    const userError = /cannot use this image|invalid weights file|cannot load this file|unknown variant|no activations|fine-tune|too many|training step failed|prediction failed|labels|config|no model/.test(message);
     if (!userError && backendInfo?.backend === 'webgpu') {
       post({ type: 'fatal', id: msg.id, message });
     } else {

@@ -1,0 +1,71 @@
+// Browser benchmark, one script, one Chromium: the page's CPU path (burn-flex in wasm) against
+// ONNX Runtime Web's wasm backend on the same BVLC weights, single-threaded both; cold start
+// (weights uncached and cached); download sizes; wasm memory; fine-tune step times.
+//   node bench/browser.mjs   (after scripts/build-web.sh; prints JSON)
+import fs from 'node:fs';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { startServer, launch, shared, root } from '../tests/e2e/harness.mjs';
+
+const ITERS = Number(process.env.ITERS || 15);
+const server = await startServer();
+const out = { machine: null, chromium: null };
+const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
+
+async function ready(page, query) {
+  const t0 = Date.now();
+  await page.goto(server.url + query);
+  await page.getByTestId('status').filter({ hasText: /waiting for an image/ }).waitFor({ timeout: 600_000 });
+  return Date.now() - t0;
+}
+
+async function classify(page, file) {
+  await page.getByTestId('status').evaluate((e) => { e.textContent = 'sent'; });
+  await page.getByTestId('file-input').setInputFiles(file);
+  await page.getByTestId('status').filter({ hasText: /^ready$/ }).waitFor({ timeout: 600_000 });
+  const t = page.getByTestId('timing');
+  return { warm: Number(await t.getAttribute('data-warm-ms')), cold: Number(await t.getAttribute('data-cold-ms')), wasmBytes: Number(await t.getAttribute('data-wasm-bytes')) };
+}
+
+const cat = path.join(shared, 'images/cat.jpg');
+{
+  const { context, close } = await launch();
+  try {
+    out.chromium = context.browser()?.version() ?? 'chromium';
+    // Cold start, weights not cached (fresh profile), then cached (same profile, reload).
+    let page = await context.newPage();
+    await ready(page, '?backend=cpu');
+    const uncached = await classify(page, cat);
+    await page.close();
+    page = await context.newPage();
+    await ready(page, '?backend=cpu');
+    const cached = await classify(page, cat);
+    out.cold_start_ms = { weights_uncached: uncached.cold, weights_cached: cached.cold };
+    // Warm latency of the page's CPU path: the worker's own time per classification.
+    const warm = [];
+    for (let i = 0; i < ITERS; i++) warm.push((await classify(page, cat)).warm);
+    const perf = await page.evaluate(() => performance.memory ? { usedJSHeap: performance.memory.usedJSHeapSize } : {});
+    out.ours_cpu = { median_ms: median(warm), min_ms: Math.min(...warm), iters: ITERS, threads: 1, note: 'decode + preprocess + forward + activation stats, as the page runs it' };
+    out.wasm_memory_bytes = cached.wasmBytes;
+    out.page_js_heap = perf;
+    await page.close();
+    // The peer, same browser, same thread count.
+    const ortPage = await context.newPage();
+    await ortPage.goto(`${server.url}bench/ort-web.html?iters=${ITERS}&threads=1`);
+    await ortPage.waitForFunction(() => window.result, null, { timeout: 600_000 });
+    out.ort_web_wasm = await ortPage.evaluate(() => window.result);
+    out.ratio_ours_over_ort = out.ours_cpu.median_ms / out.ort_web_wasm.median_ms;
+  } finally { await close(); }
+}
+
+// What the page downloads besides the weights, as served (gzip).
+const served = ['index.html', 'www/style.css', 'www/main.js', 'www/worker.js', 'www/ui/results.js', 'www/ui/explorer.js', 'www/ui/finetune.js', 'www/lib/backend.js', 'www/lib/format.js', 'www/lib/chart.js', 'pkg/googlenet.js', 'pkg/googlenet_bg.wasm'];
+const gz = (f) => zlib.gzipSync(fs.readFileSync(path.join(root, f)), { level: 9 }).length;
+out.download = {
+  wasm_raw: fs.statSync(path.join(root, 'pkg/googlenet_bg.wasm')).size,
+  wasm_gzip: gz('pkg/googlenet_bg.wasm'),
+  everything_but_weights_gzip: served.reduce((a, f) => a + gz(f), 0),
+};
+out.machine = `${(fs.readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/) || [])[1]}, ${(await import('node:os')).cpus().length} cores`;
+console.log(JSON.stringify(out, null, 1));
+server.close();

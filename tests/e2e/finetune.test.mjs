@@ -1,0 +1,106 @@
+// End-to-end fine-tune in the page: two classes of generated images, 10 steps, on the CPU
+// path and on WebGPU (SwiftShader); the log shows three loss series and a falling total; the
+// exported file imports again and classifies.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startServer, launch, shared, haveShared } from './harness.mjs';
+
+const SKIP = haveShared() ? false : `needs the shared data (weights) at ${shared}`;
+const SLOW = 600_000;
+let server;
+before(async () => { if (!SKIP) server = await startServer(); });
+after(() => server?.close());
+
+/** PNG bytes drawn in the page: class 0 red discs, class 1 blue stripes, with jitter. */
+async function generate(page, cls, k) {
+  const b64 = await page.evaluate(async ({ cls, k }) => {
+    const c = new OffscreenCanvas(160 + k * 16, 160);
+    const g = c.getContext('2d');
+    g.fillStyle = cls === 0 ? '#efe4d6' : '#eef2f8';
+    g.fillRect(0, 0, c.width, c.height);
+    if (cls === 0) {
+      g.fillStyle = `rgb(${200 + k * 10}, ${30 + k * 8}, 30)`;
+      g.beginPath(); g.arc(70 + k * 10, 80, 40 + k * 4, 0, Math.PI * 2); g.fill();
+    } else {
+      g.fillStyle = `rgb(30, ${50 + k * 10}, ${190 + k * 10})`;
+      for (let x = k * 3; x < c.width; x += 22) g.fillRect(x, 0, 11, c.height);
+    }
+    const blob = await c.convertToBlob({ type: 'image/png' });
+    const bytes = new Uint8Array(await blob.arrayBuffer());
+    let s = ''; for (const b of bytes) s += String.fromCharCode(b);
+    return btoa(s);
+  }, { cls, k });
+  return { name: `c${cls}-${k}.png`, mimeType: 'image/png', buffer: Buffer.from(b64, 'base64') };
+}
+
+async function run({ webgpu }) {
+  const { context, close } = await launch({ webgpu });
+  try {
+    const page = await context.newPage();
+    page.on('pageerror', (e) => console.error('pageerror:', e.message));
+    await page.goto(server.url + (webgpu ? '?backend=webgpu' : '?backend=cpu'));
+    await page.getByTestId('status').filter({ hasText: /waiting for an image/ }).waitFor({ timeout: SLOW });
+    assert.match(await page.getByTestId('backend').textContent(), webgpu ? /webgpu/ : /cpu/);
+    await page.getByTestId('finetune-tab').click();
+    await page.getByTestId('class-name-0').fill('red disc');
+    await page.getByTestId('class-name-1').fill('blue stripes');
+    for (const cls of [0, 1]) {
+      const files = [];
+      for (let k = 0; k < 3; k++) files.push(await generate(page, cls, k));
+      await page.getByTestId(`class-files-${cls}`).setInputFiles(files);
+      await page.locator('.ft-class').nth(cls).locator('.count').filter({ hasText: '3 images' }).waitFor({ timeout: 60_000 });
+    }
+    // Too few images in a third class: refused up front.
+    await page.getByTestId('class-add').click();
+    await page.getByTestId('class-files-2').setInputFiles([await generate(page, 0, 5)]);
+    await page.locator('.ft-class').nth(2).locator('.count').filter({ hasText: '1 image' }).waitFor();
+    await page.getByTestId('finetune-start').click();
+    await page.locator('#ft-error').filter({ hasText: /at least 3/ }).waitFor({ timeout: 10_000 });
+    await page.getByTestId('class-files-2').setInputFiles([await generate(page, 0, 6), await generate(page, 1, 6)]);
+    await page.locator('.ft-class').nth(2).locator('.count').filter({ hasText: '3 images' }).waitFor();
+    await page.getByTestId('finetune-steps').fill('10');
+    if (webgpu) {
+      // SwiftShader is slow: small batches, no augmentation (each view's trunk runs once).
+      await page.locator('#ft-batch').fill('4');
+      await page.locator('#ft-augment').uncheck();
+    }
+    await page.locator('#ft-lr').fill('0.002');
+    await page.getByTestId('finetune-start').click();
+    const log = page.getByTestId('finetune-log');
+    await page.waitForFunction(() => JSON.parse(document.querySelector('[data-testid="finetune-log"]').dataset.steps).length >= 10, null, { timeout: SLOW, polling: 500 });
+    await page.getByTestId('finetune-stop').and(page.locator(':disabled')).waitFor({ timeout: SLOW });
+    const steps = JSON.parse(await log.getAttribute('data-steps'));
+    assert.equal(steps.length, 10);
+    for (const s of steps) {
+      for (const k of ['step', 'loss', 'main', 'aux1', 'aux2', 'acc']) assert.ok(Number.isFinite(s[k]), `${k} in ${JSON.stringify(s)}`);
+      assert.ok(Math.abs(s.loss - (s.main + 0.3 * s.aux1 + 0.3 * s.aux2)) < 1e-3 * Math.max(1, s.loss), 'total = main + 0.3 aux1 + 0.3 aux2');
+    }
+    assert.ok(steps.some((s) => s.aux1 !== s.main) && steps.some((s) => s.aux2 !== s.aux1), 'three separate loss series');
+    const head = (steps[0].loss + steps[1].loss) / 2, tail = (steps[8].loss + steps[9].loss) / 2;
+    assert.ok(tail < head, `total loss should fall: ${head} → ${tail}`);
+    assert.equal(await page.getByTestId('finetune-progress').evaluate((p) => p.value), 10);
+    // Apply, export, re-import, classify.
+    await page.locator('#ft-apply').click();
+    await page.locator('#ft-export').and(page.locator(':enabled')).waitFor({ timeout: SLOW });
+    const [download] = await Promise.all([page.waitForEvent('download'), page.locator('#ft-export').click()]);
+    const file = path.join(os.tmpdir(), `ft-${process.pid}-${webgpu ? 'gpu' : 'cpu'}.safetensors`);
+    await download.saveAs(file);
+    assert.ok(fs.statSync(file).size > 20e6, 'the whole network is exported');
+    await page.locator('.tab[data-view="classify"]').click();
+    await page.locator('#own-weights').setInputFiles(file);
+    await page.getByTestId('status').filter({ hasText: /waiting for an image|ready/ }).waitFor({ timeout: SLOW });
+    await page.locator('#weights-text').filter({ hasText: /3 classes/ }).waitFor({ timeout: SLOW });
+    await page.getByTestId('status').evaluate((e) => { e.textContent = 'sent'; });
+    await page.getByTestId('file-input').setInputFiles(await generate(page, 1, 9));
+    await page.getByTestId('status').filter({ hasText: /^ready$/ }).waitFor({ timeout: SLOW });
+    const labels = await page.getByTestId('top5').locator('li').evaluateAll((lis) => lis.map((l) => l.dataset.label));
+    assert.deepEqual([...labels].sort(), ['blue stripes', 'class C', 'red disc']);
+    fs.rmSync(file);
+  } finally { await close(); }
+}
+
+test('fine-tune on the CPU path', { skip: SKIP, timeout: 1_200_000 }, () => run({ webgpu: false }));
+test('fine-tune on WebGPU (SwiftShader)', { skip: SKIP, timeout: 1_800_000 }, () => run({ webgpu: true }));
