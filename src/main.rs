@@ -96,6 +96,9 @@ enum Command {
         warmup: usize,
         #[arg(long)]
         json: bool,
+        /// Also time each stage (stem layers, each Inception block, head): where the time goes.
+        #[arg(long)]
+        layers: bool,
     },
     /// Fine-tune on a folder of images (one sub-folder per class) with the auxiliary losses.
     Finetune {
@@ -179,7 +182,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Inspect { variant, json } => inspect(variant, json),
         Command::Convert { from, variant, transform_input, to } => convert(&from, variant, transform_input, &to),
-        Command::Bench { variant, threads, iters, warmup, json } => bench(variant, threads, iters, warmup, json),
+        Command::Bench { variant, threads, iters, warmup, json, layers } => bench(variant, threads, iters, warmup, json, layers),
         Command::FetchWeights { url } => fetch_weights(&url),
         Command::Finetune { weights, variant, data, steps, batch, lr, aux_weight, no_aux, trainable, optimizer, seed, no_augment, out, log } => {
             let optimizer = if optimizer == "sgd" { OptimizerKind::Sgd } else { OptimizerKind::Adam };
@@ -370,7 +373,7 @@ fn convert(from: &Path, variant: Option<Variant>, transform_input: Option<bool>,
     Ok(())
 }
 
-fn bench(variant: Variant, threads: Option<usize>, iters: usize, warmup: usize, json: bool) -> Result<()> {
+fn bench(variant: Variant, threads: Option<usize>, iters: usize, warmup: usize, json: bool, layers: bool) -> Result<()> {
     if iters == 0 {
         bail!("--iters must be at least 1");
     }
@@ -403,6 +406,12 @@ fn bench(variant: Variant, threads: Option<usize>, iters: usize, warmup: usize, 
     let median = times[times.len() / 2];
     let min = times[0];
     let backend = format!("burn-flex {} (CPU)", "0.22.1");
+    if layers {
+        let x = Tensor::<4>::from_data(TensorData::new(input.clone(), [1, 3, s, s]), &device);
+        for (name, ms) in stage_times(&model, x, iters) {
+            eprintln!("  {name:<12} {ms:>8.2} ms");
+        }
+    }
     if json {
         println!(
             "{}",
@@ -495,4 +504,45 @@ fn finetune(weights: Option<PathBuf>, variant: Option<Variant>, data: &Path, ste
     std::fs::write(out, weights::save_model(&trainer.model(), &info)).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("wrote {}", out.display());
     Ok(())
+}
+
+/// Median time of each stage (burn-flex runs eagerly, so each stage's time is its own).
+fn stage_times(model: &GoogLeNet, x: Tensor<4>, iters: usize) -> Vec<(String, f64)> {
+    let mut rows: Vec<(String, Vec<f64>)> = Vec::new();
+    for _ in 0..iters.max(1) {
+        let mut i = 0;
+        let mut time = |name: &str, f: &mut dyn FnMut() -> Tensor<4>| {
+            let t = Instant::now();
+            let out = f();
+            let _ = out.clone().into_data(); // make sure it is computed
+            if rows.len() <= i {
+                rows.push((name.to_string(), Vec::new()));
+            }
+            rows[i].1.push(t.elapsed().as_secs_f64() * 1e3);
+            i += 1;
+            out
+        };
+        let m = model;
+        let mut h = time("conv1", &mut || m.conv1.forward(x.clone()));
+        h = time("maxpool1", &mut || m.maxpool1.forward(h.clone()));
+        if let Some(l) = &m.lrn1 {
+            h = time("lrn1", &mut || l.forward(h.clone()));
+        }
+        h = time("conv2", &mut || m.conv2.forward(h.clone()));
+        h = time("conv3", &mut || m.conv3.forward(h.clone()));
+        if let Some(l) = &m.lrn2 {
+            h = time("lrn2", &mut || l.forward(h.clone()));
+        }
+        h = time("maxpool2", &mut || m.maxpool2.forward(h.clone()));
+        for (b, name) in googlenet::model::BLOCK_NAMES.iter().enumerate() {
+            h = time(name, &mut || m.block_at(b, h.clone()));
+        }
+        time("head", &mut || m.global_pool(h.clone()));
+    }
+    rows.into_iter()
+        .map(|(n, mut v)| {
+            v.sort_by(f64::total_cmp);
+            (n, v[v.len() / 2])
+        })
+        .collect()
 }

@@ -2,8 +2,7 @@
 //! classifiers used only in training.
 
 use burn::module::Module;
-use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{Dropout, DropoutConfig, LocalResponseNorm, LocalResponseNormConfig, Linear, LinearConfig};
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::module::adaptive_avg_pool2d;
 use burn::tensor::{Device, Tensor};
 
@@ -11,28 +10,30 @@ use super::aux_head::{InceptionAux, inception_aux};
 use super::basic_conv::{BasicConv2d, BasicConv2dConfig};
 use super::config::{AUX1_AFTER, AUX2_AFTER, GoogLeNetConfig, INCEPTION_TABLE, POOL_AFTER, Variant, VariantSpec};
 use super::inception::{Inception, inception};
+use super::lrn::Lrn;
+use super::pool::MaxPool;
 
 /// The network. Field names follow torchvision's module names.
 #[derive(Module, Debug)]
 pub struct GoogLeNet {
     pub conv1: BasicConv2d,
-    pub maxpool1: MaxPool2d,
+    pub maxpool1: MaxPool,
     /// Caffe's `pool1/norm1`; absent in torchvision and the seed model.
-    pub lrn1: Option<LocalResponseNorm>,
+    pub lrn1: Option<Lrn>,
     pub conv2: BasicConv2d,
     pub conv3: BasicConv2d,
     /// Caffe's `conv2/norm2`.
-    pub lrn2: Option<LocalResponseNorm>,
-    pub maxpool2: MaxPool2d,
+    pub lrn2: Option<Lrn>,
+    pub maxpool2: MaxPool,
     pub inception3a: Inception,
     pub inception3b: Inception,
-    pub maxpool3: MaxPool2d,
+    pub maxpool3: MaxPool,
     pub inception4a: Inception,
     pub inception4b: Inception,
     pub inception4c: Inception,
     pub inception4d: Inception,
     pub inception4e: Inception,
-    pub maxpool4: MaxPool2d,
+    pub maxpool4: MaxPool,
     pub inception5a: Inception,
     pub inception5b: Inception,
     pub aux1: Option<InceptionAux>,
@@ -69,14 +70,14 @@ impl Activations {
     }
 }
 
-fn max_pool(kernel: usize, stride: usize) -> MaxPool2d {
+fn max_pool(kernel: usize, stride: usize) -> MaxPool {
     // Caffe rounds pooled sizes up, and torchvision sets ceil_mode=True to match.
-    MaxPool2dConfig::new([kernel; 2]).with_strides([stride; 2]).with_ceil_mode(true).init()
+    MaxPool::new(kernel, stride, 0, true)
 }
 
-fn lrn() -> LocalResponseNorm {
+fn lrn() -> Lrn {
     // Caffe LRN across channels: x / (1 + alpha/5 * sum of 5 neighbours' x²)^0.75.
-    LocalResponseNormConfig::new(5).with_alpha(1e-4).with_beta(0.75).with_k(1.0).init()
+    Lrn::caffe()
 }
 
 impl GoogLeNetConfig {

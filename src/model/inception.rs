@@ -1,12 +1,11 @@
 //! The Inception module: four parallel branches concatenated along channels.
 
 use burn::module::Module;
-use burn::nn::PaddingConfig2d;
-use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::tensor::{Device, Tensor};
 
 use super::basic_conv::{BasicConv2d, BasicConv2dConfig};
 use super::config::{InceptionSpec, VariantSpec};
+use super::pool::MaxPool;
 
 /// Branch names in the paper's order, as the activation views label them.
 pub const BRANCH_NAMES: [&str; 4] = ["1x1", "3x3", "5x5", "pool"];
@@ -24,7 +23,7 @@ pub struct Inception {
     pub branch3_reduce: BasicConv2d,
     pub branch3: BasicConv2d,
     /// 3x3 max pool (stride 1), then 1x1 projection.
-    pub branch4_pool: MaxPool2d,
+    pub branch4_pool: MaxPool,
     pub branch4: BasicConv2d,
 }
 
@@ -44,10 +43,8 @@ pub fn inception(spec: &InceptionSpec, v: &VariantSpec, device: &Device) -> Ince
         branch2: conv(s.c3x3_reduce, s.c3x3, 3),
         branch3_reduce: conv(s.in_channels, s.c5x5_reduce, 1),
         branch3: conv(s.c5x5_reduce, s.c5x5, v.branch3_kernel),
-        branch4_pool: MaxPool2dConfig::new([3, 3])
-            .with_strides([1, 1])
-            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-            .init(),
+        // torchvision: MaxPool2d(3, stride=1, padding=1, ceil_mode=True); Caffe likewise.
+        branch4_pool: MaxPool::new(3, 1, 1, true),
         branch4: conv(s.in_channels, s.pool_proj, 1),
     }
 }

@@ -7,6 +7,8 @@ pub mod basic_conv;
 pub mod config;
 pub mod googlenet;
 pub mod inception;
+pub mod lrn;
+pub mod pool;
 pub mod summary;
 
 pub use config::{BLOCK_NAMES, GoogLeNetConfig, INCEPTION_TABLE, InceptionSpec, Variant};

@@ -3,13 +3,13 @@
 
 use burn::module::Module;
 use burn::nn::Linear;
-use burn::nn::pool::MaxPool2d;
 use serde::Serialize;
 
 use super::basic_conv::BasicConv2d;
 use super::config::{AUX1_AFTER, AUX2_AFTER, BLOCK_NAMES, POOL_AFTER};
 use super::googlenet::GoogLeNet;
 use super::inception::Inception;
+use super::pool::{MaxPool, pool_out};
 
 /// One layer's row.
 #[derive(Debug, Clone, Serialize)]
@@ -75,16 +75,6 @@ fn conv_out(size: usize, k: usize, s: usize, p: usize) -> usize {
     (size + 2 * p - k) / s + 1
 }
 
-/// Pooled size with Caffe/PyTorch ceil rounding: the last window must start inside the input.
-fn pool_out(size: usize, k: usize, s: usize, p: usize, ceil: bool) -> usize {
-    let span = size + 2 * p - k;
-    let mut out = if ceil { span.div_ceil(s) } else { span / s } + 1;
-    if ceil && (out - 1) * s >= size + p {
-        out -= 1;
-    }
-    out
-}
-
 fn conv_stats(name: String, c: &BasicConv2d, input: [usize; 3]) -> LayerStats {
     let k = c.kernel();
     let s = c.conv.stride[0];
@@ -103,20 +93,12 @@ fn conv_stats(name: String, c: &BasicConv2d, input: [usize; 3]) -> LayerStats {
     }
 }
 
-fn pool_stats(name: String, p: &MaxPool2d, input: [usize; 3]) -> LayerStats {
-    let pad = match p.padding {
-        burn::nn::PaddingConfig2d::Explicit(t, _, _, _) => t,
-        _ => 0,
-    };
-    let (k, s) = (p.kernel_size[0], p.stride[0]);
+fn pool_stats(name: String, p: &MaxPool, input: [usize; 3]) -> LayerStats {
+    let (k, s, pad) = (p.kernel, p.stride, p.padding);
     LayerStats {
         name,
         kind: "maxpool",
-        output: [
-            input[0],
-            pool_out(input[1], k, s, pad, p.ceil_mode),
-            pool_out(input[2], k, s, pad, p.ceil_mode),
-        ],
+        output: [input[0], pool_out(input[1], k, s, pad, p.ceil), pool_out(input[2], k, s, pad, p.ceil)],
         params: 0,
         macs: 0,
     }
@@ -247,18 +229,5 @@ impl GoogLeNet {
             aux_params,
             aux_macs,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::pool_out;
-
-    #[test]
-    fn pool_rounding_matches_caffe() {
-        assert_eq!(pool_out(112, 3, 2, 0, true), 56);
-        assert_eq!(pool_out(112, 3, 2, 0, false), 55);
-        assert_eq!(pool_out(14, 2, 2, 0, true), 7);
-        assert_eq!(pool_out(28, 3, 1, 1, true), 28);
     }
 }

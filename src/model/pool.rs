@@ -1,0 +1,99 @@
+//! Max pooling with Caffe's ceil rounding, as separable maxima of shifted, subsampled slices.
+//!
+//! burn-flex's max pool always computes argmax indices through a generic 3-D kernel; the
+//! fourteen max pools of GoogLeNet took about a quarter of its CPU time that way. Row maxima
+//! then column maxima of `k` shifted views is the same function (max is separable) in a few
+//! memory passes, on every backend and under autodiff.
+
+use burn::module::Module;
+use burn::tensor::{Tensor, ops::PadMode};
+
+#[derive(Module, Debug)]
+pub struct MaxPool {
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+    /// Round the output size up (Caffe; torchvision's `ceil_mode=True`).
+    pub ceil: bool,
+}
+
+/// Output size along one axis (PyTorch's rule: the last window must start inside the input
+/// or its left padding).
+pub fn pool_out(size: usize, k: usize, s: usize, p: usize, ceil: bool) -> usize {
+    let span = size + 2 * p - k;
+    let mut out = if ceil { span.div_ceil(s) } else { span / s } + 1;
+    if ceil && (out - 1) * s >= size + p {
+        out -= 1;
+    }
+    out
+}
+
+impl MaxPool {
+    pub fn new(kernel: usize, stride: usize, padding: usize, ceil: bool) -> Self {
+        MaxPool { kernel, stride, padding, ceil }
+    }
+
+    /// # Shapes
+    /// - input: `[batch, channels, h, w]`
+    /// - output: `[batch, channels, h', w']`
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [_, _, h, w] = x.dims();
+        let (k, s, p) = (self.kernel, self.stride, self.padding);
+        let (oh, ow) = (pool_out(h, k, s, p, self.ceil), pool_out(w, k, s, p, self.ceil));
+        // Pad with -inf so that every window and every shifted, subsampled view fits.
+        let need = |o: usize| (k - 1) + o * s;
+        let bottom = need(oh).saturating_sub(h + p);
+        let right = need(ow).saturating_sub(w + p);
+        let x = x.pad([(p, bottom), (p, right)], PadMode::Constant(f32::NEG_INFINITY));
+        let rows = reduce_axis(x, 2, k, s, oh); // [b, c, oh, w + pads]
+        reduce_axis(rows, 3, k, s, ow) // [b, c, oh, ow]
+    }
+}
+
+/// Max over windows of `k` along `axis` (2 or 3), stride `s`, keeping `out` positions.
+fn reduce_axis(x: Tensor<4>, axis: usize, k: usize, s: usize, out: usize) -> Tensor<4> {
+    let pick = |d: usize| {
+        let v = x.clone().narrow(axis, d, out * s); // rows d, d+1, …, d + out·s − 1
+        if s == 1 {
+            return v;
+        }
+        let [b, c, h, w] = v.dims();
+        if axis == 2 {
+            let v: Tensor<5> = v.reshape([b, c, out, s, w]);
+            v.narrow(3, 0, 1).reshape([b, c, out, w]) // rows d, d+s, …
+        } else {
+            let v: Tensor<5> = v.reshape([b, c, h, out, s]);
+            v.narrow(4, 0, 1).reshape([b, c, h, out])
+        }
+    };
+    (1..k).fold(pick(0), |m, d| m.max_pair(pick(d)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::module::max_pool2d;
+    use burn::tensor::ops::MaxPoolOptions;
+    use burn::tensor::{Device, Distribution};
+
+    #[test]
+    fn matches_burns_max_pool_with_ceil_mode() {
+        let device = Device::flex();
+        for (h, w, k, s, p) in [(112, 112, 3, 2, 0), (57, 30, 3, 2, 0), (28, 28, 3, 1, 1), (14, 14, 2, 2, 0), (7, 9, 3, 2, 1)] {
+            let x = Tensor::<4>::random([2, 3, h, w], Distribution::Normal(0.0, 1.0), &device);
+            let ours = MaxPool::new(k, s, p, true).forward(x.clone());
+            let theirs = max_pool2d(x, MaxPoolOptions::new([k, k]).with_stride([s, s]).with_padding([p, p]).with_ceil_mode(true));
+            assert_eq!(ours.dims(), theirs.dims(), "{h}x{w} k{k} s{s} p{p}");
+            let diff: f32 = (ours - theirs).abs().max().into_scalar();
+            assert_eq!(diff, 0.0, "{h}x{w} k{k} s{s} p{p}");
+        }
+    }
+
+    #[test]
+    fn output_sizes_round_up_like_caffe() {
+        assert_eq!(pool_out(112, 3, 2, 0, true), 56);
+        assert_eq!(pool_out(112, 3, 2, 0, false), 55);
+        assert_eq!(pool_out(14, 2, 2, 0, true), 7);
+        assert_eq!(pool_out(28, 3, 1, 1, true), 28);
+    }
+}
