@@ -2,7 +2,7 @@
 //   node scripts/screenshots.mjs [OUT_DIR] [backend]
 import fs from 'node:fs';
 import path from 'node:path';
-import { startServer, launch, shared, root } from '../tests/e2e/harness.mjs';
+import { startServer, launch, shared, root, generate } from '../tests/e2e/harness.mjs';
 
 const out = path.resolve(process.argv[2] || path.join(root, 'docs/screenshots'));
 const backend = process.argv[3] || 'cpu';
@@ -25,6 +25,22 @@ try {
   await page.evaluate(() => document.querySelector('[data-testid="block-inception_4c"]').scrollIntoView({ block: 'start' }));
   await page.screenshot({ path: path.join(out, `explorer${backend === 'cpu' ? '' : '-' + backend}.png`) });
   await page.screenshot({ path: path.join(out, `full${backend === 'cpu' ? '' : '-' + backend}.png`), fullPage: true });
+  // The fine-tune view after a short run on generated images.
+  await page.getByTestId('finetune-tab').click();
+  await page.getByTestId('class-name-0').fill('red disc');
+  await page.getByTestId('class-name-1').fill('blue stripes');
+  for (const cls of [0, 1]) {
+    const files = [];
+    for (let k = 0; k < 4; k++) files.push(await generate(page, cls, k));
+    await page.getByTestId(`class-files-${cls}`).setInputFiles(files);
+    await page.locator('.ft-class').nth(cls).locator('.count').filter({ hasText: '4 images' }).waitFor({ timeout: 60_000 });
+  }
+  await page.locator('#ft-heldout').setInputFiles(await generate(page, 0, 7));
+  await page.getByTestId('finetune-steps').fill('16');
+  await page.getByTestId('finetune-start').click();
+  await page.waitForFunction(() => JSON.parse(document.querySelector('[data-testid="finetune-log"]').dataset.steps).length >= 16, null, { timeout: 600_000 });
+  await page.getByTestId('finetune-stop').and(page.locator(':disabled')).waitFor({ timeout: 600_000 });
+  await page.screenshot({ path: path.join(out, `finetune${backend === 'cpu' ? '' : '-' + backend}.png`), fullPage: true });
   console.log('screenshots in', out, 'timing:', await page.getByTestId('timing').textContent());
 } finally {
   await close();

@@ -77,10 +77,8 @@ struct ClassifyJs {
     top: Vec<Prediction>,
     aux1: Option<Vec<Prediction>>,
     aux2: Option<Vec<Prediction>>,
-    /// Mean squared activation of each block's four branches (the branch's share of the
-    /// block's activation energy), per block in order 3a … 5b.
-    energy: Vec<[f32; 4]>,
     ms_preprocess: f64,
+    /// The main forward and the read of its logits (aux heads, when shown, come after).
     ms_forward: f64,
 }
 
@@ -163,6 +161,7 @@ impl Session {
             let x = Tensor::<4>::from_data(TensorData::new(p.chw, [1, 3, s, s]), &inner.device);
             let (logits, acts) = model.forward_with_activations(x.clone());
             let logits = read(logits.flatten(0, 1)).await?;
+            let t2 = now();
             let (aux1, aux2) = if aux_trained {
                 let out = model.forward_train(x);
                 let a1 = read(out.aux1.expect("has aux").flatten(0, 1)).await?;
@@ -171,20 +170,10 @@ impl Session {
             } else {
                 (None, None)
             };
-            // Per-branch energy of every block, in one read.
-            let energies: Vec<Tensor<1>> = acts
-                .blocks
-                .iter()
-                .flat_map(|b| b.iter().map(|t| t.clone().square().mean().reshape([1])))
-                .collect();
-            let e = read(Tensor::cat(energies, 0)).await?;
-            let t2 = now();
-            let energy = e.chunks(4).map(|c| [c[0], c[1], c[2], c[3]]).collect();
             let out = ClassifyJs {
                 top: top_k(&logits, top, &labels),
                 aux1,
                 aux2,
-                energy,
                 ms_preprocess: t1 - t0,
                 ms_forward: t2 - t1,
             };
@@ -197,9 +186,9 @@ impl Session {
 
     /// Feature maps of one block's four branches for the last image: for each branch, the
     /// `k` channels with the highest mean activation. Resolves to an object
-    /// `{ block, h, w, branches: [{ name, channels: [..], means: [..], maps: Float32Array }],
-    ///    heatmap: Float32Array }` where `maps` is `k × h × w` and `heatmap` (`h × w`) is the
-    /// block output's mean over all channels.
+    /// `{ block, h, w, energy: [4], branches: [{ name, channels: [..], means: [..], maps: Float32Array }],
+    ///    heatmap: Float32Array }` where `maps` is `k × h × w`, `energy` each branch's mean
+    /// squared activation and `heatmap` (`h × w`) the block output's mean over all channels.
     pub fn block_view(&self, block: usize, k: usize) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
@@ -218,6 +207,9 @@ impl Session {
             set(&out, "h", &(h as u32).into())?;
             set(&out, "w", &(w as u32).into())?;
             let list = js_sys::Array::new();
+            // Mean squared activation of each branch: its share of the block's energy.
+            let energy = read(Tensor::cat(branches.iter().map(|t| t.clone().square().mean().reshape([1])).collect(), 0)).await?;
+            set(&out, "energy", &serde_wasm(&energy))?;
             let mut heat: Option<Tensor<2>> = None;
             let mut channels_total = 0;
             for (i, t) in branches.iter().enumerate() {

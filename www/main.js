@@ -122,7 +122,7 @@ async function loadBlock(index) {
     state.blockCache.set(index, request({ type: 'block', index, k: 16 }).then((m) => m.view));
   }
   const view = await state.blockCache.get(index);
-  view.energyAbs = state.lastEnergy[index];
+  view.energyAbs = view.energy;
   drawHeat($('overlay'), view.heatmap, view.h, view.w, null);
   $('overlay').classList.add('shown');
   $('overlay').title = `${view.block}: where it responds`;
@@ -151,7 +151,6 @@ async function classify(bytes) {
   try {
     const res = await request({ type: 'classify', bytes: bytes.slice().buffer });
     state.lastImage = bytes;
-    state.lastEnergy = res.energy;
     state.blockCache.clear();
     renderTop($('top5'), res.top);
     renderAux($('aux'), res, state.report);
@@ -162,6 +161,7 @@ async function classify(bytes) {
     t.dataset.warmMs = res.ms.toFixed(1);
     t.dataset.coldMs = cold.toFixed(0);
     t.dataset.wasmBytes = String(res.wasmBytes);
+    t.dataset.forwardMs = res.ms_forward.toFixed(1);
     t.textContent = `${res.ms.toFixed(0)} ms for this image (forward ${res.ms_forward.toFixed(0)} ms on ${state.backend}) · first result ${(cold / 1000).toFixed(1)} s after page load`;
     setStatus('ready');
     for (const card of document.querySelectorAll('.block.open .block-head')) {

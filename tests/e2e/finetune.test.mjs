@@ -6,35 +6,13 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startServer, launch, shared, haveShared } from './harness.mjs';
+import { startServer, launch, shared, haveShared, generate } from './harness.mjs';
 
 const SKIP = haveShared() ? false : `needs the shared data (weights) at ${shared}`;
 const SLOW = 600_000;
 let server;
 before(async () => { if (!SKIP) server = await startServer(); });
 after(() => server?.close());
-
-/** PNG bytes drawn in the page: class 0 red discs, class 1 blue stripes, with jitter. */
-async function generate(page, cls, k) {
-  const b64 = await page.evaluate(async ({ cls, k }) => {
-    const c = new OffscreenCanvas(160 + k * 16, 160);
-    const g = c.getContext('2d');
-    g.fillStyle = cls === 0 ? '#efe4d6' : '#eef2f8';
-    g.fillRect(0, 0, c.width, c.height);
-    if (cls === 0) {
-      g.fillStyle = `rgb(${200 + k * 10}, ${30 + k * 8}, 30)`;
-      g.beginPath(); g.arc(70 + k * 10, 80, 40 + k * 4, 0, Math.PI * 2); g.fill();
-    } else {
-      g.fillStyle = `rgb(30, ${50 + k * 10}, ${190 + k * 10})`;
-      for (let x = k * 3; x < c.width; x += 22) g.fillRect(x, 0, 11, c.height);
-    }
-    const blob = await c.convertToBlob({ type: 'image/png' });
-    const bytes = new Uint8Array(await blob.arrayBuffer());
-    let s = ''; for (const b of bytes) s += String.fromCharCode(b);
-    return btoa(s);
-  }, { cls, k });
-  return { name: `c${cls}-${k}.png`, mimeType: 'image/png', buffer: Buffer.from(b64, 'base64') };
-}
 
 async function run({ webgpu }) {
   const { context, close } = await launch({ webgpu });
