@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { startServer, launch, shared, root } from '../tests/e2e/harness.mjs';
+import { startServer, launch, shared, root, generate } from '../tests/e2e/harness.mjs';
 
 const ITERS = Number(process.env.ITERS || 15);
 const server = await startServer();
@@ -56,6 +56,26 @@ const cat = path.join(shared, 'images/cat.jpg');
     await ortPage.waitForFunction(() => window.result, null, { timeout: 600_000 });
     out.ort_web_wasm = await ortPage.evaluate(() => window.result);
     out.ratio_ours_over_ort = out.ours_cpu.median_ms / out.ort_web_wasm.median_ms;
+    // Fine-tune step time on the page's CPU path, batch 8: heads only, then everything.
+    const ft = await context.newPage();
+    await ready(ft, '?backend=cpu');
+    await ft.getByTestId('finetune-tab').click();
+    for (const cls of [0, 1]) {
+      const files = [];
+      for (let k = 0; k < 4; k++) files.push(await generate(ft, cls, k));
+      await ft.getByTestId(`class-files-${cls}`).setInputFiles(files);
+      await ft.locator('.ft-class').nth(cls).locator('.count').filter({ hasText: '4 images' }).waitFor({ timeout: 60_000 });
+    }
+    out.finetune_browser_cpu = {};
+    for (const [mode, n] of [['heads', Number(process.env.FT_STEPS || 12)], ['all', 3]]) {
+      await ft.locator('#ft-train').selectOption(mode);
+      await ft.getByTestId('finetune-steps').fill(String(n));
+      await ft.getByTestId('finetune-start').click();
+      await ft.waitForFunction((n) => JSON.parse(document.querySelector('[data-testid="finetune-log"]').dataset.steps).length >= n, n, { timeout: 900_000 });
+      await ft.getByTestId('finetune-stop').and(ft.locator(':disabled')).waitFor({ timeout: 900_000 });
+      const ms = JSON.parse(await ft.getByTestId('finetune-log').getAttribute('data-ms'));
+      out.finetune_browser_cpu[mode] = { batch: 8, first_ms: ms[0], median_ms: median(ms), steps: ms.length, steps_per_s: 1000 / median(ms) };
+    }
   } finally { await close(); }
 }
 

@@ -33,7 +33,10 @@ for mode in heads all; do
   RAYON_NUM_THREADS=$THREADS ./target/release/googlenet finetune --weights "$SHARED/weights/bvlc_googlenet.safetensors" \
     --data "$tmp/data" --steps "$steps" --batch 8 --train "$mode" --out "$tmp/ft.safetensors" --log "$tmp/$mode.jsonl" 2> "$tmp/$mode.err" \
     || { cat "$tmp/$mode.err"; exit 1; }
-  grep -o '[0-9]* ms$' "$tmp/$mode.err" | awk -v m="$mode" 'NR==1{first=$1} {t[NR]=$1} END {n=asort(t); printf "burn native %s: first step %s ms, median %s ms over %d steps\n", m, first, t[int((n+1)/2)], n}'
+  times=$(grep -o '[0-9]* ms$' "$tmp/$mode.err" | cut -d' ' -f1)
+  first=$(echo "$times" | head -1)
+  median=$(echo "$times" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
+  echo "burn native $mode: first step $first ms, median $median ms over $(echo "$times" | wc -l) steps"
 done
 python3 bench/torch_finetune.py "$THREADS" "$STEPS"
 rm -rf "$tmp"
