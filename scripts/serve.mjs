@@ -24,7 +24,10 @@ function resolve(urlPath) {
       ? [path.join(shared, 'data', name), path.join(root, 'weights', name)]
       : name === 'bvlc_googlenet.onnx'
         ? [path.join(shared, 'bench', name)]
-        : [path.join(shared, 'weights', name), path.join(root, 'weights', name)];
+        : [path.join(shared, 'weights', name), path.join(root, 'weights', name),
+          // Without the shared data, the page's default weights are what
+          // `googlenet fetch-weights` converted (torchvision's; the file says which variant).
+          ...(name === 'bvlc_googlenet.safetensors' ? [path.join(root, 'weights', 'googlenet_torchvision.safetensors')] : [])];
     return candidates.find((p) => fs.existsSync(p));
   }
   const p = path.join(root, path.normalize(urlPath === '/' ? '/index.html' : urlPath));

@@ -37,6 +37,10 @@ struct Loaded {
     labels: Vec<String>,
     /// The last classified image's activations, for the block views.
     acts: Option<Activations>,
+    /// The last classified image's input tensor.
+    input: Option<Tensor<4>>,
+    /// After a fine-tune is applied: the model it started from, for before/after views.
+    base: Option<GoogLeNet>,
 }
 
 struct Inner {
@@ -69,6 +73,8 @@ struct ReportJs<'a> {
     has_aux: bool,
     transform_input: bool,
     labels_from_file: bool,
+    /// A fine-tuned model whose starting point is kept for before/after block views.
+    has_base: bool,
     summary: crate::model::summary::Summary,
 }
 
@@ -142,7 +148,7 @@ impl Session {
         let opts = LoadOptions { variant, ..Default::default() };
         let (model, report) = weights::load_model(&map, &opts, &self.inner.device).map_err(|e| err("invalid weights file", e))?;
         let model = model.valid();
-        self.install(model, report, &labels)
+        self.install(model, report, &labels, None)
     }
 
     /// Classify an image file's bytes. Resolves to JSON (see `ClassifyJs`).
@@ -159,6 +165,7 @@ impl Session {
             let t1 = now();
             let s = preprocess::INPUT_SIZE;
             let x = Tensor::<4>::from_data(TensorData::new(p.chw, [1, 3, s, s]), &inner.device);
+            let x_keep = x.clone();
             let (logits, acts) = model.forward_with_activations(x.clone());
             let logits = read(logits.flatten(0, 1)).await?;
             let t2 = now();
@@ -179,6 +186,7 @@ impl Session {
             };
             if let Some(l) = inner.loaded.borrow_mut().as_mut() {
                 l.acts = Some(acts);
+                l.input = Some(x_keep);
             }
             Ok(JsValue::from_str(&serde_json::to_string(&out).expect("serialisable")))
         })
@@ -189,7 +197,10 @@ impl Session {
     /// `{ block, h, w, energy: [4], branches: [{ name, channels: [..], means: [..], maps: Float32Array }],
     ///    heatmap: Float32Array }` where `maps` is `k × h × w`, `energy` each branch's mean
     /// squared activation and `heatmap` (`h × w`) the block output's mean over all channels.
-    pub fn block_view(&self, block: usize, k: usize) -> Promise {
+    ///
+    /// With `before`, the same view from the model a fine-tune started from (the last image
+    /// run through it), to compare a block's branches before and after fine-tuning.
+    pub fn block_view(&self, block: usize, k: usize, before: bool) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
             if block >= BLOCK_NAMES.len() {
@@ -197,8 +208,15 @@ impl Session {
             }
             let branches = {
                 let l = inner.loaded.borrow();
-                let acts = l.as_ref().and_then(|l| l.acts.as_ref()).ok_or_else(|| err("no activations", "classify an image first"))?;
-                acts.blocks[block].clone()
+                let l = l.as_ref().ok_or_else(|| err("no model", "load weights first"))?;
+                let acts = l.acts.as_ref().ok_or_else(|| err("no activations", "classify an image first"))?;
+                if before {
+                    let base = l.base.as_ref().ok_or_else(|| err("no activations", "no fine-tune applied"))?;
+                    let x = l.input.clone().ok_or_else(|| err("no activations", "classify an image first"))?;
+                    base.forward_with_activations(x).1.blocks[block].clone()
+                } else {
+                    acts.blocks[block].clone()
+                }
             };
             let [_, _, h, w] = branches[0].dims();
             let out = js_sys::Object::new();
@@ -368,7 +386,12 @@ impl Session {
             aux_fresh: !aux,
             labels: Some(labels),
         };
-        self.install(model, report, "")
+        // Keep the model the fine-tune started from (the first one, over repeated applies).
+        let base = {
+            let l = self.inner.loaded.borrow();
+            l.as_ref().map(|l| l.base.clone().unwrap_or_else(|| l.model.clone()))
+        };
+        self.install(model, report, "", base)
     }
 
     /// The loaded (e.g. fine-tuned) model as the project's safetensors, with its class names.
@@ -392,7 +415,7 @@ impl Session {
 }
 
 impl Session {
-    fn install(&self, model: GoogLeNet, report: LoadReport, labels: &str) -> Result<String, JsValue> {
+    fn install(&self, model: GoogLeNet, report: LoadReport, labels: &str, base: Option<GoogLeNet>) -> Result<String, JsValue> {
         let mut names = report.labels.clone().unwrap_or_default();
         if names.is_empty() {
             names = parse_labels(&labels);
@@ -408,10 +431,11 @@ impl Session {
             has_aux: model.has_aux(),
             transform_input: model.transform_input,
             labels_from_file: report.labels.is_some(),
+            has_base: base.is_some(),
             summary: model.summary(preprocess::INPUT_SIZE),
         };
         let out = serde_json::to_string(&js).expect("serialisable");
-        *self.inner.loaded.borrow_mut() = Some(Loaded { model, report, labels: names, acts: None });
+        *self.inner.loaded.borrow_mut() = Some(Loaded { model, report, labels: names, acts: None, input: None, base });
         Ok(out)
     }
 }

@@ -119,7 +119,9 @@ function onWorkerMessage(m) {
 async function loadBlock(index) {
   if (!state.lastImage) throw new Error('Classify an image first to see this block\'s activations.');
   if (!state.blockCache.has(index)) {
-    state.blockCache.set(index, request({ type: 'block', index, k: 16 }).then((m) => m.view));
+    const after = request({ type: 'block', index, k: 16 }).then((m) => m.view);
+    const before = state.report.has_base ? request({ type: 'block', index, k: 16, before: true }).then((m) => m.view) : null;
+    state.blockCache.set(index, Promise.all([after, before]).then(([a, b]) => { a.before = b; return a; }));
   }
   const view = await state.blockCache.get(index);
   view.energyAbs = view.energy;

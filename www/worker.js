@@ -126,7 +126,7 @@ self.onmessage = async ({ data: msg }) => {
         break;
       }
       case 'block': {
-        const v = await session.block_view(msg.index, msg.k || 12);
+        const v = await session.block_view(msg.index, msg.k || 12, Boolean(msg.before));
         const transfer = [v.heatmap.buffer, ...v.branches.map((b) => b.maps.buffer)];
         post({ type: 'block', id: msg.id, view: v }, transfer);
         break;

@@ -68,6 +68,15 @@ async function run({ webgpu }) {
     await download.saveAs(file);
     assert.ok(fs.statSync(file).size > 20e6, 'the whole network is exported');
     await page.locator('.tab[data-view="classify"]').click();
+    // Before/after: heads-only training leaves the blocks' activations unchanged, and says so.
+    await page.getByTestId('status').evaluate((e) => { e.textContent = 'sent'; });
+    await page.getByTestId('file-input').setInputFiles(await generate(page, 0, 8));
+    await page.getByTestId('status').filter({ hasText: /^ready$/ }).waitFor({ timeout: SLOW });
+    const block = page.getByTestId('block-inception_4c');
+    await block.locator('.block-head').click();
+    await block.locator('.before-after').filter({ hasText: /Unchanged/ }).waitFor({ timeout: SLOW });
+    assert.equal(await block.locator('.before-after canvas').count(), 4);
+    await block.locator('.block-head').click();
     await page.locator('#own-weights').setInputFiles(file);
     await page.getByTestId('status').filter({ hasText: /waiting for an image|ready/ }).waitFor({ timeout: SLOW });
     await page.locator('#weights-text').filter({ hasText: /3 classes/ }).waitFor({ timeout: SLOW });

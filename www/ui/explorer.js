@@ -104,14 +104,38 @@ function blockBody(b, view) {
       canvas,
       el('p', { class: 'branch-meta small' }, `strongest: ${br.channels.slice(0, 6).join(', ')}${k > 6 ? '…' : ''}`));
   });
+  const before = view.before ? beforeRow(view) : null;
   const heat = el('canvas', { class: 'heat', width: 224, height: 224 });
   drawHeat(heat, view.heatmap, view.h, view.w, document.getElementById('preview'));
   return [
     el('div', { class: 'branches' }, ...cols),
+    before,
     el('div', { class: 'block-extra' },
       el('figure', {}, heat, el('figcaption', {}, `Where ${b.name.replace('_', ' ')} responds (mean activation, ${view.h}×${view.w}, over the crop)`)),
       whyOneByOne(b)),
   ];
+}
+
+/** The same block in the model the fine-tune started from. */
+function beforeRow(view) {
+  const b = view.before;
+  const same = b.energy.every((e, j) => Math.abs(e - view.energy[j]) <= 1e-6 * Math.max(1, Math.abs(e)));
+  const eb = shares(b.energy), ea = shares(view.energy);
+  const cols = b.branches.map((br, j) => {
+    const k = br.channels.length;
+    const side = Math.ceil(Math.sqrt(k));
+    const canvas = el('canvas', { class: 'fmap before', width: side * (b.w + 1), height: side * (b.h + 1) });
+    drawMaps(canvas, br.maps, k, b.h, b.w, side);
+    return el('div', { class: `branch b${j}` },
+      el('p', { class: 'branch-meta' }, `before: ${percent(eb[j])} of the energy (now ${percent(ea[j])})`),
+      canvas);
+  });
+  return el('div', { class: 'before-after' },
+    el('h4', {}, 'Before fine-tuning'),
+    el('p', { class: 'note' }, same
+      ? 'Unchanged: this block did not train (only the heads, or later blocks, did), so its activations are identical.'
+      : 'This block trained: compare its strongest channels and energy shares with the live ones above.'),
+    el('div', { class: 'branches' }, ...cols));
 }
 
 function drawMaps(canvas, maps, k, h, w, side) {

@@ -16,6 +16,7 @@ export function setupFinetune(api) {
   let stopping = false;
   let running = false;
   let heldOut = null;
+  let applied = false;
 
   function addClass() {
     if (classes.length >= MAX_CLASSES) return;
@@ -108,7 +109,8 @@ export function setupFinetune(api) {
     } finally {
       running = false;
       $('ft-start').disabled = false; $('ft-stop').disabled = true;
-      $('ft-apply').disabled = steps.length === 0; $('ft-export').disabled = true;
+      $('ft-apply').disabled = steps.length === 0; $('ft-export').disabled = steps.length === 0;
+      applied = false;
     }
   }
 
@@ -162,16 +164,17 @@ export function setupFinetune(api) {
     const bmp = await createImageBitmap(new Blob([heldOut])).catch(() => null);
     if (bmp) $('ft-heldout-preview').getContext('2d').drawImage(bmp, 0, 0, 112, 112);
   });
-  $('ft-apply').addEventListener('click', async () => {
-    try {
-      const m = await api.request({ type: 'ft-apply' });
-      api.onApplied(m.report);
-      $('ft-export').disabled = false;
-      $('ft-status').textContent = 'the fine-tuned model now classifies on the first tab';
-    } catch (e) { showError(e.message); }
-  });
+  async function apply() {
+    const m = await api.request({ type: 'ft-apply' });
+    api.onApplied(m.report);
+    applied = true;
+    $('ft-status').textContent = 'the fine-tuned model now classifies on the first tab';
+  }
+  $('ft-apply').addEventListener('click', () => apply().catch((e) => showError(e.message)));
   $('ft-export').addEventListener('click', async () => {
     try {
+      // Export what was trained: it becomes the page's model first.
+      if (!applied) await apply();
       const m = await api.request({ type: 'export' });
       const a = document.createElement('a');
       a.href = URL.createObjectURL(new Blob([m.bytes], { type: 'application/octet-stream' }));
