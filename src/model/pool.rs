@@ -12,7 +12,7 @@
 //! unchanged.
 
 use burn::module::Module;
-use burn::tensor::{Tensor, activation::relu, ops::PadMode};
+use burn::tensor::{Tensor, activation::relu};
 
 #[derive(Module, Debug)]
 pub struct MaxPool {
@@ -50,10 +50,31 @@ impl MaxPool {
         let need = |o: usize| (o - 1) * s + k;
         let bottom = need(oh).saturating_sub(h + p);
         let right = need(ow).saturating_sub(w + p);
-        let x = if p + bottom + right > 0 { x.pad([(p, bottom), (p, right)], PadMode::Edge) } else { x };
+        let x = edge_pad(edge_pad(x, 2, p, bottom), 3, p, right);
         let rows = reduce_axis(x, 2, k, s, oh); // [b, c, oh, w + pads]
         reduce_axis(rows, 3, k, s, ow) // [b, c, oh, ow]
     }
+}
+
+/// Repeat the first / last slice along `axis` `before` / `after` times. (`pad` with
+/// `PadMode::Edge` does the same but took 5.8 ms on pool1's input where this takes 0.2.)
+fn edge_pad(x: Tensor<4>, axis: usize, before: usize, after: usize) -> Tensor<4> {
+    if before + after == 0 {
+        return x;
+    }
+    let n = x.dims()[axis];
+    let mut parts = Vec::with_capacity(3);
+    if before > 0 {
+        parts.push(x.clone().narrow(axis, 0, 1).repeat_dim(axis, before));
+    }
+    if after > 0 {
+        let last = x.clone().narrow(axis, n - 1, 1).repeat_dim(axis, after);
+        parts.push(x);
+        parts.push(last);
+    } else {
+        parts.push(x);
+    }
+    Tensor::cat(parts, axis)
 }
 
 /// Max over windows of `k` along `axis` (2 or 3), stride `s`, keeping `out` positions: the
@@ -68,7 +89,7 @@ fn reduce_axis(x: Tensor<4>, axis: usize, k: usize, s: usize, out: usize) -> Ten
         return m;
     }
     // Keep every s-th position: pad to out·s, split the axis into (out, s), take index 0.
-    let m = m.pad(if axis == 2 { [(0, 0), (0, s - 1), (0, 0)] } else { [(0, 0), (0, 0), (0, s - 1)] }, PadMode::Edge);
+    let m = edge_pad(m, axis, 0, s - 1);
     let [b, c, h, w] = m.dims();
     if axis == 2 {
         let v: Tensor<5> = m.narrow(2, 0, out * s).reshape([b, c, out, s, w]);
