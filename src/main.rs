@@ -207,7 +207,11 @@ fn load(path: &Path, variant: Option<Variant>, transform_input: Option<bool>, de
     weights::load_model(&map, &opts, device).with_context(|| format!("loading weights {}", path.display()))
 }
 
-fn default_weights() -> Result<PathBuf> {
+/// The given weights file, else the shared BVLC weights, else what `fetch-weights` wrote.
+fn weights_or_default(weights: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(p) = weights {
+        return Ok(p);
+    }
     if let Some(p) = paths::shared_weights() {
         return Ok(p);
     }
@@ -226,10 +230,7 @@ fn classify(weights: Option<PathBuf>, variant: Option<Variant>, top: usize, labe
         bail!("--top must be at least 1");
     }
     let device = device();
-    let path = match weights {
-        Some(p) => p,
-        None => default_weights()?,
-    };
+    let path = weights_or_default(weights)?;
     let (model, report) = load(&path, variant, None, &device)?;
     let model = model.valid();
     let names = match (labels, report.labels) {
@@ -475,10 +476,7 @@ fn finetune(weights: Option<PathBuf>, variant: Option<Variant>, data: &Path, ste
         bail!("--steps must be at least 1");
     }
     let device = device();
-    let path = match weights {
-        Some(p) => p,
-        None => default_weights()?,
-    };
+    let path = weights_or_default(weights)?;
     let (model, _) = load(&path, variant, None, &device)?;
     let (labels, examples) = dataset(data)?;
     eprintln!("{} images in {} classes: {}", examples.len(), labels.len(), labels.join(", "));

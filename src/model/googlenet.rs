@@ -64,12 +64,6 @@ pub struct Activations {
     pub blocks: Vec<[Tensor<4>; 4]>,
 }
 
-impl Activations {
-    pub fn layer(&self, name: &str) -> Option<&Tensor<4>> {
-        self.layers.iter().find(|(n, _)| *n == name).map(|(_, t)| t)
-    }
-}
-
 fn max_pool(kernel: usize, stride: usize) -> MaxPool {
     // Caffe rounds pooled sizes up, and torchvision sets ceil_mode=True to match.
     MaxPool::new(kernel, stride, 0, true)
