@@ -33,13 +33,28 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
     exps.into_iter().map(|e| e / sum).collect()
 }
 
+/// Index of the largest value (the first, on ties).
+pub fn argmax(values: &[f32]) -> Option<usize> {
+    values.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0))).map(|(i, _)| i)
+}
+
+/// Indices of the `k` largest values, largest first.
+pub fn top_indices(values: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..values.len()).collect();
+    idx.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
+    idx.truncate(k);
+    idx
+}
+
 /// The `k` most probable classes of one row of logits.
 pub fn top_k(logits: &[f32], k: usize, labels: &[String]) -> Vec<Prediction> {
-    let probs = softmax(logits);
-    let mut idx: Vec<usize> = (0..probs.len()).collect();
-    idx.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
-    idx.into_iter()
-        .take(k)
+    top_probs(&softmax(logits), k, labels)
+}
+
+/// The `k` most probable classes of one row of probabilities.
+pub fn top_probs(probs: &[f32], k: usize, labels: &[String]) -> Vec<Prediction> {
+    top_indices(probs, k)
+        .into_iter()
         .map(|i| Prediction {
             index: i,
             label: labels.get(i).cloned().unwrap_or_else(|| format!("class {i}")),

@@ -1,6 +1,9 @@
 //! GoogLeNet (Inception v1, Szegedy et al. 2014) on burn: the model and its variants, weight
-//! files, preprocessing, and (later) the fine-tune loop and the wasm facade.
+//! files, preprocessing, the fine-tune loop, the block views' analysis, and the wasm facade.
 
+pub mod clock;
+pub mod error;
+pub mod explore;
 pub mod labels;
 pub mod model;
 pub mod npy;

@@ -111,13 +111,13 @@ enum Command {
         data: PathBuf,
         #[arg(long, default_value_t = 30)]
         steps: usize,
-        #[arg(long, default_value_t = 8)]
+        #[arg(long, default_value_t = FinetuneConfig::default().batch)]
         batch: usize,
         /// Learning rate (default 1e-3 for Adam, 1e-2 for SGD).
         #[arg(long)]
         lr: Option<f64>,
         /// Weight of each aux loss (the paper: 0.3).
-        #[arg(long, default_value_t = 0.3)]
+        #[arg(long, default_value_t = train::AUX_LOSS_WEIGHT)]
         aux_weight: f32,
         /// Train without the aux losses.
         #[arg(long)]
@@ -125,8 +125,8 @@ enum Command {
         /// What trains: heads, blocks:N (the last N Inception blocks too) or all.
         #[arg(long = "train", default_value = "heads")]
         trainable: String,
-        #[arg(long, default_value = "adam", value_parser = ["adam", "sgd"])]
-        optimizer: String,
+        #[arg(long, value_enum, default_value = "adam")]
+        optimizer: Optimizer,
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// No random crops and flips.
@@ -144,6 +144,12 @@ enum Command {
         #[arg(long, default_value = "https://download.pytorch.org/models/googlenet-1378be20.pth")]
         url: String,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Optimizer {
+    Adam,
+    Sgd,
 }
 
 fn parse_variant(s: &str) -> Result<Variant, String> {
@@ -185,7 +191,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench { variant, threads, iters, warmup, json, layers } => bench(variant, threads, iters, warmup, json, layers),
         Command::FetchWeights { url } => fetch_weights(&url),
         Command::Finetune { weights, variant, data, steps, batch, lr, aux_weight, no_aux, trainable, optimizer, seed, no_augment, out, log } => {
-            let optimizer = if optimizer == "sgd" { OptimizerKind::Sgd } else { OptimizerKind::Adam };
+            let optimizer = match optimizer {
+                Optimizer::Sgd => OptimizerKind::Sgd,
+                Optimizer::Adam => OptimizerKind::Adam,
+            };
             let cfg = FinetuneConfig {
                 batch,
                 lr: lr.unwrap_or(if optimizer == OptimizerKind::Sgd { 1e-2 } else { 1e-3 }),
@@ -251,6 +260,9 @@ fn classify(weights: Option<PathBuf>, variant: Option<Variant>, top: usize, labe
         let s = preprocess::INPUT_SIZE;
         let x = Tensor::<4>::from_data(TensorData::new(prepared.chw, [1, 3, s, s]), &device);
         let logits = model.forward(x).into_data().try_to_vec::<f32>().expect("f32 logits");
+        if let Some(v) = logits.iter().find(|v| !v.is_finite()) {
+            bail!("{}: the network produced {v} among its outputs: the weights are not usable (load another file)", image.display());
+        }
         results.push((image.display().to_string(), top_k(&logits, top, &names)));
     }
     if json {
@@ -291,7 +303,6 @@ fn logits(weights: &Path, variant: Option<Variant>, input: &Path, train: bool, t
         std::fs::write(path, npy::write(&dims, &data)).with_context(|| format!("writing {}", path.display()))
     };
     if train {
-        let model = model.without_dropout();
         if !model.has_aux() {
             bail!("--train needs aux heads, and this model has none");
         }
@@ -472,8 +483,8 @@ fn dataset(dir: &Path) -> Result<(Vec<String>, Vec<train::Example>)> {
 }
 
 fn finetune(weights: Option<PathBuf>, variant: Option<Variant>, data: &Path, steps: usize, cfg: FinetuneConfig, out: &Path, log: Option<&Path>) -> Result<()> {
-    if steps == 0 {
-        bail!("--steps must be at least 1");
+    if steps == 0 || steps > train::LIMITS.max_steps {
+        bail!("--steps must be 1…{}", train::LIMITS.max_steps);
     }
     let device = device();
     let path = weights_or_default(weights)?;
@@ -506,41 +517,26 @@ fn finetune(weights: Option<PathBuf>, variant: Option<Variant>, data: &Path, ste
 
 /// Median time of each stage (burn-flex runs eagerly, so each stage's time is its own).
 fn stage_times(model: &GoogLeNet, x: Tensor<4>, iters: usize) -> Vec<(String, f64)> {
-    let mut rows: Vec<(String, Vec<f64>)> = Vec::new();
+    let names: Vec<&str> = model.stages().map(|s| s.name()).chain(["head"]).collect();
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     for _ in 0..iters.max(1) {
-        let mut i = 0;
-        let mut time = |name: &str, f: &mut dyn FnMut() -> Tensor<4>| {
+        let mut h = x.clone();
+        for (i, stage) in model.stages().enumerate() {
             let t = Instant::now();
-            let out = f();
-            let _ = out.clone().into_data(); // make sure it is computed
-            if rows.len() <= i {
-                rows.push((name.to_string(), Vec::new()));
-            }
-            rows[i].1.push(t.elapsed().as_secs_f64() * 1e3);
-            i += 1;
-            out
-        };
-        let m = model;
-        let mut h = time("conv1", &mut || m.conv1.forward(x.clone()));
-        h = time("maxpool1", &mut || m.maxpool1.forward(h.clone()));
-        if let Some(l) = &m.lrn1 {
-            h = time("lrn1", &mut || l.forward(h.clone()));
+            h = model.stage(stage, h).0;
+            let _ = h.clone().into_data(); // make sure it is computed
+            times[i].push(t.elapsed().as_secs_f64() * 1e3);
         }
-        h = time("conv2", &mut || m.conv2.forward(h.clone()));
-        h = time("conv3", &mut || m.conv3.forward(h.clone()));
-        if let Some(l) = &m.lrn2 {
-            h = time("lrn2", &mut || l.forward(h.clone()));
-        }
-        h = time("maxpool2", &mut || m.maxpool2.forward(h.clone()));
-        for (b, name) in googlenet::model::BLOCK_NAMES.iter().enumerate() {
-            h = time(name, &mut || m.block_at(b, h.clone()));
-        }
-        time("head", &mut || m.global_pool(h.clone()));
+        let t = Instant::now();
+        let _ = model.head(h, &mut googlenet::model::googlenet::no_dropout).into_data();
+        times[names.len() - 1].push(t.elapsed().as_secs_f64() * 1e3);
     }
-    rows.into_iter()
+    names
+        .into_iter()
+        .zip(times)
         .map(|(n, mut v)| {
             v.sort_by(f64::total_cmp);
-            (n, v[v.len() / 2])
+            (n.to_string(), v[v.len() / 2])
         })
         .collect()
 }

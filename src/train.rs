@@ -4,29 +4,59 @@
 //! and the page's Worker drive step by step.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use burn::module::Module;
-use burn::nn::LinearConfig;
+use burn::module::{Module, Param};
+use burn::nn::Linear;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig, momentum::MomentumConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use image::RgbImage;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::aux_head::inception_aux;
-use crate::model::config::{AUX1_AFTER, AUX2_AFTER, INCEPTION_TABLE};
+use crate::model::basic_conv::BasicConv2d;
+use crate::model::config::{AUX_TAPS, INCEPTION_TABLE, STAGES, Stage};
 use crate::model::{GoogLeNet, Variant};
 use crate::preprocess::{self, INPUT_SIZE, ImageError};
 
-/// Largest class count the page offers; the CLI accepts more.
-pub const MAX_CLASSES: usize = 100;
+/// What a fine-tune accepts, stated once: the CLI, the page and the trainer all read this.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Limits {
+    pub max_classes: usize,
+    pub min_images_per_class: usize,
+    pub max_images_per_class: usize,
+    pub max_batch: usize,
+    pub max_steps: usize,
+    pub max_aux_weight: f32,
+}
+
+/// 10 classes × 30 images at 256×256 RGB is 59 MB of training images, which a browser tab
+/// holds comfortably next to the model; 3 images per class is the least that generalises at all.
+pub const LIMITS: Limits = Limits {
+    max_classes: 10,
+    min_images_per_class: 3,
+    max_images_per_class: 30,
+    max_batch: 64,
+    max_steps: 500,
+    max_aux_weight: 10.0,
+};
+
+/// The paper's weight of each auxiliary loss (§5: "weighted by 0.3").
+pub const AUX_LOSS_WEIGHT: f32 = 0.3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error("need at least 2 classes, got {0}")]
     TooFewClasses(usize),
-    #[error("class `{0}` has no images; every class needs at least one")]
-    EmptyClass(String),
+    #[error("{0} classes is too many; at most {max}", max = LIMITS.max_classes)]
+    TooManyClasses(usize),
+    #[error("class `{name}` has {count} image(s); every class needs at least {min}", min = LIMITS.min_images_per_class)]
+    TooFewImages { name: String, count: usize },
+    #[error("class `{name}` already has {max} images, the limit", max = LIMITS.max_images_per_class)]
+    TooManyImages { name: String },
+    #[error("no class with id {0} (it was removed?)")]
+    NoSuchClass(u32),
     #[error("{0}")]
     Config(String),
     #[error("reading results from the device failed: {0}")]
@@ -34,7 +64,8 @@ pub enum TrainError {
 }
 
 /// What trains; everything else is frozen (no gradients, BatchNorm on running statistics).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum Trainable {
     /// The main classifier and both aux heads.
     Heads,
@@ -50,30 +81,51 @@ impl Trainable {
             "heads" => Ok(Trainable::Heads),
             "all" => Ok(Trainable::All),
             _ => match s.strip_prefix("blocks:").and_then(|n| n.parse::<usize>().ok()) {
-                Some(n) if (1..=9).contains(&n) => Ok(Trainable::Blocks(n)),
+                Some(n) if (1..=INCEPTION_TABLE.len()).contains(&n) => Ok(Trainable::Blocks(n)),
                 _ => Err(TrainError::Config(format!("`{s}`: expected heads, blocks:N (N = 1…9) or all"))),
             },
         }
     }
 
-    /// Index of the first Inception block that trains (9 = none; 0 = all, stem too for `All`).
-    pub fn first_block(self) -> usize {
+    /// Index in [`STAGES`] of the first stage that trains (`STAGES.len()`: only the heads).
+    pub fn first_stage(self) -> usize {
         match self {
-            Trainable::Heads => INCEPTION_TABLE.len(),
-            Trainable::Blocks(n) => INCEPTION_TABLE.len() - n.min(INCEPTION_TABLE.len()),
+            Trainable::Heads => STAGES.len(),
+            Trainable::Blocks(n) => Stage::Block(INCEPTION_TABLE.len() - n.min(INCEPTION_TABLE.len())).index(),
             Trainable::All => 0,
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+impl TryFrom<String> for Trainable {
+    type Error = TrainError;
+    fn try_from(s: String) -> Result<Self, TrainError> {
+        Trainable::parse(&s)
+    }
+}
+
+impl From<Trainable> for String {
+    fn from(t: Trainable) -> String {
+        match t {
+            Trainable::Heads => "heads".into(),
+            Trainable::Blocks(n) => format!("blocks:{n}"),
+            Trainable::All => "all".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
     /// SGD with momentum 0.9 (the paper used asynchronous SGD with momentum 0.9).
     Sgd,
     Adam,
 }
 
-#[derive(Debug, Clone)]
+/// One fine-tune's settings, for the CLI and the page alike (the page sends it as JSON;
+/// unknown fields and values are refused, missing ones take these defaults).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct FinetuneConfig {
     pub batch: usize,
     pub lr: f64,
@@ -93,13 +145,30 @@ impl Default for FinetuneConfig {
         FinetuneConfig {
             batch: 8,
             lr: 1e-3,
-            aux_weights: [0.3, 0.3],
+            aux_weights: [AUX_LOSS_WEIGHT; 2],
             aux: true,
             trainable: Trainable::Heads,
             optimizer: OptimizerKind::Adam,
             seed: 0,
             augment: true,
         }
+    }
+}
+
+impl FinetuneConfig {
+    /// Every field in range, or a message that says which and what is allowed.
+    pub fn check(&self) -> Result<(), TrainError> {
+        let bad = |m: String| Err(TrainError::Config(m));
+        if self.batch == 0 || self.batch > LIMITS.max_batch {
+            return bad(format!("batch size {} is out of range 1…{}", self.batch, LIMITS.max_batch));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= 1.0) {
+            return bad(format!("learning rate {} is out of range (0, 1]", self.lr));
+        }
+        if self.aux_weights.iter().any(|w| !w.is_finite() || *w < 0.0 || *w > LIMITS.max_aux_weight) {
+            return bad(format!("aux weights {:?} must be in 0…{}", self.aux_weights, LIMITS.max_aux_weight));
+        }
+        Ok(())
     }
 }
 
@@ -120,7 +189,8 @@ pub struct StepReport {
 /// 224×224 augmentation crops.
 #[derive(Debug, Clone)]
 pub struct Example {
-    pub image: RgbImage,
+    /// Shared: a data set, a trainer and a restarted trainer hold the same pixels.
+    pub image: Arc<RgbImage>,
     pub label: usize,
 }
 
@@ -140,14 +210,14 @@ pub fn example_from_image(img: &image::DynamicImage, label: usize) -> Example {
     let (nw, nh) = (((w as f64 * s).round() as u32).max(AUG_SIDE), ((h as f64 * s).round() as u32).max(AUG_SIDE));
     let resized = image::imageops::resize(&rgb, nw, nh, image::imageops::FilterType::Triangle);
     let image = image::imageops::crop_imm(&resized, (nw - AUG_SIDE) / 2, (nh - AUG_SIDE) / 2, AUG_SIDE, AUG_SIDE).to_image();
-    Example { image, label }
+    Example { image: Arc::new(image), label }
 }
 
 /// The 224×224 view `v` of an example (0 = centre, unflipped).
 fn augmented(e: &Example, v: u8, variant: Variant) -> Vec<f32> {
     let m = AUG_SIDE - INPUT_SIZE as u32;
     let (x, y) = [(m / 2, m / 2), (0, 0), (m, 0), (0, m), (m, m)][(v % 5) as usize];
-    let mut crop = image::imageops::crop_imm(&e.image, x, y, INPUT_SIZE as u32, INPUT_SIZE as u32).to_image();
+    let mut crop = image::imageops::crop_imm(&*e.image, x, y, INPUT_SIZE as u32, INPUT_SIZE as u32).to_image();
     if v >= 5 {
         image::imageops::flip_horizontal_in_place(&mut crop);
     }
@@ -169,15 +239,56 @@ impl Rng {
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+    /// `n` values uniform in [-bound, bound).
+    fn uniform(&mut self, n: usize, bound: f32) -> Vec<f32> {
+        (0..n).map(|_| (self.unit() * 2.0 - 1.0) * bound).collect()
+    }
+
+    /// Inverted dropout with a mask from this generator: each element is zeroed with
+    /// probability `p`, the rest scaled by 1/(1-p).
+    fn dropout(&mut self, x: Tensor<2>, p: f64) -> Tensor<2> {
+        if p <= 0.0 {
+            return x;
+        }
+        let dims = x.dims();
+        let keep = 1.0 / (1.0 - p) as f32;
+        let mask: Vec<f32> = (0..dims[0] * dims[1]).map(|_| if self.unit() as f64 >= p { keep } else { 0.0 }).collect();
+        let mask = Tensor::<2>::from_data(TensorData::new(mask, dims), &x.device());
+        x * mask
+    }
+
+    /// A fresh linear layer as burn's default initialiser makes it (uniform ±1/√fan_in), from
+    /// this generator rather than burn's process-global one.
+    fn linear(&mut self, d_in: usize, d_out: usize, device: &Device) -> Linear {
+        let b = 1.0 / (d_in as f32).sqrt();
+        Linear {
+            weight: Param::from_tensor(Tensor::from_data(TensorData::new(self.uniform(d_in * d_out, b), [d_in, d_out]), device)),
+            bias: Some(Param::from_tensor(Tensor::from_data(TensorData::new(self.uniform(d_out, b), [d_out]), device))),
+        }
+    }
+
+    /// Re-draw a conv layer's weights and bias (uniform ±1/√fan_in, burn's default).
+    fn conv(&mut self, c: &mut BasicConv2d, device: &Device) {
+        let dims = c.conv.weight.shape().dims::<4>();
+        let b = 1.0 / ((dims[1] * dims[2] * dims[3]) as f32).sqrt();
+        c.conv.weight = Param::from_tensor(Tensor::from_data(TensorData::new(self.uniform(dims.iter().product(), b), dims), device));
+        if c.conv.bias.is_some() {
+            c.conv.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(self.uniform(dims[0], b), [dims[0]]), device)));
+        }
+    }
 }
 
-/// Frozen-trunk features of one augmented view, when only the heads train: the pooled inputs
-/// of aux1, aux2 and the main classifier. Computed once, reused every time the view recurs.
+/// What the frozen part of the network produces for a batch: the pooled inputs of the aux
+/// heads whose taps lie in it, and the trunk's output where training starts (globally pooled
+/// when only the heads train). Computed on the plain device, without a graph.
 #[derive(Clone)]
 struct Features {
-    aux1: Tensor<4>,
-    aux2: Tensor<4>,
-    main: Tensor<4>,
+    aux: [Option<Tensor<4>>; 2],
+    trunk: Tensor<4>,
 }
 
 /// The loss terms of one forward, still on the device.
@@ -190,30 +301,43 @@ pub struct Losses {
 }
 
 pub struct Trainer {
-    /// On the autodiff device; frozen parts have no gradients.
+    /// On the autodiff device; frozen stages have no gradients.
     model: GoogLeNet,
-    /// A plain-device copy of the (unchanging) frozen trunk.
+    /// A plain-device copy of the (unchanging) frozen stages.
     frozen: GoogLeNet,
     optim: ModuleOptimizer,
     cfg: FinetuneConfig,
     device: Device,
     examples: Vec<Example>,
     labels: Vec<String>,
+    /// Batches, augmentations, dropout masks and fresh heads all come from this seeded
+    /// generator, so a fine-tune is reproducible whatever else the process does.
     rng: Rng,
     step: usize,
+    /// Heads only: the frozen features of each (example, view), computed once.
     cache: HashMap<(usize, u8), Features>,
 }
 
-fn check_config(cfg: &FinetuneConfig) -> Result<(), TrainError> {
-    let bad = |m: String| Err(TrainError::Config(m));
-    if cfg.batch == 0 || cfg.batch > 64 {
-        return bad(format!("batch size {} is out of range 1…64", cfg.batch));
+/// Check a training set against [`LIMITS`]: names each offending class.
+pub fn check_set(labels: &[String], examples: &[Example]) -> Result<(), TrainError> {
+    let n = labels.len();
+    if n < 2 {
+        return Err(TrainError::TooFewClasses(n));
     }
-    if !(cfg.lr.is_finite() && cfg.lr > 0.0 && cfg.lr <= 1.0) {
-        return bad(format!("learning rate {} is out of range (0, 1]", cfg.lr));
+    if n > LIMITS.max_classes {
+        return Err(TrainError::TooManyClasses(n));
     }
-    if cfg.aux_weights.iter().any(|w| !w.is_finite() || *w < 0.0 || *w > 10.0) {
-        return bad(format!("aux weights {:?} must be in 0…10", cfg.aux_weights));
+    if let Some(e) = examples.iter().find(|e| e.label >= n) {
+        return Err(TrainError::Config(format!("example labelled {} but only {n} classes", e.label)));
+    }
+    for (i, name) in labels.iter().enumerate() {
+        let count = examples.iter().filter(|e| e.label == i).count();
+        if count < LIMITS.min_images_per_class {
+            return Err(TrainError::TooFewImages { name: name.clone(), count });
+        }
+        if count > LIMITS.max_images_per_class {
+            return Err(TrainError::TooManyImages { name: name.clone() });
+        }
     }
     Ok(())
 }
@@ -221,63 +345,45 @@ fn check_config(cfg: &FinetuneConfig) -> Result<(), TrainError> {
 impl Trainer {
     /// Prepare `model` for fine-tuning on `examples` (labels index `labels`): new main and aux
     /// output layers for the new class count (aux heads are created if absent), everything
-    /// outside `cfg.trainable` frozen. `device` is the plain device; training runs on its
+    /// before `cfg.trainable` frozen. `device` is the plain device; training runs on its
     /// autodiff twin.
     pub fn new(model: GoogLeNet, examples: Vec<Example>, labels: Vec<String>, cfg: FinetuneConfig, device: &Device) -> Result<Self, TrainError> {
-        check_config(&cfg)?;
+        cfg.check()?;
+        check_set(&labels, &examples)?;
         let n = labels.len();
-        if n < 2 {
-            return Err(TrainError::TooFewClasses(n));
-        }
-        if n > MAX_CLASSES * 10 {
-            return Err(TrainError::Config(format!("{n} classes is too many")));
-        }
-        for (i, name) in labels.iter().enumerate() {
-            if !examples.iter().any(|e| e.label == i) {
-                return Err(TrainError::EmptyClass(name.clone()));
-            }
-        }
-        if let Some(e) = examples.iter().find(|e| e.label >= n) {
-            return Err(TrainError::Config(format!("example labelled {} but only {n} classes", e.label)));
-        }
         let device = device.clone().without_autodiff();
         let ad = device.clone().autodiff();
-        // Seed first: the fresh heads below come from this generator too.
-        device.seed(cfg.seed);
-        ad.seed(cfg.seed);
+        let mut rng = Rng(cfg.seed);
         let mut model = model.to_device(&device);
         let spec = model.variant.spec();
-        // New class count: fresh main classifier and aux output layers.
-        model.fc = LinearConfig::new(1024, n).init(&device);
-        for (slot, after) in [(&mut model.aux1, AUX1_AFTER), (&mut model.aux2, AUX2_AFTER)] {
-            match slot {
-                Some(h) => h.fc2 = LinearConfig::new(1024, n).init(&device),
-                None => *slot = Some(inception_aux(INCEPTION_TABLE[after].out_channels(), n, &spec, &device)),
+        // New class count: fresh main classifier and aux output layers, from our generator.
+        model.fc = rng.linear(1024, n, &device);
+        for (h, slot) in [&mut model.aux1, &mut model.aux2].into_iter().enumerate() {
+            if slot.is_none() {
+                let Stage::Block(after) = AUX_TAPS[h] else { unreachable!("aux heads read Inception blocks") };
+                let mut head = inception_aux(INCEPTION_TABLE[after].out_channels(), n, &spec, &device);
+                rng.conv(&mut head.conv, &device);
+                head.fc1 = rng.linear(128 * 4 * 4, 1024, &device);
+                *slot = Some(head);
             }
+            slot.as_mut().expect("set above").fc2 = rng.linear(1024, n, &device);
         }
         let frozen = model.valid();
         let mut model = model.to_device(&ad).train();
-        let first = cfg.trainable.first_block();
-        if cfg.trainable != Trainable::All {
-            model.conv1 = model.conv1.freeze();
-            model.conv2 = model.conv2.freeze();
-            model.conv3 = model.conv3.freeze();
-            for i in 0..first {
-                freeze_block(&mut model, i);
-            }
+        for stage in &STAGES[..cfg.trainable.first_stage()] {
+            model.freeze_stage(*stage);
         }
         let optim = match cfg.optimizer {
             OptimizerKind::Adam => AdamConfig::new().init(),
             OptimizerKind::Sgd => SgdConfig::new().with_momentum(Some(MomentumConfig::new().with_dampening(0.0))).init(),
         };
-        let rng = Rng(cfg.seed);
         Ok(Trainer { model, frozen, optim, cfg, device: ad, examples, labels, rng, step: 0, cache: HashMap::new() })
     }
 
     /// Switch the aux losses on or off and set their weights, between steps.
     pub fn set_aux(&mut self, aux: bool, weights: [f32; 2]) -> Result<(), TrainError> {
         let cfg = FinetuneConfig { aux, aux_weights: weights, ..self.cfg.clone() };
-        check_config(&cfg)?;
+        cfg.check()?;
         self.cfg = cfg;
         Ok(())
     }
@@ -290,7 +396,7 @@ impl Trainer {
         &self.cfg
     }
 
-    /// The model as trained so far, for evaluation (plain device, dropout off).
+    /// The model as trained so far, for evaluation (plain device).
     pub fn model(&self) -> GoogLeNet {
         self.model.valid()
     }
@@ -328,82 +434,65 @@ impl Trainer {
         Tensor::from_data(TensorData::new(t, [batch.len()]), &self.device)
     }
 
-    /// Heads only: the frozen trunk's pooled features for each view, cached.
-    fn head_features(&mut self, batch: &[(usize, u8)]) -> Features {
-        let missing: Vec<(usize, u8)> = {
-            let mut m: Vec<_> = batch.iter().copied().filter(|k| !self.cache.contains_key(k)).collect();
-            m.sort();
-            m.dedup();
-            m
-        };
-        if !missing.is_empty() {
-            let plain = self.device.clone().without_autodiff();
-            let x = self.input(&missing, &plain);
-            let f = &self.frozen;
-            let mut x = f.stem(x);
-            let (mut a1, mut a2) = (None, None);
-            for i in 0..INCEPTION_TABLE.len() {
-                x = f.block_at(i, x);
-                if i == AUX1_AFTER {
-                    a1 = Some(f.aux1.as_ref().expect("aux heads created in new()").pool(x.clone()));
-                }
-                if i == AUX2_AFTER {
-                    a2 = Some(f.aux2.as_ref().expect("aux heads created in new()").pool(x.clone()));
-                }
+    /// The frozen stages `STAGES[..split]` on the plain device, with the aux heads' pooling
+    /// for the taps among them.
+    fn frozen_features(&self, batch: &[(usize, u8)], split: usize) -> Features {
+        let x = self.input(batch, &self.device.clone().without_autodiff());
+        let heads = self.frozen.aux_heads();
+        let mut aux = [None, None];
+        let x = self.frozen.trunk(x, 0..split, &mut |o| {
+            if let Some(h) = o.stage.aux_tap() {
+                aux[h] = Some(heads[h].expect("aux heads created in new()").pool(o.output.clone()));
             }
-            let main = f.global_pool(x);
-            let (a1, a2) = (a1.expect("block 4a ran"), a2.expect("block 4d ran"));
-            for (j, key) in missing.iter().enumerate() {
-                let one = |t: &Tensor<4>| t.clone().narrow(0, j, 1);
-                self.cache.insert(*key, Features { aux1: one(&a1), aux2: one(&a2), main: one(&main) });
-            }
-        }
-        let pick = |get: fn(&Features) -> &Tensor<4>| {
-            Tensor::cat(batch.iter().map(|k| get(&self.cache[k]).clone()).collect(), 0).autodiff()
-        };
-        Features { aux1: pick(|f| &f.aux1), aux2: pick(|f| &f.aux2), main: pick(|f| &f.main) }
+        });
+        let trunk = if split == STAGES.len() { self.frozen.global_pool(x) } else { x };
+        Features { aux, trunk }
     }
 
-    /// Forward and loss terms for one batch (the autodiff graph is kept for `backward`).
+    /// Heads only: the frozen features of each view, from the cache (computing the missing
+    /// ones in one batch).
+    fn cached_features(&mut self, batch: &[(usize, u8)]) -> Features {
+        let mut missing: Vec<(usize, u8)> = batch.iter().copied().filter(|k| !self.cache.contains_key(k)).collect();
+        missing.sort();
+        missing.dedup();
+        if !missing.is_empty() {
+            let f = self.frozen_features(&missing, STAGES.len());
+            for (j, key) in missing.iter().enumerate() {
+                let one = |t: &Tensor<4>| t.clone().narrow(0, j, 1);
+                let aux = [f.aux[0].as_ref().map(one), f.aux[1].as_ref().map(one)];
+                self.cache.insert(*key, Features { aux, trunk: one(&f.trunk) });
+            }
+        }
+        let pick = |get: &dyn Fn(&Features) -> Tensor<4>| Tensor::cat(batch.iter().map(|k| get(&self.cache[k])).collect(), 0);
+        Features {
+            aux: [0, 1].map(|h| Some(pick(&|f: &Features| f.aux[h].clone().expect("all taps are frozen")))),
+            trunk: pick(&|f| f.trunk.clone()),
+        }
+    }
+
+    /// Forward and loss terms for one batch (the autodiff graph is kept for `backward`): the
+    /// frozen stages without a graph, then the trainable ones and the heads with autodiff and
+    /// seeded dropout.
     pub fn losses(&mut self, batch: &[(usize, u8)]) -> Losses {
         let y = self.targets(batch);
-        let first = self.cfg.trainable.first_block();
-        let (main, aux1, aux2) = if first == INCEPTION_TABLE.len() {
-            let f = self.head_features(batch);
-            let m = &self.model;
-            (
-                m.classify_pooled(f.main),
-                m.aux1.as_ref().expect("aux heads created in new()").forward_pooled(f.aux1),
-                m.aux2.as_ref().expect("aux heads created in new()").forward_pooled(f.aux2),
-            )
-        } else {
-            // The frozen prefix runs on the plain device (no graph), the rest with autodiff.
-            let plain = self.device.clone().without_autodiff();
-            let trains_stem = self.cfg.trainable == Trainable::All;
-            let m = &self.model;
-            let mut x = if trains_stem {
-                m.stem(self.input(batch, &self.device))
-            } else {
-                self.frozen.stem(self.input(batch, &plain))
-            };
-            if !trains_stem && first == 0 {
-                x = x.autodiff();
+        let split = self.cfg.trainable.first_stage();
+        let f = if split == STAGES.len() { self.cached_features(batch) } else { self.frozen_features(batch, split) };
+        let (m, rng) = (&self.model, &mut self.rng);
+        let heads = m.aux_heads().map(|h| h.expect("aux heads created in new()"));
+        let mut drop = |x: Tensor<2>, p: f64| rng.dropout(x, p);
+        let mut aux: [Option<Tensor<2>>; 2] = [None, None];
+        for (h, pooled) in f.aux.into_iter().enumerate() {
+            if let Some(p) = pooled {
+                aux[h] = Some(heads[h].forward_pooled(p.autodiff(), &mut drop));
             }
-            let (mut a1, mut a2) = (None, None);
-            for i in 0..INCEPTION_TABLE.len() {
-                x = if i < first && !trains_stem { self.frozen.block_at(i, x) } else { m.block_at(i, x) };
-                if i + 1 == first && !trains_stem {
-                    x = x.detach().autodiff();
-                }
-                if i == AUX1_AFTER {
-                    a1 = Some(m.aux1.as_ref().expect("aux heads created in new()").forward(x.clone().autodiff()));
-                }
-                if i == AUX2_AFTER {
-                    a2 = Some(m.aux2.as_ref().expect("aux heads created in new()").forward(x.clone().autodiff()));
-                }
+        }
+        let x = m.trunk(f.trunk.autodiff(), split..STAGES.len(), &mut |o| {
+            if let Some(h) = o.stage.aux_tap() {
+                aux[h] = Some(heads[h].forward_pooled(heads[h].pool(o.output.clone()), &mut drop));
             }
-            (m.classify_pooled(m.global_pool(x)), a1.expect("4a ran"), a2.expect("4d ran"))
-        };
+        });
+        let main = m.head(x, &mut drop);
+        let [aux1, aux2] = aux.map(|a| a.expect("every aux tap lies in the frozen or the trained stages"));
         let ce = CrossEntropyLossConfig::new().init(&self.device);
         let l_main = ce.forward(main.clone(), y.clone());
         let l_aux1 = ce.forward(aux1, y.clone());
@@ -417,14 +506,17 @@ impl Trainer {
     }
 
     /// Gradients of the total loss for one batch (without an optimiser step), by parameter.
+    /// The generator is left as it was, so repeated calls see the same dropout masks.
     pub fn gradients(&mut self, batch: &[(usize, u8)]) -> GradientsParams {
+        let rng = self.rng.clone();
         let l = self.losses(batch);
+        self.rng = rng;
         GradientsParams::from_grads(l.total.backward(), &self.model)
     }
 
     /// One optimisation step on the next sampled batch.
     pub async fn step(&mut self) -> Result<StepReport, TrainError> {
-        let t0 = now_ms();
+        let t0 = crate::clock::now_ms();
         let batch = self.sample();
         let labels: Vec<usize> = batch.iter().map(|&(i, _)| self.examples[i].label).collect();
         let l = self.losses(&batch);
@@ -433,13 +525,15 @@ impl Trainer {
         let grads = GradientsParams::from_grads(l.total.backward(), &self.model);
         self.model = self.optim.step(self.cfg.lr, self.model.clone(), grads);
         let s = read(scalars).await?;
+        if let Some(bad) = s.iter().find(|v| !v.is_finite()) {
+            return Err(TrainError::Config(format!(
+                "the loss became {bad} (diverged): lower the learning rate (now {}) and start again",
+                self.cfg.lr
+            )));
+        }
         let n = self.labels.len();
         let logits = read(logits.flatten(0, 1)).await?;
-        let correct = logits
-            .chunks(n)
-            .zip(&labels)
-            .filter(|(row, y)| row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i) == Some(**y))
-            .count();
+        let correct = logits.chunks(n).zip(&labels).filter(|(row, y)| crate::labels::argmax(row) == Some(**y)).count();
         self.step += 1;
         Ok(StepReport {
             step: self.step,
@@ -448,52 +542,165 @@ impl Trainer {
             aux1: s[2],
             aux2: s[3],
             acc: correct as f32 / batch.len() as f32,
-            ms: now_ms() - t0,
+            ms: crate::clock::now_ms() - t0,
         })
     }
 
-    /// Main and aux predictions of the current model for one image (probabilities), e.g. a
+    /// Main and aux probabilities of the current model for one image (`[3, 224, 224]`), e.g. a
     /// held-out image shown beside the training curves.
     pub async fn predict(&self, chw: Vec<f32>) -> Result<[Vec<f32>; 3], TrainError> {
         let plain = self.device.clone().without_autodiff();
         let s = INPUT_SIZE;
         let x = Tensor::<4>::from_data(TensorData::new(chw, [1, 3, s, s]), &plain);
-        let out = self.model().forward_train(x);
+        let (out, _) = self.model().forward_all(x, true, false);
         let soft = |t: Tensor<2>| burn::tensor::activation::softmax(t, 1).flatten(0, 1);
         let main = read(soft(out.main)).await?;
-        let aux2 = read(soft(out.aux2.expect("aux heads exist"))).await?;
         let aux1 = read(soft(out.aux1.expect("aux heads exist"))).await?;
+        let aux2 = read(soft(out.aux2.expect("aux heads exist"))).await?;
         Ok([main, aux1, aux2])
     }
 }
 
-fn freeze_block(model: &mut GoogLeNet, i: usize) {
-    let b = match i {
-        0 => &mut model.inception3a,
-        1 => &mut model.inception3b,
-        2 => &mut model.inception4a,
-        3 => &mut model.inception4b,
-        4 => &mut model.inception4c,
-        5 => &mut model.inception4d,
-        6 => &mut model.inception4e,
-        7 => &mut model.inception5a,
-        _ => &mut model.inception5b,
-    };
-    *b = b.clone().freeze();
-}
+
 
 async fn read(t: Tensor<1>) -> Result<Vec<f32>, TrainError> {
     let d = t.into_data_async().await.map_err(|e| TrainError::Device(format!("{e:?}")))?;
     d.try_to_vec::<f32>().map_err(|e| TrainError::Device(format!("{e:?}")))
 }
 
-#[cfg(not(target_family = "wasm"))]
-fn now_ms() -> f64 {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64() * 1e3).unwrap_or(0.0)
+/// One class of a [`Dataset`]: a stable id (positions shift when a class is removed; ids do
+/// not), the name the user typed, and its images.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassInfo {
+    pub id: u32,
+    pub name: String,
+    pub images: usize,
 }
 
-#[cfg(target_family = "wasm")]
-fn now_ms() -> f64 {
-    js_sys::Date::now()
+/// The fine-tune's training images by class, as the page builds it up: classes are added,
+/// renamed and removed by id, images added to a class by id. [`Dataset::training_set`] turns
+/// it into labels and examples in class order, naming any class that falls short.
+#[derive(Debug, Clone, Default)]
+pub struct Dataset {
+    classes: Vec<(u32, String, Vec<Arc<RgbImage>>)>,
+    next_id: u32,
+}
+
+impl Dataset {
+    pub fn add_class(&mut self, name: &str) -> Result<u32, TrainError> {
+        if self.classes.len() >= LIMITS.max_classes {
+            return Err(TrainError::TooManyClasses(self.classes.len() + 1));
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.classes.push((id, name.to_string(), Vec::new()));
+        Ok(id)
+    }
+
+    fn class(&mut self, id: u32) -> Result<&mut (u32, String, Vec<Arc<RgbImage>>), TrainError> {
+        self.classes.iter_mut().find(|c| c.0 == id).ok_or(TrainError::NoSuchClass(id))
+    }
+
+    pub fn rename(&mut self, id: u32, name: &str) -> Result<(), TrainError> {
+        self.class(id)?.1 = name.to_string();
+        Ok(())
+    }
+
+    pub fn remove_class(&mut self, id: u32) -> Result<(), TrainError> {
+        self.class(id)?;
+        self.classes.retain(|c| c.0 != id);
+        Ok(())
+    }
+
+    /// Add a training image (already resized, see [`example_from_bytes`]) to class `id`.
+    pub fn add_image(&mut self, id: u32, image: Arc<RgbImage>) -> Result<usize, TrainError> {
+        let c = self.class(id)?;
+        if c.2.len() >= LIMITS.max_images_per_class {
+            return Err(TrainError::TooManyImages { name: c.1.clone() });
+        }
+        c.2.push(image);
+        Ok(c.2.len())
+    }
+
+    pub fn classes(&self) -> Vec<ClassInfo> {
+        self.classes.iter().map(|(id, name, images)| ClassInfo { id: *id, name: name.clone(), images: images.len() }).collect()
+    }
+
+    /// Labels and examples in class order (label = position), after checking every class
+    /// has a name and enough images.
+    pub fn training_set(&self) -> Result<(Vec<String>, Vec<Example>), TrainError> {
+        let labels: Vec<String> = self.classes.iter().map(|c| c.1.trim().to_string()).collect();
+        if let Some(i) = labels.iter().position(String::is_empty) {
+            return Err(TrainError::Config(format!("class {} has no name; type one", i + 1)));
+        }
+        if let Some((i, name)) = labels.iter().enumerate().find(|(i, n)| labels[..*i].contains(n)) {
+            return Err(TrainError::Config(format!("two classes are named `{name}` (class {}); names must differ", i + 1)));
+        }
+        let examples: Vec<Example> = self
+            .classes
+            .iter()
+            .enumerate()
+            .flat_map(|(label, c)| c.2.iter().map(move |image| Example { image: image.clone(), label }))
+            .collect();
+        check_set(&labels, &examples)?;
+        Ok((labels, examples))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn img() -> Arc<RgbImage> {
+        Arc::new(RgbImage::new(AUG_SIDE, AUG_SIDE))
+    }
+
+    #[test]
+    fn classes_keep_their_ids_and_shortfalls_name_the_right_class() {
+        let mut d = Dataset::default();
+        let ids: Vec<u32> = ["cats", "dogs", "", "birds"].iter().map(|n| d.add_class(n).unwrap()).collect();
+        for &id in &[ids[0], ids[1], ids[3]] {
+            for _ in 0..LIMITS.min_images_per_class {
+                d.add_image(id, img()).unwrap();
+            }
+        }
+        // The empty third class is named by its position, not confused with another.
+        let err = d.training_set().unwrap_err().to_string();
+        assert!(err.contains("class 3 has no name"), "{err}");
+        d.rename(ids[2], "fish").unwrap();
+        let err = d.training_set().unwrap_err().to_string();
+        assert!(err.contains("`fish` has 0 image"), "{err}");
+        // Removing it keeps the others' images with their own classes.
+        d.remove_class(ids[2]).unwrap();
+        let (labels, examples) = d.training_set().unwrap();
+        assert_eq!(labels, ["cats", "dogs", "birds"]);
+        assert_eq!(examples.iter().filter(|e| e.label == 2).count(), LIMITS.min_images_per_class);
+        assert!(matches!(d.add_image(ids[2], img()), Err(TrainError::NoSuchClass(_))));
+        assert_eq!(d.classes()[2].id, ids[3]);
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let mut d = Dataset::default();
+        for i in 0..LIMITS.max_classes {
+            d.add_class(&format!("c{i}")).unwrap();
+        }
+        assert!(matches!(d.add_class("one too many"), Err(TrainError::TooManyClasses(_))));
+        for _ in 0..LIMITS.max_images_per_class {
+            d.add_image(0, img()).unwrap();
+        }
+        assert!(d.add_image(0, img()).unwrap_err().to_string().contains("`c0` already has 30"));
+        d.rename(1, "c0").unwrap();
+        assert!(d.training_set().unwrap_err().to_string().contains("named `c0`"));
+    }
+
+    #[test]
+    fn configs_reject_unknown_fields_and_values() {
+        let ok: FinetuneConfig = serde_json::from_str(r#"{"batch": 4, "optimizer": "sgd", "trainable": "blocks:2"}"#).unwrap();
+        assert_eq!((ok.batch, ok.optimizer, ok.trainable, ok.lr), (4, OptimizerKind::Sgd, Trainable::Blocks(2), 1e-3));
+        for bad in [r#"{"optimizer": "rmsprop"}"#, r#"{"trainable": "blocks:12"}"#, r#"{"batchsize": 4}"#, r#"{"aux": "yes"}"#] {
+            assert!(serde_json::from_str::<FinetuneConfig>(bad).is_err(), "{bad} was accepted");
+        }
+        assert!(FinetuneConfig { batch: 0, ..Default::default() }.check().is_err());
+    }
 }

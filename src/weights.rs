@@ -18,7 +18,7 @@ use burn::module::{Param, RunningState};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::model::basic_conv::BasicConv2d;
-use crate::model::{GoogLeNet, GoogLeNetConfig, Inception, Variant};
+use crate::model::{GoogLeNet, GoogLeNetConfig, Inception, STAGES, Stage, Variant};
 
 /// Everything that can be wrong with a weights file, each naming what was expected.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +45,8 @@ pub enum WeightsError {
     ClassCount { key: String, shape: Vec<usize>, found: usize, requested: usize },
     #[error("cannot find the classifier (`fc.weight` or `loss3/classifier.weight`) in the weights file")]
     NoClassifier,
+    #[error("this is a PyTorch checkpoint (.pth), which the page cannot read; convert it first with `googlenet convert --from FILE.pth --to FILE.safetensors`")]
+    NeedsConversion,
     #[error("bad metadata `{key}`: {message}")]
     Metadata { key: String, message: String },
 }
@@ -236,20 +238,19 @@ fn visit_block(prefix: &str, b: &mut Inception, f: &mut dyn FnMut(String, Slot<'
     }
 }
 
-/// Every parameter (and BatchNorm running statistic) of the model, by PyTorch key.
+/// Every parameter (and BatchNorm running statistic) of the model, by PyTorch key, in
+/// stage order.
 fn visit(model: &mut GoogLeNet, f: &mut dyn FnMut(String, Slot<'_>)) {
-    visit_conv("conv1", &mut model.conv1, f);
-    visit_conv("conv2", &mut model.conv2, f);
-    visit_conv("conv3", &mut model.conv3, f);
-    let blocks = [
-        ("3a", &mut model.inception3a), ("3b", &mut model.inception3b),
-        ("4a", &mut model.inception4a), ("4b", &mut model.inception4b),
-        ("4c", &mut model.inception4c), ("4d", &mut model.inception4d),
-        ("4e", &mut model.inception4e), ("5a", &mut model.inception5a),
-        ("5b", &mut model.inception5b),
-    ];
-    for (name, b) in blocks {
-        visit_block(&format!("inception{name}"), b, f);
+    for stage in STAGES {
+        let name = stage.name();
+        match stage {
+            Stage::Conv1 => visit_conv(name, &mut model.conv1, f),
+            Stage::Conv2 => visit_conv(name, &mut model.conv2, f),
+            Stage::Conv3 => visit_conv(name, &mut model.conv3, f),
+            // PyTorch's module is `inception3a` where Caffe's layer is `inception_3a`.
+            Stage::Block(i) => visit_block(&name.replace('_', ""), &mut model.blocks[i], f),
+            _ => {}
+        }
     }
     for (name, aux) in [("aux1", &mut model.aux1), ("aux2", &mut model.aux2)] {
         if let Some(a) = aux {
@@ -409,6 +410,20 @@ fn without_zip64_trailer(bytes: &[u8]) -> Option<Vec<u8>> {
     Some([&bytes[..z64], &bytes[eocd..]].concat())
 }
 
+/// A PyTorch checkpoint is a zip (PK\x03\x04) or a pickle (0x80 protocol byte).
+fn is_pytorch(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"PK\x03\x04") || bytes.first() == Some(&0x80)
+}
+
+/// Read weights from bytes (the page): safetensors. A PyTorch checkpoint is recognised and
+/// refused with what to do, since its reader needs a file.
+pub fn read_bytes(bytes: &[u8]) -> Result<TensorMap, WeightsError> {
+    if is_pytorch(bytes) {
+        return Err(WeightsError::NeedsConversion);
+    }
+    read_safetensors(bytes)
+}
+
 /// Read a weights file by its content: safetensors or a PyTorch checkpoint (zip or legacy
 /// pickle).
 #[cfg(not(target_family = "wasm"))]
@@ -418,8 +433,7 @@ pub fn read_file(path: &std::path::Path) -> Result<TensorMap, WeightsError> {
     if bytes.is_empty() {
         return Err(WeightsError::Io { path: path.display().to_string(), message: "the file is empty".into() });
     }
-    // A PyTorch checkpoint is a zip (PK\x03\x04) or a pickle (0x80 protocol byte).
-    if bytes.starts_with(b"PK\x03\x04") || bytes[0] == 0x80 {
+    if is_pytorch(&bytes) {
         return read_pytorch(path);
     }
     read_safetensors(&bytes)

@@ -69,7 +69,7 @@ fn heads_only_learns_two_generated_classes() {
     let correct = examples
         .iter()
         .filter(|e| {
-            let crop = image::imageops::crop_imm(&e.image, 16, 16, 224, 224).to_image();
+            let crop = image::imageops::crop_imm(&*e.image, 16, 16, 224, 224).to_image();
             let x = Tensor::<4>::from_data(TensorData::new(preprocess::normalize(&crop, Variant::Bvlc), [1, 3, 224, 224]), &device);
             let logits = m.forward(x).into_data().try_to_vec::<f32>().unwrap();
             (logits[1] > logits[0]) as usize == e.label
@@ -83,7 +83,7 @@ fn heads_only_learns_two_generated_classes() {
 fn aux_weights_enter_the_total_exactly_and_can_be_switched_off() {
     let device = Device::flex();
     let model = GoogLeNetConfig::new().with_variant(Variant::Seed).init(&device);
-    let (labels, examples) = dataset(2);
+    let (labels, examples) = dataset(3);
     for (weights, aux) in [([0.5, 0.1], true), ([0.3, 0.3], false)] {
         let cfg = FinetuneConfig { aux_weights: weights, aux, batch: 2, augment: false, ..Default::default() };
         let mut t = Trainer::new(model.clone(), examples.clone(), labels.clone(), cfg, &device).unwrap();
@@ -102,9 +102,9 @@ fn grad(g: &burn::optim::GradientsParams, p: &burn::module::Param<Tensor<4>>) ->
 #[test]
 fn gradients_reach_only_the_blocks_set_to_train_and_aux_shapes_4a_to_4d() {
     let device = Device::flex();
-    let model = GoogLeNetConfig::new().with_variant(Variant::Seed).init(&device).without_dropout();
-    let (labels, examples) = dataset(2);
-    let batch = [(0, 0), (2, 0)];
+    let model = GoogLeNetConfig::new().with_variant(Variant::Seed).init(&device);
+    let (labels, examples) = dataset(3);
+    let batch = [(0, 0), (3, 0)];
     let trainer = |trainable, aux| {
         let cfg = FinetuneConfig { trainable, aux, batch: 2, augment: false, seed: 3, ..Default::default() };
         Trainer::new(model.clone(), examples.clone(), labels.clone(), cfg, &device).unwrap()
@@ -113,17 +113,17 @@ fn gradients_reach_only_the_blocks_set_to_train_and_aux_shapes_4a_to_4d() {
     let mut t = trainer(Trainable::Blocks(7), true);
     let g = t.gradients(&batch);
     let m = t.training_model().clone();
-    assert!(grad(&g, &m.inception3b.branch1.conv.weight).is_none(), "3b is frozen");
+    assert!(grad(&g, &m.blocks[1].branch1.conv.weight).is_none(), "3b is frozen");
     assert!(grad(&g, &m.conv1.conv.weight).is_none(), "the stem is frozen");
-    assert!(grad(&g, &m.inception4a.branch1.conv.weight).unwrap() > 0.0);
+    assert!(grad(&g, &m.blocks[2].branch1.conv.weight).unwrap() > 0.0);
     // Everything trains: gradients reach the stem.
     let mut all = trainer(Trainable::All, true);
     let g_all = all.gradients(&batch);
     assert!(grad(&g_all, &all.training_model().conv1.conv.weight).unwrap() > 0.0);
-    assert!(grad(&g_all, &all.training_model().inception3a.branch2.conv.weight).unwrap() > 0.0);
+    assert!(grad(&g_all, &all.training_model().blocks[0].branch2.conv.weight).unwrap() > 0.0);
     // Aux off: 4a … 4d (below the aux heads' taps) get different gradients, 4e … 5b the same.
-    // (The same trainer, so the fresh heads are the same: burn-flex's generator is global to
-    // the process, and other tests draw from it concurrently.)
+    // (The same trainer and batch: `gradients` leaves the seeded generator as it was, so the
+    // dropout masks are the same too.)
     t.set_aux(false, [0.3, 0.3]).unwrap();
     let g_off = t.gradients(&batch);
     let m_off = t.training_model();
@@ -134,13 +134,13 @@ fn gradients_reach_only_the_blocks_set_to_train_and_aux_shapes_4a_to_4d() {
         (a - b).abs().max().into_scalar::<f32>() / scale
     };
     for (name, on, off) in [
-        ("4a", &m.inception4a.branch2.conv.weight, &m_off.inception4a.branch2.conv.weight),
-        ("4d", &m.inception4d.branch1.conv.weight, &m_off.inception4d.branch1.conv.weight),
+        ("4a", &m.blocks[2].branch2.conv.weight, &m_off.blocks[2].branch2.conv.weight),
+        ("4d", &m.blocks[5].branch1.conv.weight, &m_off.blocks[5].branch1.conv.weight),
     ] {
         let d = rel(g.get::<4>(on.id), g_off.get::<4>(off.id));
         assert!(d > 1e-2, "{name}: aux on/off should change its gradient (relative diff {d})");
     }
-    let d = rel(g.get::<4>(m.inception5b.branch1.conv.weight.id), g_off.get::<4>(m_off.inception5b.branch1.conv.weight.id));
+    let d = rel(g.get::<4>(m.blocks[8].branch1.conv.weight.id), g_off.get::<4>(m_off.blocks[8].branch1.conv.weight.id));
     assert!(d <= 1e-4, "5b lies after both aux taps: its gradient must not change (relative diff {d})");
 }
 
@@ -148,7 +148,7 @@ fn gradients_reach_only_the_blocks_set_to_train_and_aux_shapes_4a_to_4d() {
 fn a_fine_tuned_file_round_trips_with_identical_logits() {
     let device = Device::flex();
     let model = GoogLeNetConfig::new().with_variant(Variant::Seed).init(&device);
-    let (labels, examples) = dataset(2);
+    let (labels, examples) = dataset(3);
     let cfg = FinetuneConfig { batch: 2, ..Default::default() };
     let mut t = Trainer::new(model, examples, labels.clone(), cfg, &device).unwrap();
     block_on(t.step()).unwrap();
@@ -170,7 +170,7 @@ fn a_fine_tuned_file_round_trips_with_identical_logits() {
 fn bad_fine_tune_setups_are_refused() {
     let device = Device::flex();
     let model = GoogLeNetConfig::new().with_variant(Variant::Seed).init(&device);
-    let (labels, examples) = dataset(1);
+    let (labels, examples) = dataset(3);
     let only_first: Vec<Example> = examples.iter().filter(|e| e.label == 0).cloned().collect();
     let err = Trainer::new(model.clone(), only_first, labels.clone(), FinetuneConfig::default(), &device).err().unwrap();
     assert!(err.to_string().contains("blue stripes"), "{err}");
@@ -223,4 +223,36 @@ fn cli_finetune_writes_a_log_and_a_file_classify_reads_back() {
     assert!(names.contains(&"red") && names.contains(&"blue"), "{names:?}");
     assert_eq!(names[0], "red", "a red disc after 12 steps");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_seeded_fine_tune_is_reproducible_while_others_draw_random_numbers() {
+    let device = Device::flex();
+    let model = GoogLeNetConfig::new().with_variant(Variant::Seed).init(&device);
+    let (labels, examples) = dataset(3);
+    // Something else in the process keeps drawing from burn's global generator meanwhile.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let noise = {
+        let (stop, device) = (stop.clone(), device.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = Tensor::<2>::random([64, 64], burn::tensor::Distribution::Default, &device).into_data();
+            }
+        })
+    };
+    let run = || {
+        let cfg = FinetuneConfig { batch: 2, seed: 11, ..Default::default() };
+        let mut t = Trainer::new(model.clone(), examples.clone(), labels.clone(), cfg, &device).unwrap();
+        (0..3).map(|_| block_on(t.step()).unwrap()).map(|r| (r.loss, r.main, r.aux1, r.aux2)).collect::<Vec<_>>()
+    };
+    let (a, b) = (run(), run());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    noise.join().unwrap();
+    assert_eq!(a, b, "same seed, same data: the same losses step for step");
+    let other = {
+        let cfg = FinetuneConfig { batch: 2, seed: 12, ..Default::default() };
+        let mut t = Trainer::new(model.clone(), examples.clone(), labels.clone(), cfg, &device).unwrap();
+        block_on(t.step()).unwrap().loss
+    };
+    assert_ne!(other, a[0].0, "another seed gives other heads and batches");
 }

@@ -73,3 +73,23 @@ fn cli_inspect_json() {
     let text = String::from_utf8(text.stdout).unwrap();
     assert!(text.contains("inception_3a: 28×28×192 → 28×28×256 = 64 + 128 + 32 + 32"), "{text}");
 }
+
+#[test]
+fn the_network_map_follows_the_stage_list_and_reads_each_pool_from_the_model() {
+    let names = |v: Variant| summary(v).map.iter().map(|r| r.name.clone()).collect::<Vec<_>>().join(" ");
+    assert_eq!(
+        names(Variant::Bvlc),
+        "input conv1 maxpool1 lrn1 conv2 conv3 lrn2 maxpool2 inception_3a inception_3b maxpool3 inception_4a aux1 \
+         inception_4b inception_4c inception_4d aux2 inception_4e maxpool4 inception_5a inception_5b avgpool fc → softmax"
+    );
+    let tv = summary(Variant::Torchvision);
+    assert!(!names(Variant::Torchvision).contains("lrn"), "torchvision has no LRN");
+    let pool4 = tv.map.iter().find(|r| r.name == "maxpool4").unwrap();
+    assert_eq!(pool4.detail, "max pool 2×2 / 2, rounding up", "torchvision's maxpool4 is 2×2");
+    assert_eq!(pool4.output, [832, 7, 7]);
+    let bvlc = summary(Variant::Bvlc);
+    assert_eq!(bvlc.map.iter().find(|r| r.name == "maxpool4").unwrap().detail, "max pool 3×3 / 2, rounding up");
+    let aux1 = bvlc.map.iter().find(|r| r.name == "aux1").unwrap();
+    assert_eq!(aux1.detail, "5×5 / 3 average pool → 1×1 conv 128 → FC 1024 → FC 1000; training only");
+    assert_eq!(bvlc.map.iter().filter(|r| r.kind == "block").map(|r| r.block.unwrap()).collect::<Vec<_>>(), (0..9).collect::<Vec<_>>());
+}

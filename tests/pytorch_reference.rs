@@ -5,7 +5,7 @@ mod common;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use googlenet::model::BLOCK_NAMES;
+use googlenet::model::INCEPTION_TABLE;
 use googlenet::weights::{self, LoadOptions};
 use googlenet::{GoogLeNet, Variant};
 
@@ -87,7 +87,7 @@ fn eval_logits_and_branch_outputs_match_pytorch() {
         assert_eq!(checked, 8, "conv1, maxpool1, conv2, conv3, maxpool2, maxpool3, maxpool4, avgpool");
         assert_eq!(acts.blocks.len(), 9);
         for (i, branches) in acts.blocks.iter().enumerate() {
-            let block = BLOCK_NAMES[i].replace('_', "");
+            let block = INCEPTION_TABLE[i].name.replace('_', "");
             for (j, t) in branches.iter().enumerate() {
                 let key = format!("eval.act.x_b1.{block}.branch{}", j + 1);
                 let want = &fx[&key];
@@ -110,7 +110,7 @@ fn training_forward_matches_pytorch_main_aux2_aux1() {
     let device = Device::flex().autodiff();
     for case in &CASES {
         let fx = common::read_npz(&shared.join("reference").join(case.npz));
-        let model = load(case, &shared, &device).without_dropout();
+        let model = load(case, &shared, &device);
         for input in case.train_inputs {
             let x = to_tensor(&fx[&format!("input.{input}")], &device);
             let out = model.forward_train(x);

@@ -1,15 +1,21 @@
-// The Web Worker owns the wasm instance and the model: the page never blocks on inference.
+// The Web Worker owns the wasm instance, the model and the fine-tune's data set: the page
+// never blocks on inference. Requests are answered one at a time, in order, each with one
+// reply (see lib/protocol.js); requests that arrive while the model loads wait for it.
 import init, { Session } from '../pkg/googlenet.js';
 import { chooseBackend, describeAdapter } from './lib/backend.js';
+import { Req, Event, Kind, reply, replyError } from './lib/protocol.js';
 
 const CACHE = 'googlenet-weights-v1';
 let session = null;
 let wasm = null;
 let backendInfo = null;
+let labelsText = '';
 let fault = '';
 let faultUsed = false;
+/** Set when the wasm instance trapped: nothing more can run in it. */
+let dead = null;
 
-const post = (msg, transfer = []) => self.postMessage(msg, transfer);
+const event = (msg) => self.postMessage({ event: true, ...msg });
 
 async function fetchWithProgress(url, label) {
   let cache = null;
@@ -17,11 +23,11 @@ async function fetchWithProgress(url, label) {
   const cached = cache && (await cache.match(url));
   if (cached) {
     const buf = new Uint8Array(await cached.arrayBuffer());
-    post({ type: 'progress', label, loaded: buf.length, total: buf.length, cached: true });
+    event({ type: Event.PROGRESS, label, loaded: buf.length, total: buf.length, cached: true });
     return { bytes: buf, cached: true, cache };
   }
   const res = await fetch(url);
-  if (!res.ok) throw new Error(`downloading ${url} failed: HTTP ${res.status}`);
+  if (!res.ok) throw Object.assign(new Error(`downloading ${url} failed: HTTP ${res.status}`), { kind: Kind.INPUT });
   const total = Number(res.headers.get('content-length')) || 0;
   const reader = res.body.getReader();
   const chunks = [];
@@ -33,14 +39,14 @@ async function fetchWithProgress(url, label) {
     loaded += value.length;
     if (loaded - last > 256 * 1024 || loaded === total) {
       last = loaded;
-      post({ type: 'progress', label, loaded, total, cached: false });
+      event({ type: Event.PROGRESS, label, loaded, total, cached: false });
     }
   }
-  if (total && loaded !== total) throw new Error(`download of ${url} stopped at ${loaded} of ${total} bytes`);
+  if (total && loaded !== total) throw Object.assign(new Error(`the download of ${url} stopped at ${loaded} of ${total} bytes; reload to try again`), { kind: Kind.INPUT });
   const bytes = new Uint8Array(loaded);
   let off = 0;
   for (const c of chunks) { bytes.set(c, off); off += c.length; }
-  post({ type: 'progress', label, loaded, total: loaded, cached: false });
+  event({ type: Event.PROGRESS, label, loaded, total: loaded, cached: false });
   return { bytes, cached: false, cache };
 }
 
@@ -69,101 +75,108 @@ async function createSession(requested, forcedReason) {
     }
   }
   if (!session) session = await Session.create('cpu');
-  backendInfo = { backend, adapter: backend === 'webgpu' ? choice.adapter?.name : 'WebAssembly (burn-flex, SIMD128)', reason, fallback: backend !== choice.backend || (requested !== 'cpu' && backend === 'cpu') };
-  return backendInfo;
+  backendInfo = {
+    backend,
+    adapter: backend === 'webgpu' ? choice.adapter?.name : 'WebAssembly (burn-flex, SIMD128)',
+    reason,
+    fallback: backend !== choice.backend || (requested !== 'cpu' && backend === 'cpu'),
+  };
+  event({ type: Event.BACKEND, ...backendInfo });
 }
 
-async function loadWeights(url, labelsUrl) {
-  const t0 = performance.now();
-  const labels = labelsUrl ? await fetch(labelsUrl).then((r) => (r.ok ? r.text() : '')).catch(() => '') : '';
+async function loadDefaultWeights(url, labelsUrl) {
+  labelsText = labelsUrl ? await fetch(labelsUrl).then((r) => (r.ok ? r.text() : '')).catch(() => '') : '';
   let got = await fetchWithProgress(url, 'weights');
   let report;
   try {
-    report = JSON.parse(session.load_weights(got.bytes, '', labels));
+    report = session.load_weights(got.bytes, '', labelsText);
   } catch (e) {
     if (!got.cached) throw e;
     // A bad cached copy: drop it and download again once.
     await got.cache.delete(url);
     got = await fetchWithProgress(url, 'weights');
-    report = JSON.parse(session.load_weights(got.bytes, '', labels));
+    report = session.load_weights(got.bytes, '', labelsText);
   }
   if (!got.cached && got.cache) {
     await got.cache.put(url, new Response(got.bytes, { headers: { 'content-type': 'application/octet-stream' } })).catch(() => {});
   }
-  return { report, cached: got.cached, ms: performance.now() - t0, labels };
+  return { report, cached: got.cached };
 }
 
-let labelsText = '';
+const handlers = {
+  async [Req.INIT](m) {
+    fault = m.fault || '';
+    const t0 = performance.now();
+    wasm = await init();
+    await createSession(m.backend, m.reason);
+    const w = await loadDefaultWeights(m.weightsUrl, m.labelsUrl);
+    return { ...backendInfo, report: w.report, weightsCached: w.cached, initMs: performance.now() - t0, settings: session.finetune_settings() };
+  },
+  // Validated whole in Rust before it replaces anything: on error the model in use stays.
+  [Req.LOAD_WEIGHTS]: (m) => ({ report: session.load_weights(new Uint8Array(m.bytes), m.variant || '', labelsText) }),
+  async [Req.CLASSIFY](m) {
+    if (fault === 'webgpu-lost' && backendInfo.backend === 'webgpu' && !faultUsed) {
+      faultUsed = true;
+      throw Object.assign(new Error('simulated WebGPU device loss (test hook ?fault=webgpu-lost)'), { kind: Kind.DEVICE });
+    }
+    if (fault === 'trap' && !faultUsed) {
+      faultUsed = true;
+      throw new WebAssembly.RuntimeError('unreachable (simulated wasm trap, test hook ?fault=trap)');
+    }
+    const t0 = performance.now();
+    const res = await session.classify(new Uint8Array(m.bytes), 5);
+    return { ...res, ms: performance.now() - t0, wasmBytes: wasm.memory.buffer.byteLength };
+  },
+  async [Req.BLOCK](m) {
+    const v = await session.block_view(m.index, m.k || 12, Boolean(m.before));
+    return { ...v, heatmap: Float32Array.from(v.heatmap), branches: v.branches.map((b) => ({ ...b, maps: Float32Array.from(b.maps) })) };
+  },
+  [Req.FT_ADD_CLASS]: (m) => session.ft_add_class(m.name),
+  [Req.FT_RENAME]: (m) => session.ft_rename(m.id, m.name),
+  [Req.FT_REMOVE_CLASS]: (m) => session.ft_remove_class(m.id),
+  [Req.FT_ADD_IMAGE]: (m) => session.ft_add_image(m.id, new Uint8Array(m.bytes)),
+  [Req.FT_START]: (m) => session.ft_start(m.config),
+  [Req.FT_STEP]: () => session.ft_step(),
+  [Req.FT_PREDICT]: (m) => session.ft_predict(new Uint8Array(m.bytes)),
+  [Req.FT_APPLY]: () => ({ report: session.ft_apply() }),
+  async [Req.EXPORT]() {
+    const bytes = await session.export_weights();
+    return { bytes: bytes.buffer };
+  },
+};
 
-self.onmessage = async ({ data: msg }) => {
-  try {
-    switch (msg.type) {
-      case 'init': {
-        fault = msg.fault || '';
-        const t0 = performance.now();
-        wasm = await init();
-        const info = await createSession(msg.backend, msg.reason);
-        post({ type: 'backend', ...info });
-        const w = await loadWeights(msg.weightsUrl, msg.labelsUrl);
-        labelsText = w.labels;
-        post({ type: 'ready', ...info, report: w.report, weightsCached: w.cached, initMs: performance.now() - t0 });
-        break;
-      }
-      case 'weights': {
-        const report = JSON.parse(session.load_weights(new Uint8Array(msg.bytes), msg.variant || '', labelsText));
-        post({ type: 'ready', ...backendInfo, report, weightsCached: false, initMs: 0, custom: msg.name });
-        break;
-      }
-      case 'classify': {
-        if (backendInfo.backend === 'webgpu' && fault === 'webgpu-lost' && !faultUsed) {
-          faultUsed = true;
-          post({ type: 'fatal', id: msg.id, message: 'simulated WebGPU device loss (test hook ?fault=webgpu-lost)' });
-          return;
-        }
-        const t0 = performance.now();
-        const res = JSON.parse(await session.classify(new Uint8Array(msg.bytes), 5));
-        post({ type: 'result', id: msg.id, ...res, ms: performance.now() - t0, wasmBytes: wasm.memory.buffer.byteLength });
-        break;
-      }
-      case 'block': {
-        const v = await session.block_view(msg.index, msg.k || 12, Boolean(msg.before));
-        const transfer = [v.heatmap.buffer, ...v.branches.map((b) => b.maps.buffer)];
-        post({ type: 'block', id: msg.id, view: v }, transfer);
-        break;
-      }
-      case 'ft-add':
-        session.finetune_add(new Uint8Array(msg.bytes), msg.label);
-        post({ type: 'ok', id: msg.id });
-        break;
-      case 'ft-start':
-        session.finetune_start(msg.labels, msg.config);
-        post({ type: 'ok', id: msg.id });
-        break;
-      case 'ft-step':
-        post({ type: 'ok', id: msg.id, ...JSON.parse(await session.finetune_step()) });
-        break;
-      case 'ft-predict':
-        post({ type: 'ok', id: msg.id, ...JSON.parse(await session.finetune_predict(new Uint8Array(msg.bytes))) });
-        break;
-      case 'ft-apply':
-        post({ type: 'ok', id: msg.id, report: JSON.parse(session.finetune_apply()) });
-        break;
-      case 'export': {
-        const bytes = await session.export_weights();
-        post({ type: 'ok', id: msg.id, bytes: bytes.buffer }, [bytes.buffer]);
-        break;
-      }
-      default:
-        throw new Error(`unknown message ${msg.type}`);
-    }
-  } catch (e) {
-    const message = String(e?.message || e);
-    // Bad input is the user's to fix; anything else on WebGPU means the device is unusable.
-    const userError = /cannot use this image|invalid weights file|cannot load this file|unknown variant|no activations|fine-tune|too many|training step failed|prediction failed|labels|config|no model/.test(message);
-    if (!userError && backendInfo?.backend === 'webgpu') {
-      post({ type: 'fatal', id: msg.id, message });
-    } else {
-      post({ type: 'error', id: msg.id, request: msg.type, message });
-    }
+let ready = null;
+let queue = Promise.resolve();
+
+async function handle(m) {
+  const h = handlers[m.type];
+  if (!h) throw Object.assign(new Error(`unknown request ${m.type}`), { kind: Kind.INTERNAL });
+  if (dead) throw Object.assign(new Error(`the model crashed earlier (${dead}); it restarts automatically`), { kind: Kind.CRASH });
+  if (m.type === Req.INIT) {
+    ready = h(m);
+    return ready;
   }
+  if (!ready) throw Object.assign(new Error('the model has not been started'), { kind: Kind.INTERNAL });
+  try {
+    await ready;
+  } catch (e) {
+    throw Object.assign(new Error(`the model failed to load: ${e.message || e}`), { kind: e.kind || Kind.INTERNAL });
+  }
+  return h(m);
+}
+
+self.onmessage = ({ data: m }) => {
+  // One request at a time: a session is never re-entered while a step or a read awaits.
+  queue = queue.then(async () => {
+    try {
+      const value = await handle(m);
+      const transfer = value?.bytes instanceof ArrayBuffer ? [value.bytes]
+        : value?.heatmap ? [value.heatmap.buffer, ...value.branches.map((b) => b.maps.buffer)] : [];
+      self.postMessage(reply(m.id, value), transfer);
+    } catch (e) {
+      const r = replyError(m.id, e);
+      if (r.error.kind === Kind.CRASH) dead = dead || r.error.message;
+      self.postMessage(r);
+    }
+  });
 };

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 /// "Going deeper with convolutions", Szegedy et al. 2014).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InceptionSpec {
-    /// Name as in the paper and Caffe (`3a` … `5b`).
+    /// Name as in Caffe (`inception_3a` … `inception_5b`); PyTorch drops the underscore.
     pub name: &'static str,
     /// Input channels (the previous layer's output).
     pub in_channels: usize,
@@ -43,23 +43,82 @@ const fn spec(
 /// The nine Inception blocks (paper Table 1), columns: 1x1, 3x3 reduce, 3x3, 5x5 reduce,
 /// 5x5, pool proj.
 pub const INCEPTION_TABLE: [InceptionSpec; 9] = [
-    spec("3a", 192, [64, 96, 128, 16, 32, 32]),
-    spec("3b", 256, [128, 128, 192, 32, 96, 64]),
-    spec("4a", 480, [192, 96, 208, 16, 48, 64]),
-    spec("4b", 512, [160, 112, 224, 24, 64, 64]),
-    spec("4c", 512, [128, 128, 256, 24, 64, 64]),
-    spec("4d", 512, [112, 144, 288, 32, 64, 64]),
-    spec("4e", 528, [256, 160, 320, 32, 128, 128]),
-    spec("5a", 832, [256, 160, 320, 32, 128, 128]),
-    spec("5b", 832, [384, 192, 384, 48, 128, 128]),
+    spec("inception_3a", 192, [64, 96, 128, 16, 32, 32]),
+    spec("inception_3b", 256, [128, 128, 192, 32, 96, 64]),
+    spec("inception_4a", 480, [192, 96, 208, 16, 48, 64]),
+    spec("inception_4b", 512, [160, 112, 224, 24, 64, 64]),
+    spec("inception_4c", 512, [128, 128, 256, 24, 64, 64]),
+    spec("inception_4d", 512, [112, 144, 288, 32, 64, 64]),
+    spec("inception_4e", 528, [256, 160, 320, 32, 128, 128]),
+    spec("inception_5a", 832, [256, 160, 320, 32, 128, 128]),
+    spec("inception_5b", 832, [384, 192, 384, 48, 128, 128]),
 ];
 
-/// Index in [`INCEPTION_TABLE`] after which a max pool halves the resolution (3b → pool3,
-/// 4e → pool4).
-pub const POOL_AFTER: [usize; 2] = [1, 6];
-/// Aux classifier 1 reads the output of 4a, aux 2 the output of 4d.
-pub const AUX1_AFTER: usize = 2;
-pub const AUX2_AFTER: usize = 5;
+/// One step of the trunk, input to the last Inception block. [`STAGES`] lists them in order;
+/// everything that walks the network (the forwards, the trainer's frozen/trainable split,
+/// the summary, the weight names, the timings, the page's map) walks that list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    Conv1,
+    MaxPool1,
+    /// Caffe's `pool1/norm1`; absent in torchvision and the seed model.
+    Lrn1,
+    /// `conv2/3x3_reduce` (1x1).
+    Conv2,
+    /// `conv2/3x3`.
+    Conv3,
+    /// Caffe's `conv2/norm2`.
+    Lrn2,
+    MaxPool2,
+    /// Inception block `i` of [`INCEPTION_TABLE`] (0 = 3a … 8 = 5b).
+    Block(usize),
+    /// After 3b: 28×28 → 14×14.
+    MaxPool3,
+    /// After 4e: 14×14 → 7×7.
+    MaxPool4,
+}
+
+/// The trunk in order (paper Table 1): stem, 3a 3b, pool, 4a … 4e, pool, 5a 5b. The global
+/// average pool, dropout and classifier follow (`GoogLeNet::head`).
+pub const STAGES: [Stage; 18] = [
+    Stage::Conv1, Stage::MaxPool1, Stage::Lrn1, Stage::Conv2, Stage::Conv3, Stage::Lrn2, Stage::MaxPool2,
+    Stage::Block(0), Stage::Block(1), Stage::MaxPool3,
+    Stage::Block(2), Stage::Block(3), Stage::Block(4), Stage::Block(5), Stage::Block(6), Stage::MaxPool4,
+    Stage::Block(7), Stage::Block(8),
+];
+
+/// The two auxiliary classifiers and the stage whose output each reads (paper §5: after 4a
+/// and after 4d). Index 0 is aux1, index 1 aux2.
+pub const AUX_TAPS: [Stage; 2] = [Stage::Block(2), Stage::Block(5)];
+
+impl Stage {
+    /// The name the summary, the timings and the page use (`conv1`, `inception_4c`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Conv1 => "conv1",
+            Stage::MaxPool1 => "maxpool1",
+            Stage::Lrn1 => "lrn1",
+            Stage::Conv2 => "conv2",
+            Stage::Conv3 => "conv3",
+            Stage::Lrn2 => "lrn2",
+            Stage::MaxPool2 => "maxpool2",
+            Stage::Block(i) => INCEPTION_TABLE[i].name,
+            Stage::MaxPool3 => "maxpool3",
+            Stage::MaxPool4 => "maxpool4",
+        }
+    }
+
+    /// Position in [`STAGES`].
+    pub fn index(self) -> usize {
+        STAGES.iter().position(|&s| s == self).expect("every stage is listed in STAGES")
+    }
+
+    /// Which aux head (0 = aux1, 1 = aux2) reads this stage's output, if any.
+    pub fn aux_tap(self) -> Option<usize> {
+        AUX_TAPS.iter().position(|&s| s == self)
+    }
+}
 
 /// Which published GoogLeNet this is. They share the table above and differ in details the
 /// weights depend on.
@@ -190,8 +249,3 @@ impl Variant {
     }
 }
 
-/// Names of the stem layers, for the activation views.
-pub const BLOCK_NAMES: [&str; 9] = [
-    "inception_3a", "inception_3b", "inception_4a", "inception_4b", "inception_4c",
-    "inception_4d", "inception_4e", "inception_5a", "inception_5b",
-];

@@ -1,19 +1,20 @@
 //! GoogLeNet: stem, nine Inception blocks, average pool, classifier, and two auxiliary
-//! classifiers used only in training.
+//! classifiers used only in training. One walk over [`STAGES`] serves every forward.
 
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::nn::{Linear, LinearConfig};
 use burn::tensor::module::adaptive_avg_pool2d;
 use burn::tensor::{Device, Tensor};
 
 use super::aux_head::{InceptionAux, inception_aux};
 use super::basic_conv::{BasicConv2d, BasicConv2dConfig};
-use super::config::{AUX1_AFTER, AUX2_AFTER, GoogLeNetConfig, INCEPTION_TABLE, POOL_AFTER, Variant, VariantSpec};
+use super::config::{AUX_TAPS, GoogLeNetConfig, INCEPTION_TABLE, STAGES, Stage, Variant, VariantSpec};
 use super::inception::{Inception, inception};
 use super::lrn::Lrn;
 use super::pool::MaxPool;
 
-/// The network. Field names follow torchvision's module names.
+/// The network. Field names follow torchvision's module names (the nine blocks are
+/// `inception3a` … `inception5b` there; here `blocks[0]` … `blocks[8]`).
 #[derive(Module, Debug)]
 pub struct GoogLeNet {
     pub conv1: BasicConv2d,
@@ -25,25 +26,31 @@ pub struct GoogLeNet {
     /// Caffe's `conv2/norm2`.
     pub lrn2: Option<Lrn>,
     pub maxpool2: MaxPool,
-    pub inception3a: Inception,
-    pub inception3b: Inception,
+    /// The nine Inception blocks, in [`INCEPTION_TABLE`]'s order.
+    pub blocks: Vec<Inception>,
     pub maxpool3: MaxPool,
-    pub inception4a: Inception,
-    pub inception4b: Inception,
-    pub inception4c: Inception,
-    pub inception4d: Inception,
-    pub inception4e: Inception,
     pub maxpool4: MaxPool,
-    pub inception5a: Inception,
-    pub inception5b: Inception,
     pub aux1: Option<InceptionAux>,
     pub aux2: Option<InceptionAux>,
-    pub dropout: Dropout,
     pub fc: Linear,
+    /// Dropout probability before the classifier (applied only by the trainer, see
+    /// [`Dropout`]).
+    #[module(skip)]
+    pub dropout: f64,
     #[module(skip)]
     pub variant: Variant,
     #[module(skip)]
     pub transform_input: bool,
+}
+
+/// How dropout is applied: the trainer passes seeded masks; evaluation passes [`NO_DROPOUT`].
+/// (burn's `Dropout` module draws from a process-global generator, which would make
+/// fine-tuning depend on whatever else draws from it.)
+pub type Dropout<'a> = &'a mut dyn FnMut(Tensor<2>, f64) -> Tensor<2>;
+
+/// Evaluation: dropout is the identity.
+pub fn no_dropout(x: Tensor<2>, _p: f64) -> Tensor<2> {
+    x
 }
 
 /// What the training forward returns, in the seed code's order (main, aux2, aux1). The aux
@@ -64,14 +71,16 @@ pub struct Activations {
     pub blocks: Vec<[Tensor<4>; 4]>,
 }
 
+/// One stage's result as a tap sees it: the output, and for a block its four branches.
+pub struct StageOutput<'a> {
+    pub stage: Stage,
+    pub output: &'a Tensor<4>,
+    pub branches: Option<&'a [Tensor<4>; 4]>,
+}
+
 fn max_pool(kernel: usize, stride: usize) -> MaxPool {
     // Caffe rounds pooled sizes up, and torchvision sets ceil_mode=True to match.
     MaxPool::new(kernel, stride, 0, true)
-}
-
-fn lrn() -> Lrn {
-    // Caffe LRN across channels: x / (1 + alpha/5 * sum of 5 neighbours' x²)^0.75.
-    Lrn::caffe()
 }
 
 impl GoogLeNetConfig {
@@ -85,34 +94,28 @@ impl GoogLeNetConfig {
                 .with_batch_norm_eps(v.batch_norm_eps)
                 .init(device)
         };
-        let block = |i: usize| inception(&INCEPTION_TABLE[i], &v, device);
-        let aux = |after: usize| {
+        let aux = |head: usize| {
+            let Stage::Block(after) = AUX_TAPS[head] else { unreachable!("aux heads read Inception blocks") };
             self.aux_logits
                 .then(|| inception_aux(INCEPTION_TABLE[after].out_channels(), self.num_classes, &v, device))
         };
+        // Caffe LRN across channels: x / (1 + alpha/5 * sum of 5 neighbours' x²)^0.75.
+        let lrn = || v.lrn.then(Lrn::caffe);
         GoogLeNet {
             conv1: conv(3, 64, 7, 2),
             maxpool1: max_pool(3, 2),
-            lrn1: v.lrn.then(lrn),
+            lrn1: lrn(),
             conv2: conv(64, 64, 1, 1),
             conv3: conv(64, 192, 3, 1),
-            lrn2: v.lrn.then(lrn),
+            lrn2: lrn(),
             maxpool2: max_pool(3, 2),
-            inception3a: block(0),
-            inception3b: block(1),
+            blocks: INCEPTION_TABLE.iter().map(|spec| inception(spec, &v, device)).collect(),
             maxpool3: max_pool(3, 2),
-            inception4a: block(2),
-            inception4b: block(3),
-            inception4c: block(4),
-            inception4d: block(5),
-            inception4e: block(6),
             maxpool4: max_pool(v.maxpool4_kernel, 2),
-            inception5a: block(7),
-            inception5b: block(8),
-            aux1: aux(AUX1_AFTER),
-            aux2: aux(AUX2_AFTER),
-            dropout: DropoutConfig::new(v.dropout).init(),
+            aux1: aux(0),
+            aux2: aux(1),
             fc: LinearConfig::new(1024, self.num_classes).init(device),
+            dropout: v.dropout,
             variant: self.variant,
             transform_input: self.transform_input,
         }
@@ -120,15 +123,6 @@ impl GoogLeNetConfig {
 }
 
 impl GoogLeNet {
-    /// The nine blocks in order (3a … 5b).
-    pub fn blocks(&self) -> [&Inception; 9] {
-        [
-            &self.inception3a, &self.inception3b, &self.inception4a, &self.inception4b,
-            &self.inception4c, &self.inception4d, &self.inception4e, &self.inception5a,
-            &self.inception5b,
-        ]
-    }
-
     pub fn num_classes(&self) -> usize {
         self.fc.weight.shape().dims::<2>()[1]
     }
@@ -137,105 +131,116 @@ impl GoogLeNet {
         self.aux1.is_some() && self.aux2.is_some()
     }
 
+    /// The aux heads as an array indexed like [`AUX_TAPS`].
+    pub fn aux_heads(&self) -> [Option<&InceptionAux>; 2] {
+        [self.aux1.as_ref(), self.aux2.as_ref()]
+    }
+
+    /// The stages this model has, in order (LRN only where the variant uses it).
+    pub fn stages(&self) -> impl Iterator<Item = Stage> + '_ {
+        STAGES.into_iter().filter(|s| match s {
+            Stage::Lrn1 => self.lrn1.is_some(),
+            Stage::Lrn2 => self.lrn2.is_some(),
+            _ => true,
+        })
+    }
+
+    /// Run one stage. A block returns its four branches too (its output is their
+    /// concatenation); an absent LRN is the identity.
+    ///
+    /// # Shapes (224×224 input)
+    /// conv1 `[b, 64, 112, 112]`, maxpool1 `[b, 64, 56, 56]`, conv2 `[b, 64, 56, 56]`, conv3
+    /// `[b, 192, 56, 56]`, maxpool2 `[b, 192, 28, 28]`, 3a `[b, 256, 28, 28]`, 3b
+    /// `[b, 480, 28, 28]`, maxpool3 `[b, 480, 14, 14]`, 4a … 4e `[b, 512…832, 14, 14]`,
+    /// maxpool4 `[b, 832, 7, 7]`, 5a `[b, 832, 7, 7]`, 5b `[b, 1024, 7, 7]`.
+    pub fn stage(&self, stage: Stage, x: Tensor<4>) -> (Tensor<4>, Option<[Tensor<4>; 4]>) {
+        let opt = |l: &Option<Lrn>, x: Tensor<4>| match l {
+            Some(l) => l.forward(x),
+            None => x,
+        };
+        let out = match stage {
+            Stage::Conv1 => self.conv1.forward(if self.transform_input { transform_input(x) } else { x }),
+            Stage::MaxPool1 => self.maxpool1.forward(x),
+            Stage::Lrn1 => opt(&self.lrn1, x),
+            Stage::Conv2 => self.conv2.forward(x),
+            Stage::Conv3 => self.conv3.forward(x),
+            Stage::Lrn2 => opt(&self.lrn2, x),
+            Stage::MaxPool2 => self.maxpool2.forward(x),
+            Stage::MaxPool3 => self.maxpool3.forward(x),
+            Stage::MaxPool4 => self.maxpool4.forward(x),
+            Stage::Block(i) => {
+                let branches = self.blocks[i].forward_branches(x);
+                return (Tensor::cat(branches.to_vec(), 1), Some(branches));
+            }
+        };
+        (out, None)
+    }
+
+    /// Run the stages `STAGES[range]` that this model has, showing each output to `tap`.
+    pub fn trunk(&self, mut x: Tensor<4>, range: std::ops::Range<usize>, tap: &mut dyn FnMut(StageOutput<'_>)) -> Tensor<4> {
+        for stage in self.stages().filter(|s| range.contains(&s.index())) {
+            let (out, branches) = self.stage(stage, x);
+            tap(StageOutput { stage, output: &out, branches: branches.as_ref() });
+            x = out;
+        }
+        x
+    }
+
     /// Evaluation forward: the main classifier only; the aux heads never run.
     ///
     /// # Shapes
     /// - input: `[batch, 3, 224, 224]` (any size ≥ 224 works; the head pools globally)
     /// - output: `[batch, num_classes]` logits
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        self.run(x, false, None).main
+        let x = self.trunk(x, 0..STAGES.len(), &mut |_| {});
+        self.head(x, &mut no_dropout)
     }
 
     /// Evaluation forward that also records every layer's output and every block's four
     /// branches (for the activation views).
     pub fn forward_with_activations(&self, x: Tensor<4>) -> (Tensor<2>, Activations) {
-        let mut acts = Activations::default();
-        let out = self.run(x, false, Some(&mut acts));
-        (out.main, acts)
+        let (out, acts) = self.forward_all(x, false, true);
+        (out.main, acts.expect("recorded"))
     }
 
     /// Training forward: main and both aux classifiers, as in the seed code
-    /// (`if self.training and self.aux_logits: return x, aux2, aux1`). Dropout and
-    /// BatchNorm batch statistics apply when the tensors live on an autodiff device and the
-    /// module is in training mode (burn's rule).
+    /// (`if self.training and self.aux_logits: return x, aux2, aux1`), without dropout (the
+    /// trainer applies its own seeded dropout through [`Self::head`] and
+    /// [`InceptionAux::forward_pooled`]). BatchNorm uses batch statistics when the tensors live
+    /// on an autodiff device and the module is in training mode (burn's rule).
     pub fn forward_train(&self, x: Tensor<4>) -> TrainOutput {
-        self.run(x, true, None)
+        self.forward_all(x, true, false).0
     }
 
-    fn run(&self, x: Tensor<4>, train: bool, mut acts: Option<&mut Activations>) -> TrainOutput {
-        let mut x = self.stem_recorded(x, acts.as_deref_mut());
-        let (mut aux1, mut aux2) = (None, None);
-        for i in 0..INCEPTION_TABLE.len() {
-            let branches = self.blocks()[i].forward_branches(x); // 3a: [b, 64|128|32|32, 28, 28]
-            x = Tensor::cat(branches.to_vec(), 1); // 3a: [b, 256, 28, 28]
-            if let Some(a) = acts.as_deref_mut() {
-                a.blocks.push(branches);
+    /// One pass that serves every caller: the main logits, the aux heads' logits when `aux`
+    /// (and the heads exist), and every stage's output when `record`.
+    pub fn forward_all(&self, x: Tensor<4>, aux: bool, record: bool) -> (TrainOutput, Option<Activations>) {
+        let mut acts = record.then(Activations::default);
+        let mut aux_out: [Option<Tensor<2>>; 2] = [None, None];
+        let heads = self.aux_heads();
+        let x = self.trunk(x, 0..STAGES.len(), &mut |o| {
+            if let Some(a) = acts.as_mut() {
+                match o.branches {
+                    Some(b) => a.blocks.push(b.clone()),
+                    None => a.layers.push((o.stage.name(), o.output.clone())),
+                }
             }
-            x = self.pool_after(i, x);
-            if let (Some(a), Some(name)) = (acts.as_deref_mut(), pool_name(i)) {
-                a.layers.push((name, x.clone()));
+            if let (true, Some(h)) = (aux, o.stage.aux_tap()) {
+                aux_out[h] = heads[h].map(|head| head.forward(o.output.clone())); // [b, classes]
             }
-            if train && i == AUX1_AFTER {
-                aux1 = self.aux1.as_ref().map(|h| h.forward(x.clone())); // [b, classes]
-            }
-            if train && i == AUX2_AFTER {
-                aux2 = self.aux2.as_ref().map(|h| h.forward(x.clone())); // [b, classes]
-            }
-        }
+        });
         let pooled = self.global_pool(x); // [b, 1024, 1, 1]
-        if let Some(a) = acts.as_deref_mut() {
+        if let Some(a) = acts.as_mut() {
             a.layers.push(("avgpool", pooled.clone()));
         }
-        TrainOutput { main: self.classify_pooled(pooled), aux2, aux1 }
+        let main = self.classify_pooled(pooled, &mut no_dropout);
+        let [aux1, aux2] = aux_out;
+        (TrainOutput { main, aux2, aux1 }, acts)
     }
 
-    /// Input to the output of maxpool2 (`[b, 192, 28, 28]` at 224×224).
-    pub fn stem(&self, x: Tensor<4>) -> Tensor<4> {
-        self.stem_recorded(x, None)
-    }
-
-    fn stem_recorded(&self, x: Tensor<4>, mut acts: Option<&mut Activations>) -> Tensor<4> {
-        let mut rec = |name: &'static str, t: &Tensor<4>| {
-            if let Some(a) = acts.as_deref_mut() {
-                a.layers.push((name, t.clone()));
-            }
-        };
-        let x = if self.transform_input { transform_input(x) } else { x };
-        let x = self.conv1.forward(x); // [b, 64, 112, 112]
-        rec("conv1", &x);
-        let mut x = self.maxpool1.forward(x); // [b, 64, 56, 56]
-        rec("maxpool1", &x);
-        if let Some(lrn) = &self.lrn1 {
-            x = lrn.forward(x);
-            rec("lrn1", &x);
-        }
-        let x = self.conv2.forward(x); // [b, 64, 56, 56]
-        rec("conv2", &x);
-        let mut x = self.conv3.forward(x); // [b, 192, 56, 56]
-        rec("conv3", &x);
-        if let Some(lrn) = &self.lrn2 {
-            x = lrn.forward(x);
-            rec("lrn2", &x);
-        }
-        let x = self.maxpool2.forward(x); // [b, 192, 28, 28]
-        rec("maxpool2", &x);
-        x
-    }
-
-    /// Inception block `i` (0 = 3a … 8 = 5b) followed by the max pool after 3b and 4e.
-    pub fn block_at(&self, i: usize, x: Tensor<4>) -> Tensor<4> {
-        let x = self.blocks()[i].forward(x);
-        self.pool_after(i, x)
-    }
-
-    fn pool_after(&self, i: usize, x: Tensor<4>) -> Tensor<4> {
-        if i == POOL_AFTER[0] {
-            self.maxpool3.forward(x) // [b, 480, 14, 14]
-        } else if i == POOL_AFTER[1] {
-            self.maxpool4.forward(x) // [b, 832, 7, 7]
-        } else {
-            x
-        }
+    /// Global average pool, dropout and the classifier: `[b, 1024, h, w]` → `[b, classes]`.
+    pub fn head(&self, x: Tensor<4>, dropout: Dropout<'_>) -> Tensor<2> {
+        self.classify_pooled(self.global_pool(x), dropout)
     }
 
     /// Global average pool of 5b's output: `[b, 1024, 7, 7]` → `[b, 1024, 1, 1]`.
@@ -244,30 +249,22 @@ impl GoogLeNet {
     }
 
     /// Dropout and the classifier on the pooled features: `[b, 1024, 1, 1]` → `[b, classes]`.
-    pub fn classify_pooled(&self, pooled: Tensor<4>) -> Tensor<2> {
+    pub fn classify_pooled(&self, pooled: Tensor<4>, dropout: Dropout<'_>) -> Tensor<2> {
         let x: Tensor<2> = pooled.flatten(1, 3); // [b, 1024]
-        let x = self.dropout.forward(x);
+        let x = dropout(x, self.dropout);
         self.fc.forward(x) // [b, num_classes]
     }
 
-    /// The same network with every dropout switched off (for reference comparisons of the
-    /// training forward, which the fixtures made with dropout disabled).
-    pub fn without_dropout(mut self) -> Self {
-        let off = || DropoutConfig::new(0.0).init();
-        self.dropout = off();
-        for aux in [&mut self.aux1, &mut self.aux2].into_iter().flatten() {
-            aux.dropout = off();
-            aux.dropout_before_fc1 = off();
+    /// Freeze the parameters of one stage (no gradients; BatchNorm keeps running statistics).
+    pub fn freeze_stage(&mut self, stage: Stage) {
+        match stage {
+            Stage::Conv1 => self.conv1 = self.conv1.clone().freeze(),
+            Stage::Conv2 => self.conv2 = self.conv2.clone().freeze(),
+            Stage::Conv3 => self.conv3 = self.conv3.clone().freeze(),
+            Stage::Block(i) => self.blocks[i] = self.blocks[i].clone().freeze(),
+            // Pools and LRN have no parameters.
+            Stage::MaxPool1 | Stage::Lrn1 | Stage::Lrn2 | Stage::MaxPool2 | Stage::MaxPool3 | Stage::MaxPool4 => {}
         }
-        self
-    }
-}
-
-fn pool_name(i: usize) -> Option<&'static str> {
-    match i {
-        _ if i == POOL_AFTER[0] => Some("maxpool3"),
-        _ if i == POOL_AFTER[1] => Some("maxpool4"),
-        _ => None,
     }
 }
 

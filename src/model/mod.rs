@@ -11,6 +11,6 @@ pub mod lrn;
 pub mod pool;
 pub mod summary;
 
-pub use config::{BLOCK_NAMES, GoogLeNetConfig, INCEPTION_TABLE, InceptionSpec, Variant};
-pub use googlenet::{Activations, GoogLeNet, TrainOutput};
+pub use config::{AUX_TAPS, GoogLeNetConfig, INCEPTION_TABLE, InceptionSpec, STAGES, Stage, Variant};
+pub use googlenet::{Activations, GoogLeNet, StageOutput, TrainOutput};
 pub use inception::{BRANCH_NAMES, Inception};

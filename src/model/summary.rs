@@ -6,7 +6,7 @@ use burn::nn::Linear;
 use serde::Serialize;
 
 use super::basic_conv::BasicConv2d;
-use super::config::{AUX1_AFTER, AUX2_AFTER, BLOCK_NAMES, POOL_AFTER};
+use super::config::{INCEPTION_TABLE, Stage};
 use super::googlenet::GoogLeNet;
 use super::inception::Inception;
 use super::pool::{MaxPool, pool_out};
@@ -56,6 +56,23 @@ pub struct BlockStats {
     pub savings: [ReductionSaving; 2],
 }
 
+/// One row of the network map the page draws, from input to softmax, in order.
+#[derive(Debug, Clone, Serialize)]
+pub struct MapRow {
+    pub name: String,
+    /// `input`, `conv`, `maxpool`, `lrn`, `block`, `aux`, `avgpool` or `fc`.
+    pub kind: &'static str,
+    /// Output `[channels, height, width]`.
+    pub output: [usize; 3],
+    pub params: usize,
+    /// What the layer does, read from the built model (`max pool 2×2 / 2, ceil`, …).
+    pub detail: String,
+    /// Index into `blocks` for an Inception block.
+    pub block: Option<usize>,
+    /// 1 or 2 for an aux head (training only).
+    pub aux: Option<usize>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     pub variant: String,
@@ -63,6 +80,8 @@ pub struct Summary {
     pub num_classes: usize,
     pub layers: Vec<LayerStats>,
     pub blocks: Vec<BlockStats>,
+    /// The network map: every stage, the aux heads where they tap in, and the head.
+    pub map: Vec<MapRow>,
     /// Totals of the path used at inference (no aux heads).
     pub main_params: usize,
     pub main_macs: u64,
@@ -162,60 +181,89 @@ impl GoogLeNet {
     pub fn summary(&self, size: usize) -> Summary {
         let mut layers = Vec::new();
         let mut blocks = Vec::new();
-        let push = |layers: &mut Vec<LayerStats>, r: LayerStats| {
-            let out = r.output;
-            layers.push(r);
-            out
+        let mut map = Vec::new();
+        let row = |name: &str, kind, output, params, detail: String| MapRow {
+            name: name.to_string(), kind, output, params, detail, block: None, aux: None,
         };
-        let mut s = push(&mut layers, conv_stats("conv1".into(), &self.conv1, [3, size, size]));
-        s = push(&mut layers, pool_stats("maxpool1".into(), &self.maxpool1, s));
-        if self.lrn1.is_some() {
-            s = push(&mut layers, LayerStats { name: "lrn1".into(), kind: "lrn", output: s, params: 0, macs: 0 });
-        }
-        s = push(&mut layers, conv_stats("conv2".into(), &self.conv2, s));
-        s = push(&mut layers, conv_stats("conv3".into(), &self.conv3, s));
-        if self.lrn2.is_some() {
-            s = push(&mut layers, LayerStats { name: "lrn2".into(), kind: "lrn", output: s, params: 0, macs: 0 });
-        }
-        s = push(&mut layers, pool_stats("maxpool2".into(), &self.maxpool2, s));
-        let mut aux_params = 0;
-        let mut aux_macs = 0;
-        for (i, block) in self.blocks().into_iter().enumerate() {
-            let b = block_stats(BLOCK_NAMES[i], block, s, &mut layers);
-            s = b.output;
-            blocks.push(b);
-            if i == POOL_AFTER[0] {
-                s = push(&mut layers, pool_stats("maxpool3".into(), &self.maxpool3, s));
-            } else if i == POOL_AFTER[1] {
-                s = push(&mut layers, pool_stats("maxpool4".into(), &self.maxpool4, s));
-            }
-            let head = match i {
-                AUX1_AFTER => self.aux1.as_ref().map(|h| ("aux1", h)),
-                AUX2_AFTER => self.aux2.as_ref().map(|h| ("aux2", h)),
-                _ => None,
+        let mut s = [3, size, size];
+        map.push(row("input", "input", s, 0, "RGB photo, resized to 256 and centre-cropped".into()));
+        let (mut aux_params, mut aux_macs) = (0, 0);
+        for stage in self.stages() {
+            let name = stage.name();
+            let r = match stage {
+                Stage::Conv1 | Stage::Conv2 | Stage::Conv3 => {
+                    let c = match stage {
+                        Stage::Conv1 => &self.conv1,
+                        Stage::Conv2 => &self.conv2,
+                        _ => &self.conv3,
+                    };
+                    let r = conv_stats(name.into(), c, s);
+                    let (k, st) = (c.kernel(), c.conv.stride[0]);
+                    map.push(row(name, "conv", r.output, r.params, format!("{k}×{k} conv{}, {} filters", if st > 1 { format!(" / {st}") } else { String::new() }, r.output[0])));
+                    Some(r)
+                }
+                Stage::Lrn1 | Stage::Lrn2 => {
+                    let r = LayerStats { name: name.into(), kind: "lrn", output: s, params: 0, macs: 0 };
+                    map.push(row(name, "lrn", s, 0, "local response normalisation across 5 channels".into()));
+                    Some(r)
+                }
+                Stage::MaxPool1 | Stage::MaxPool2 | Stage::MaxPool3 | Stage::MaxPool4 => {
+                    let p = match stage {
+                        Stage::MaxPool1 => &self.maxpool1,
+                        Stage::MaxPool2 => &self.maxpool2,
+                        Stage::MaxPool3 => &self.maxpool3,
+                        _ => &self.maxpool4,
+                    };
+                    let r = pool_stats(name.into(), p, s);
+                    map.push(row(name, "maxpool", r.output, 0, format!("max pool {k}×{k} / {}{}", p.stride, if p.ceil { ", rounding up" } else { "" }, k = p.kernel)));
+                    Some(r)
+                }
+                Stage::Block(i) => {
+                    let b = block_stats(INCEPTION_TABLE[i].name, &self.blocks[i], s, &mut layers);
+                    s = b.output;
+                    map.push(MapRow { block: Some(i), ..row(name, "block", b.output, b.params, String::new()) });
+                    blocks.push(b);
+                    None // its rows were pushed by block_stats
+                }
             };
-            if let Some((name, h)) = head {
+            if let Some(r) = r {
+                s = r.output;
+                layers.push(r);
+            }
+            if let Some(h) = stage.aux_tap()
+                && let Some(head) = self.aux_heads()[h]
+            {
+                let name = format!("aux{}", h + 1);
                 let pooled = [s[0], 4, 4];
                 let mut rows = vec![
-                    LayerStats { name: format!("{name}/avgpool"), kind: "avgpool", output: pooled, params: 0, macs: 0 },
-                    conv_stats(format!("{name}/conv"), &h.conv, pooled),
-                    linear_stats(format!("{name}/fc1"), &h.fc1),
-                    linear_stats(format!("{name}/fc2"), &h.fc2),
+                    LayerStats { name: format!("{name}/avgpool"), kind: "aux avgpool", output: pooled, params: 0, macs: 0 },
+                    conv_stats(format!("{name}/conv"), &head.conv, pooled),
+                    linear_stats(format!("{name}/fc1"), &head.fc1),
+                    linear_stats(format!("{name}/fc2"), &head.fc2),
                 ];
-                for r in &mut rows {
-                    r.kind = match r.kind {
-                        "linear" => "aux linear",
-                        "avgpool" => "aux avgpool",
-                        _ => "aux conv+relu",
-                    };
-                    aux_params += r.params;
-                    aux_macs += r.macs;
-                }
+                rows[1].kind = "aux conv+relu";
+                rows[2].kind = "aux linear";
+                rows[3].kind = "aux linear";
+                let params: usize = rows.iter().map(|r| r.params).sum();
+                aux_params += params;
+                aux_macs += rows.iter().map(|r| r.macs).sum::<u64>();
+                let pool = match head.pool {
+                    super::config::AuxPool::Avg5Stride3 => "5×5 / 3 average pool",
+                    super::config::AuxPool::Adaptive4 => "adaptive average pool to 4×4",
+                };
+                let detail = format!(
+                    "{pool} → 1×1 conv {} → FC {} → FC {}; training only",
+                    rows[1].output[0], rows[2].output[0], rows[3].output[0]
+                );
+                map.push(MapRow { aux: Some(h + 1), ..row(&name, "aux", rows[3].output, params, detail) });
                 layers.extend(rows);
             }
         }
         layers.push(LayerStats { name: "avgpool".into(), kind: "avgpool", output: [s[0], 1, 1], params: 0, macs: 0 });
-        layers.push(linear_stats("fc".into(), &self.fc));
+        map.push(row("avgpool", "avgpool", [s[0], 1, 1], 0, "global average".into()));
+        let fc = linear_stats("fc".into(), &self.fc);
+        map.push(row("fc → softmax", "fc", fc.output, fc.params, format!("dropout {} in training, then {} classes", self.dropout, fc.output[0])));
+        layers.push(fc);
         let main = layers.iter().filter(|l| !l.kind.starts_with("aux"));
         let (main_params, main_macs) = main.fold((0, 0), |(p, m), l| (p + l.params, m + l.macs));
         Summary {
@@ -224,6 +272,7 @@ impl GoogLeNet {
             num_classes: self.num_classes(),
             layers,
             blocks,
+            map,
             main_params,
             main_macs,
             aux_params,
@@ -231,3 +280,4 @@ impl GoogLeNet {
         }
     }
 }
+

@@ -19,9 +19,14 @@ pub fn shared() -> Option<PathBuf> {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("CI=true but the shared data is missing at {} (set GOOGLENET_SHARED)", dir.display());
     }
-    eprintln!(
-        "SKIPPED: needs the shared data (weights, images, PyTorch fixtures) at {}; see README.md \
+    // Straight to the stderr handle: the test harness captures `eprintln!` of passing tests,
+    // and a skip must be seen.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {}: needs the shared data (weights, images, PyTorch fixtures) at {}; see README.md \
          'Weights' to get them, or set GOOGLENET_SHARED",
+        std::thread::current().name().unwrap_or("a test"),
         dir.display()
     );
     None

@@ -1,0 +1,164 @@
+// The page ↔ worker protocol, in one place: the request types, the reply shape, the error
+// kinds, and a client that gives every request an answer or an error within a bounded time.
+// Pure (no DOM), tested with `node --test`.
+
+/** Requests the page sends; each gets exactly one reply with the same id. */
+export const Req = Object.freeze({
+  INIT: 'init',                 // {backend, reason, weightsUrl, labelsUrl, fault} → {backend, adapter, reason, fallback, report, weightsCached, initMs, settings}
+  LOAD_WEIGHTS: 'load-weights', // {bytes, name, variant} → {report}
+  CLASSIFY: 'classify',         // {bytes} → {top, aux1, aux2, ms, ms_forward, ms_preprocess, wasmBytes}
+  BLOCK: 'block',               // {index, k, before} → BlockView
+  FT_ADD_CLASS: 'ft-add-class', // {name} → id
+  FT_RENAME: 'ft-rename',       // {id, name}
+  FT_REMOVE_CLASS: 'ft-remove-class', // {id}
+  FT_ADD_IMAGE: 'ft-add-image', // {id, bytes} → image count
+  FT_START: 'ft-start',         // {config}
+  FT_STEP: 'ft-step',           // → StepReport
+  FT_PREDICT: 'ft-predict',     // {bytes} → {main, aux1, aux2}
+  FT_APPLY: 'ft-apply',         // → {report}
+  EXPORT: 'export',             // → {bytes}
+});
+
+/** Messages the worker sends on its own (no reply expected). */
+export const Event = Object.freeze({ PROGRESS: 'progress', BACKEND: 'backend' });
+
+/**
+ * Who can fix an error. `input`: the user (bad file, wrong state); `device`: the GPU failed
+ * (fall back to the CPU); `internal`: a bug; `crash`: the wasm instance trapped and is gone
+ * (restart the worker); `timeout`: no answer in time (restart the worker); `restart`: the
+ * request was cancelled because the model restarted (send it again if still wanted).
+ */
+export const Kind = Object.freeze({ INPUT: 'input', DEVICE: 'device', INTERNAL: 'internal', CRASH: 'crash', TIMEOUT: 'timeout', RESTART: 'restart' });
+
+/** The fine-tune's data-set edits: the worker owns the data set, the client replays these after a restart. */
+export const REPLAYED = new Set([Req.FT_ADD_CLASS, Req.FT_RENAME, Req.FT_REMOVE_CLASS, Req.FT_ADD_IMAGE]);
+
+/** Longest wait for each request (SwiftShader emulates WebGPU on the CPU: generous, but finite). */
+export const TIMEOUT_MS = Object.freeze({
+  [Req.INIT]: 600_000, [Req.CLASSIFY]: 300_000, [Req.BLOCK]: 300_000, [Req.FT_STEP]: 600_000,
+  [Req.FT_PREDICT]: 300_000, [Req.FT_APPLY]: 120_000, [Req.EXPORT]: 300_000, default: 120_000,
+});
+
+export class RequestError extends Error {
+  constructor(message, kind, type) { super(message); this.kind = kind; this.request = type; }
+}
+
+/** The reply the worker posts: success or a typed error. */
+export function reply(id, value) { return { id, ok: true, value }; }
+export function replyError(id, error) {
+  // wasm errors carry `kind`; anything else thrown in the worker is a crash (a trap) or a bug.
+  const kind = error?.kind || (error instanceof WebAssembly.RuntimeError ? Kind.CRASH : Kind.INTERNAL);
+  return { id, ok: false, error: { message: String(error?.message || error), kind } };
+}
+
+/**
+ * Restart budget: at most `max` restarts within `windowMs`; beyond that the page stops
+ * restarting and says so (never a restart loop).
+ */
+export function restartBudget(max = 3, windowMs = 60_000, now = () => Date.now()) {
+  const times = [];
+  return () => {
+    const t = now();
+    while (times.length && t - times[0] > windowMs) times.shift();
+    if (times.length >= max) return false;
+    times.push(t);
+    return true;
+  };
+}
+
+/**
+ * One worker at a time; `request` resolves with the reply's value or rejects with a
+ * RequestError. `start` (re)starts the worker: what was pending fails with kind `restart`, the
+ * new worker is initialised and the data-set edits are replayed before anything else is sent.
+ */
+export class WorkerClient {
+  /**
+   * @param {() => Worker} makeWorker
+   * @param {{onEvent?: (msg) => void, onFailure?: (err: RequestError) => void, timers?: {setTimeout, clearTimeout}}} hooks
+   *   onFailure: the worker died (script failed to load, trap, timeout) while no request was waiting.
+   */
+  constructor(makeWorker, { onEvent = () => {}, onFailure = () => {}, timers = globalThis } = {}) {
+    this.makeWorker = makeWorker;
+    this.onEvent = onEvent;
+    this.onFailure = onFailure;
+    this.timers = timers;
+    this.pending = new Map();
+    this.nextId = 1;
+    this.journal = [];
+    this.worker = null;
+    this.replaying = null;
+  }
+
+  /** Start (or restart) the worker and initialise it; resolves with the INIT reply. */
+  async start(init) {
+    this.fail('the model restarted before answering', Kind.RESTART);
+    const w = this.makeWorker();
+    this.worker = w;
+    w.onmessage = ({ data }) => this.receive(w, data);
+    w.onerror = (e) => {
+      e.preventDefault?.();
+      this.die(w, `the worker failed: ${e.message || 'its script could not be loaded'}`, Kind.CRASH);
+    };
+    const ready = this.send(Req.INIT, init);
+    const journal = [...this.journal];
+    this.replaying = ready.then(async () => {
+      for (const [type, payload] of journal) await this.send(type, payload, [], true).catch(() => {});
+    });
+    const value = await ready;
+    await this.replaying;
+    return value;
+  }
+
+  /** Terminate the worker and reject everything pending with `kind`. */
+  fail(message, kind) {
+    if (this.worker) this.worker.terminate();
+    this.worker = null;
+    const pending = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of pending) { this.timers.clearTimeout(p.timer); p.reject(new RequestError(message, kind, p.type)); }
+    return pending.length;
+  }
+
+  die(w, message, kind) {
+    if (w !== this.worker) return;
+    if (this.fail(message, kind) === 0) this.onFailure(new RequestError(message, kind, null));
+  }
+
+  receive(w, m) {
+    if (w !== this.worker) return;
+    if (m.event) { this.onEvent(m); return; }
+    const p = this.pending.get(m.id);
+    if (!p) return;
+    this.pending.delete(m.id);
+    this.timers.clearTimeout(p.timer);
+    if (m.ok) {
+      if (REPLAYED.has(p.type) && !p.replay) this.journal.push([p.type, p.payload]);
+      p.resolve(m.value);
+    } else {
+      p.reject(new RequestError(m.error.message, m.error.kind, p.type));
+    }
+  }
+
+  /** Send now (the worker queues requests until it is initialised). */
+  send(type, payload = {}, transfer = [], replay = false) {
+    const w = this.worker;
+    if (!w) return Promise.reject(new RequestError('the model is not running', Kind.CRASH, type));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const ms = TIMEOUT_MS[type] ?? TIMEOUT_MS.default;
+      const timer = this.timers.setTimeout(() => {
+        this.die(w, `the model did not answer (${type}) within ${Math.round(ms / 1000)} s`, Kind.TIMEOUT);
+      }, ms);
+      // Data-set edits keep a copy for replay (a transferred buffer is gone from this side).
+      const kept = REPLAYED.has(type) && payload.bytes ? { ...payload, bytes: payload.bytes.slice(0) } : payload;
+      this.pending.set(id, { resolve, reject, timer, type, payload: kept, replay });
+      w.postMessage({ id, type, ...payload }, transfer);
+    });
+  }
+
+  /** A request, sent after any replay in progress. */
+  async request(type, payload = {}, transfer = []) {
+    if (this.replaying) await this.replaying.catch(() => {});
+    return this.send(type, payload, transfer);
+  }
+}
