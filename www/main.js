@@ -1,27 +1,31 @@
-// Page wiring: input (drop, picker, paste, webcam, gallery), the worker (backend choice and
-// automatic fallback), results and the explorer.
+// Page wiring: input (drop, picker, paste, webcam, gallery), the model in its worker (through
+// lib/protocol.js: every request answered or failed in bounded time), results and the explorer.
 import { renderTop, renderAux } from './ui/results.js';
 import { renderMap, renderDifferences, drawHeat } from './ui/explorer.js';
 import { setupFinetune } from './ui/finetune.js';
+import { WorkerClient, Req, Event, Kind, restartBudget } from './lib/protocol.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const WEIGHTS_URL = new URL(params.get('weights') || 'weights/bvlc_googlenet.safetensors', location.href).href;
 const LABELS_URL = new URL('weights/synset_words.txt', location.href).href;
 const MAX_BYTES = 50 * 1024 * 1024;
+const FAULT = params.get('fault') || '';
+// Test hook ?fault=worker-missing: the worker script cannot be loaded.
+const WORKER_URL = new URL(FAULT === 'worker-missing' ? './no-such-worker.js' : './worker.js', import.meta.url);
 
 const state = {
-  worker: null,
   requested: ['webgpu', 'cpu'].includes(params.get('backend')) ? params.get('backend') : 'auto',
   backend: null,
   report: null,
+  settings: null,
   ready: false,
-  pending: new Map(),
-  nextId: 1,
+  /** An image dropped while the model loads: classified once it is ready. */
+  waiting: null,
   lastImage: null,
   firstResultAt: null,
   blockCache: new Map(),
-  cropBitmap: null,
+  canRestart: restartBudget(3, 60_000),
 };
 
 function setStatus(text) { $('status').textContent = text; }
@@ -32,43 +36,78 @@ function showError(message) {
   e.hidden = !message;
 }
 
-function request(msg, transfer = []) {
-  const id = state.nextId++;
-  return new Promise((resolve, reject) => {
-    state.pending.set(id, { resolve, reject, msg });
-    state.worker.postMessage({ ...msg, id }, transfer);
-  });
-}
+const client = new WorkerClient(() => new Worker(WORKER_URL, { type: 'module' }), {
+  onEvent: (m) => {
+    if (m.type === Event.PROGRESS) showProgress(m);
+    else if (m.type === Event.BACKEND) { state.backend = m.backend; showBackend(m); }
+  },
+  // The worker died while nothing was asked of it.
+  onFailure: (err) => recover(err, null),
+});
 
-function startWorker(requested, reason = '') {
-  if (state.worker) state.worker.terminate();
-  for (const p of state.pending.values()) p.reject(new Error('restarting the model'));
-  state.pending.clear();
+/** (Re)start the model on `requested`; `reason` says why when the page chose for the user. */
+async function boot(requested, reason = '') {
   state.ready = false;
   state.blockCache.clear();
-  const w = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
-  state.worker = w;
-  w.onmessage = ({ data }) => onWorkerMessage(data);
-  w.onerror = (e) => onFatal(`the worker crashed: ${e.message || 'unknown error'}`);
   setStatus('loading');
-  w.postMessage({ type: 'init', backend: requested, reason, weightsUrl: WEIGHTS_URL, labelsUrl: LABELS_URL, fault: params.get('fault') || '' });
+  try {
+    const info = await client.start({ backend: requested, reason, weightsUrl: WEIGHTS_URL, labelsUrl: LABELS_URL, fault: FAULT });
+    state.backend = info.backend;
+    state.settings = info.settings;
+    state.ready = true;
+    showBackend(info);
+    showReport(info.report);
+    $('weights-text').textContent += ` · ${info.report.variant}, ${info.report.num_classes} classes`;
+    finetune.setSettings(info.settings);
+    setStatus('waiting for an image');
+    const pending = state.waiting;
+    state.waiting = null;
+    if (pending) classify(pending);
+  } catch (e) {
+    await recover(e, null);
+  }
 }
 
-function onFatal(message) {
-  if (state.backend === 'webgpu' || state.requested !== 'cpu') {
-    // WebGPU broke (device lost, out of memory, a trap in wasm): restart on the CPU and redo the last image.
-    const reason = `WebGPU failed (${message}); switched to the CPU automatically`;
-    state.backend = 'cpu';
-    startWorker('cpu', reason);
-  } else {
-    showError(`The model stopped: ${message}. Reload the page to try again.`);
+/**
+ * A request failed. Input errors are shown; a failed GPU moves to the CPU (and redoes `retry`
+ * once); a crash or a silent worker restarts it within a budget, without redoing the input
+ * that crashed it. Returns true when `retry` was re-run.
+ */
+async function recover(err, retry) {
+  if (err.kind === Kind.RESTART) return false;
+  if (err.kind === Kind.INPUT || err.kind === Kind.INTERNAL) { showError(err.message); return false; }
+  const onGpu = state.backend === 'webgpu' || (state.backend === null && state.requested !== 'cpu');
+  if (!state.canRestart()) {
+    showError(`The model stopped repeatedly (last: ${err.message}). Reload the page to try again.`);
     setStatus('error');
+    return false;
   }
+  if (err.kind === Kind.DEVICE && onGpu) {
+    state.backend = 'cpu';
+    await boot('cpu', `WebGPU failed (${err.message}); switched to the CPU automatically`);
+    if (retry && state.ready) { retry(); return true; }
+    return false;
+  }
+  // A crash or a timeout: the instance is gone. On auto, a crash on the GPU moves to the CPU.
+  const next = onGpu && state.requested !== 'webgpu' ? 'cpu' : state.requested;
+  const what = err.request === Req.CLASSIFY ? 'This image stopped the model' : 'The model stopped';
+  await boot(next, next === 'cpu' && onGpu ? `the model crashed on WebGPU (${err.message}); restarted on the CPU` : '');
+  showError(`${what} (${err.message}); it was restarted${state.ready ? ' and is ready again' : ''}.`);
+  return false;
+}
+
+function showProgress(m) {
+  const bar = $('weights-progress');
+  bar.max = m.total || 1;
+  bar.value = m.loaded;
+  $('weights-text').textContent = m.cached
+    ? `${(m.loaded / 1e6).toFixed(1)} MB from the offline cache`
+    : `${(m.loaded / 1e6).toFixed(1)}${m.total ? ` / ${(m.total / 1e6).toFixed(1)}` : ''} MB`;
 }
 
 function showBackend(info) {
   const badge = $('backend');
-  badge.textContent = `${info.backend === 'webgpu' ? 'webgpu' : 'cpu'} · ${info.adapter || ''}`;
+  badge.textContent = `${info.backend === 'webgpu' ? 'webgpu' : 'cpu'} · ${info.adapter || 'unknown adapter'}`;
   badge.className = `badge ${info.backend}`;
   badge.dataset.backend = info.backend;
   $('backend-reason').textContent = info.fallback ? `Fallback: ${info.reason}` : info.reason;
@@ -76,55 +115,29 @@ function showBackend(info) {
   $('backend-select').value = state.requested;
 }
 
-function onWorkerMessage(m) {
-  const p = m.id ? state.pending.get(m.id) : null;
-  switch (m.type) {
-    case 'progress': {
-      const bar = $('weights-progress');
-      bar.max = m.total || 1;
-      bar.value = m.loaded;
-      $('weights-text').textContent = m.cached ? `${(m.loaded / 1e6).toFixed(1)} MB from the offline cache` : `${(m.loaded / 1e6).toFixed(1)}${m.total ? ` / ${(m.total / 1e6).toFixed(1)}` : ''} MB`;
-      break;
-    }
-    case 'backend':
-      state.backend = m.backend;
-      showBackend(m);
-      break;
-    case 'ready': {
-      state.backend = m.backend;
-      state.report = m.report;
-      state.ready = true;
-      showBackend(m);
-      $('weights-text').textContent += ` · ${m.report.variant}, ${m.report.num_classes} classes${m.custom ? ` (${m.custom})` : ''}`;
-      renderDifferences($('differences'), m.report);
-      renderMap($('network-map'), m.report.summary, loadBlock);
-      setStatus('waiting for an image');
-      if (state.current) classify(state.current);
-      break;
-    }
-    case 'result': case 'block': case 'ok':
-      if (p) { state.pending.delete(m.id); p.resolve(m); }
-      break;
-    case 'error':
-      if (p) { state.pending.delete(m.id); p.reject(new Error(m.message)); }
-      else { showError(m.message); setStatus('error'); }
-      break;
-    case 'fatal':
-      if (p) state.pending.delete(m.id);
-      onFatal(m.message);
-      break;
-  }
+function showReport(report) {
+  state.report = report;
+  renderDifferences($('differences'), report);
+  renderMap($('network-map'), report.summary, loadBlock, state.settings);
+}
+
+function clearResults() {
+  $('top5').replaceChildren();
+  $('aux').replaceChildren();
+  $('timing').textContent = '';
+  $('overlay').classList.remove('shown');
 }
 
 async function loadBlock(index) {
   if (!state.lastImage) throw new Error('Classify an image first to see this block\'s activations.');
   if (!state.blockCache.has(index)) {
-    const after = request({ type: 'block', index, k: 16 }).then((m) => m.view);
-    const before = state.report.has_base ? request({ type: 'block', index, k: 16, before: true }).then((m) => m.view) : null;
-    state.blockCache.set(index, Promise.all([after, before]).then(([a, b]) => { a.before = b; return a; }));
+    const after = client.request(Req.BLOCK, { index, k: 16 });
+    const before = state.report.has_base ? client.request(Req.BLOCK, { index, k: 16, before: true }) : null;
+    const both = Promise.all([after, before]).then(([a, b]) => ({ ...a, before: b }));
+    both.catch(() => state.blockCache.delete(index));
+    state.blockCache.set(index, both);
   }
   const view = await state.blockCache.get(index);
-  view.energyAbs = view.energy;
   drawHeat($('overlay'), view.heatmap, view.h, view.w, null);
   $('overlay').classList.add('shown');
   $('overlay').title = `${view.block}: where it responds`;
@@ -141,57 +154,77 @@ async function drawPreview(bytes) {
     const w = bmp.width * s, h = bmp.height * s;
     ctx.clearRect(0, 0, 224, 224);
     ctx.drawImage(bmp, (224 - w) / 2, (224 - h) / 2, w, h);
-    $('overlay').classList.remove('shown');
-  } catch { /* the model will report what is wrong with the file */ }
+  } catch { /* the model reports what is wrong with the file */ }
 }
 
 async function classify(bytes) {
-  state.current = bytes;
-  if (!state.ready) { setStatus('loading'); return; }
   showError('');
-  setStatus('classifying');
-  try {
-    const res = await request({ type: 'classify', bytes: bytes.slice().buffer });
-    state.lastImage = bytes;
-    state.blockCache.clear();
-    renderTop($('top5'), res.top);
-    renderAux($('aux'), res, state.report);
-    drawPreview(bytes);
-    const cold = state.firstResultAt ?? performance.now();
-    state.firstResultAt = cold;
-    const t = $('timing');
-    t.dataset.warmMs = res.ms.toFixed(1);
-    t.dataset.coldMs = cold.toFixed(0);
-    t.dataset.wasmBytes = String(res.wasmBytes);
-    t.dataset.forwardMs = res.ms_forward.toFixed(1);
-    t.textContent = `${res.ms.toFixed(0)} ms for this image (forward ${res.ms_forward.toFixed(0)} ms on ${state.backend}) · first result ${(cold / 1000).toFixed(1)} s after page load`;
-    setStatus('ready');
-    for (const card of document.querySelectorAll('.block.open .block-head')) {
-      card.click(); card.click(); // refresh open blocks for the new image
-    }
-  } catch (e) {
-    if (/restarting/.test(e.message)) return;
-    state.current = state.lastImage;
-    showError(e.message.replace(/^Error: /, ''));
-    setStatus(state.report ? 'ready' : 'error');
-    if (!$('top5').children.length) setStatus('error');
+  if (!state.ready) {
+    state.waiting = bytes;
+    setStatus('loading the model; your image is classified as soon as it is ready');
+    return;
   }
+  setStatus('classifying');
+  const run = async () => {
+    try {
+      const res = await client.request(Req.CLASSIFY, { bytes: bytes.slice().buffer });
+      state.lastImage = bytes;
+      state.blockCache.clear();
+      renderTop($('top5'), res.top);
+      renderAux($('aux'), res, state.report);
+      drawPreview(bytes);
+      $('overlay').classList.remove('shown');
+      state.firstResultAt ??= performance.now();
+      const t = $('timing');
+      t.dataset.warmMs = res.ms.toFixed(1);
+      t.dataset.coldMs = state.firstResultAt.toFixed(0);
+      t.dataset.wasmBytes = String(res.wasmBytes);
+      t.dataset.forwardMs = res.ms_forward.toFixed(1);
+      t.textContent = `${res.ms.toFixed(0)} ms for this image (forward ${res.ms_forward.toFixed(0)} ms on ${state.backend}) · first result ${(state.firstResultAt / 1000).toFixed(1)} s after page load`;
+      setStatus('ready');
+      for (const card of document.querySelectorAll('.block.open .block-head')) {
+        card.click(); card.click(); // refresh open blocks for the new image
+      }
+    } catch (e) {
+      // A stale answer must not sit beside an error.
+      clearResults();
+      state.lastImage = null;
+      const retried = await recover(e, run);
+      if (!retried) setStatus(state.ready ? 'error' : 'error');
+    }
+  };
+  await run();
 }
 
 async function takeFile(file) {
   if (!file) return;
   if (file.size > MAX_BYTES) { showError(`${file.name} is ${(file.size / 1e6).toFixed(0)} MB; the limit is ${MAX_BYTES / 1e6} MB.`); return; }
-  if (file.name.endsWith('.safetensors') || file.name.endsWith('.pth')) { return loadOwnWeights(file); }
-  const bytes = new Uint8Array(await file.arrayBuffer());
-  await classify(bytes);
+  if (/\.(safetensors|pth|pt|bin|ckpt)$/i.test(file.name)) return loadOwnWeights(file);
+  await classify(new Uint8Array(await file.arrayBuffer()));
 }
 
 async function loadOwnWeights(file) {
-  if (!state.ready) return;
+  showError('');
+  if (!state.ready) { showError('The model is still loading; add your weights when it is ready.'); return; }
   const bytes = await file.arrayBuffer();
-  state.ready = false;
-  setStatus('loading');
-  state.worker.postMessage({ type: 'weights', bytes, name: file.name, variant: $('own-variant').value }, [bytes]);
+  const before = state.report;
+  setStatus('loading weights');
+  try {
+    const { report } = await client.request(Req.LOAD_WEIGHTS, { bytes, name: file.name, variant: $('own-variant').value }, [bytes]);
+    state.blockCache.clear();
+    state.lastImage = null;
+    clearResults();
+    showReport(report);
+    $('weights-text').textContent = `${file.name} · ${report.variant}, ${report.num_classes} classes`;
+    setStatus('waiting for an image');
+  } catch (e) {
+    if (e.kind === Kind.INPUT) {
+      showError(`${file.name} was not loaded: ${e.message}. Still using the previous model (${before.variant}, ${before.num_classes} classes).`);
+      setStatus(state.lastImage ? 'ready' : 'waiting for an image');
+    } else {
+      await recover(e, null);
+    }
+  }
 }
 
 function wireInput() {
@@ -212,7 +245,9 @@ function wireInput() {
     const url = new URL(location.href);
     if (state.requested === 'auto') url.searchParams.delete('backend'); else url.searchParams.set('backend', state.requested);
     history.replaceState(null, '', url);
-    startWorker(state.requested);
+    clearResults();
+    state.lastImage = null;
+    boot(state.requested);
   });
   $('large-type').addEventListener('change', (e) => document.body.classList.toggle('large', e.target.checked));
   if (params.get('large') === '1') { $('large-type').checked = true; document.body.classList.add('large'); }
@@ -256,13 +291,6 @@ async function loadGallery() {
   } catch { /* no gallery */ }
 }
 
-function showReport(report, note = '') {
-  state.report = report;
-  renderDifferences($('differences'), report);
-  renderMap($('network-map'), report.summary, loadBlock);
-  if (note) $('weights-text').textContent = note;
-}
-
 function wireTabs() {
   for (const tab of document.querySelectorAll('.tab')) {
     tab.addEventListener('click', () => {
@@ -275,14 +303,17 @@ function wireTabs() {
 
 wireInput();
 wireTabs();
-setupFinetune({
-  request,
+const finetune = setupFinetune({
+  request: (type, payload, transfer) => client.request(type, payload, transfer),
+  recover: (e) => recover(e, null),
+  ready: () => state.ready,
   lastImage: () => state.lastImage,
   onApplied: (report) => {
-    showReport(report, `fine-tuned: ${report.num_classes} classes (${report.summary.variant})`);
+    showReport(report);
+    $('weights-text').textContent = `fine-tuned: ${report.num_classes} classes (${report.variant})`;
     state.blockCache.clear();
     if (state.lastImage) classify(state.lastImage);
   },
 });
 loadGallery();
-startWorker(state.requested);
+boot(state.requested);

@@ -172,9 +172,9 @@ self.onmessage = ({ data: m }) => {
       const value = await handle(m);
       const transfer = value?.bytes instanceof ArrayBuffer ? [value.bytes]
         : value?.heatmap ? [value.heatmap.buffer, ...value.branches.map((b) => b.maps.buffer)] : [];
-      self.postMessage(reply(m.id, value), transfer);
+      self.postMessage(reply(m.rid, value), transfer);
     } catch (e) {
-      const r = replyError(m.id, e);
+      const r = replyError(m.rid, e);
       if (r.error.kind === Kind.CRASH) dead = dead || r.error.message;
       self.postMessage(r);
     }

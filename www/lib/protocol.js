@@ -2,7 +2,7 @@
 // kinds, and a client that gives every request an answer or an error within a bounded time.
 // Pure (no DOM), tested with `node --test`.
 
-/** Requests the page sends; each gets exactly one reply with the same id. */
+/** Requests the page sends as `{rid, type, ...payload}`; each gets exactly one reply with the same `rid`. */
 export const Req = Object.freeze({
   INIT: 'init',                 // {backend, reason, weightsUrl, labelsUrl, fault} → {backend, adapter, reason, fallback, report, weightsCached, initMs, settings}
   LOAD_WEIGHTS: 'load-weights', // {bytes, name, variant} → {report}
@@ -44,11 +44,11 @@ export class RequestError extends Error {
 }
 
 /** The reply the worker posts: success or a typed error. */
-export function reply(id, value) { return { id, ok: true, value }; }
-export function replyError(id, error) {
+export function reply(rid, value) { return { rid, ok: true, value }; }
+export function replyError(rid, error) {
   // wasm errors carry `kind`; anything else thrown in the worker is a crash (a trap) or a bug.
   const kind = error?.kind || (error instanceof WebAssembly.RuntimeError ? Kind.CRASH : Kind.INTERNAL);
-  return { id, ok: false, error: { message: String(error?.message || error), kind } };
+  return { rid, ok: false, error: { message: String(error?.message || error), kind } };
 }
 
 /**
@@ -86,7 +86,7 @@ export class WorkerClient {
     this.nextId = 1;
     this.journal = [];
     this.worker = null;
-    this.replaying = null;
+    this.gate = null;
   }
 
   /** Start (or restart) the worker and initialise it; resolves with the INIT reply. */
@@ -101,11 +101,13 @@ export class WorkerClient {
     };
     const ready = this.send(Req.INIT, init);
     const journal = [...this.journal];
-    this.replaying = ready.then(async () => {
+    // New requests wait for the replay (an init failure reaches the caller through `ready`).
+    const gate = ready.then(async () => {
       for (const [type, payload] of journal) await this.send(type, payload, [], true).catch(() => {});
-    });
+    }).catch(() => {}).finally(() => { if (this.gate === gate) this.gate = null; });
+    this.gate = gate;
     const value = await ready;
-    await this.replaying;
+    await gate;
     return value;
   }
 
@@ -127,9 +129,9 @@ export class WorkerClient {
   receive(w, m) {
     if (w !== this.worker) return;
     if (m.event) { this.onEvent(m); return; }
-    const p = this.pending.get(m.id);
+    const p = this.pending.get(m.rid);
     if (!p) return;
-    this.pending.delete(m.id);
+    this.pending.delete(m.rid);
     this.timers.clearTimeout(p.timer);
     if (m.ok) {
       if (REPLAYED.has(p.type) && !p.replay) this.journal.push([p.type, p.payload]);
@@ -143,7 +145,7 @@ export class WorkerClient {
   send(type, payload = {}, transfer = [], replay = false) {
     const w = this.worker;
     if (!w) return Promise.reject(new RequestError('the model is not running', Kind.CRASH, type));
-    const id = this.nextId++;
+    const rid = this.nextId++;
     return new Promise((resolve, reject) => {
       const ms = TIMEOUT_MS[type] ?? TIMEOUT_MS.default;
       const timer = this.timers.setTimeout(() => {
@@ -151,14 +153,14 @@ export class WorkerClient {
       }, ms);
       // Data-set edits keep a copy for replay (a transferred buffer is gone from this side).
       const kept = REPLAYED.has(type) && payload.bytes ? { ...payload, bytes: payload.bytes.slice(0) } : payload;
-      this.pending.set(id, { resolve, reject, timer, type, payload: kept, replay });
-      w.postMessage({ id, type, ...payload }, transfer);
+      this.pending.set(rid, { resolve, reject, timer, type, payload: kept, replay });
+      w.postMessage({ ...payload, rid, type }, transfer);
     });
   }
 
-  /** A request, sent after any replay in progress. */
-  async request(type, payload = {}, transfer = []) {
-    if (this.replaying) await this.replaying.catch(() => {});
-    return this.send(type, payload, transfer);
+  /** A request: sent at once, or after the replay when the worker is (re)starting. */
+  request(type, payload = {}, transfer = []) {
+    const gate = this.gate;
+    return gate ? gate.then(() => this.send(type, payload, transfer)) : this.send(type, payload, transfer);
   }
 }

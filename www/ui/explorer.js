@@ -29,43 +29,37 @@ export function renderDifferences(container, report) {
   } else {
     items.push('seed (PyTorch tutorial) variant: conv + ReLU without LRN or BatchNorm; aux heads with dropout 0.5 before and after fc1.');
   }
-  if (report.aux_fresh) items.push('The auxiliary classifiers (0.3-weighted losses after 4a and 4d during training) are freshly initialised: the released weights do not include them.');
+  if (report.aux_fresh) items.push('The auxiliary classifiers (whose weighted losses join the main one during training, after 4a and 4d) are freshly initialised: the released weights do not include them.');
   items.push('Inference uses only the main classifier; the auxiliary heads run only in training, as in the paper.');
   container.replaceChildren(el('h3', {}, 'Where these weights differ from the paper'), el('ul', {}, ...items.map((t) => el('li', {}, t))));
 }
 
 /**
+ * The network from input to softmax, drawn from the model's own summary (`summary.map`: every
+ * stage in order, aux heads where they tap in), so each variant shows its own layers.
  * @param {HTMLElement} container
- * @param {object} summary  the model's own summary (layers, blocks)
+ * @param {object} summary  the model's own summary (map, blocks, totals)
  * @param {(index:number) => Promise<object>} loadBlock  fetches live activations of block i
+ * @param {{defaults: {aux_weights: number[]}}|null} settings  the fine-tune defaults (aux loss weights)
  */
-export function renderMap(container, summary, loadBlock) {
-  container.replaceChildren();
-  const stem = (name) => summary.layers.find((l) => l.name === name);
-  const step = (title, out, detail = '') =>
-    el('div', { class: 'stage' }, el('span', { class: 'stage-name' }, title), el('span', { class: 'stage-shape' }, out), detail ? el('span', { class: 'stage-detail' }, detail) : null);
-  container.append(step('input', shape(summary.input), 'RGB photo, resized to 256 and centre-cropped'));
-  for (const name of ['conv1', 'maxpool1', 'lrn1', 'conv2', 'conv3', 'lrn2', 'maxpool2']) {
-    const l = stem(name);
-    if (l) container.append(step(name, shape(l.output), l.params ? `${thousands(l.params)} params` : l.kind));
-  }
-  summary.blocks.forEach((b, i) => {
-    container.append(blockCard(b, i, summary, loadBlock));
-    const after = { 1: 'maxpool3', 6: 'maxpool4' }[i];
-    if (after) container.append(step(after, shape(stem(after).output), 'max pool 3×3 / 2'));
-    if (i === 2 || i === 5) {
-      const head = i === 2 ? 'aux1' : 'aux2';
-      const fc2 = stem(`${head}/fc2`);
-      if (fc2) container.append(el('div', { class: 'stage aux-stage' }, el('span', { class: 'stage-name' }, `${head} (training only)`), el('span', { class: 'stage-detail' }, `avg pool → 1×1 conv 128 → FC 1024 → FC ${fc2.output[0]}; loss weight 0.3`)));
+export function renderMap(container, summary, loadBlock, settings) {
+  const step = (title, out, detail = '', cls = 'stage') =>
+    el('div', { class: cls }, el('span', { class: 'stage-name' }, title), out ? el('span', { class: 'stage-shape' }, out) : null, detail ? el('span', { class: 'stage-detail' }, detail) : null);
+  const rows = summary.map.map((r) => {
+    if (r.kind === 'block') return blockCard(summary.blocks[r.block], r.block, loadBlock);
+    if (r.kind === 'aux') {
+      const w = settings?.defaults?.aux_weights?.[r.aux - 1];
+      return step(`${r.name} (training only)`, '', `${r.detail.replace(/; training only$/, '')}${w != null ? `; loss weight ${w}` : ''}`, 'stage aux-stage');
     }
+    if (r.kind === 'fc') return step(r.name, `${r.output[0]} classes`, `${thousands(r.params)} params · ${r.detail}`);
+    const detail = r.params ? `${r.detail} · ${thousands(r.params)} params` : r.detail;
+    return step(r.name, shape(r.output), detail);
   });
-  container.append(step('avgpool', shape(stem('avgpool').output), 'global average'));
-  const fc = stem('fc');
-  container.append(step('fc → softmax', `${fc.output[0]} classes`, `${thousands(fc.params)} params`));
-  container.append(el('p', { class: 'totals' }, `Main path: ${thousands(summary.main_params)} parameters, ${(summary.main_macs / 1e9).toFixed(3)} G multiply-adds per image.`));
+  container.replaceChildren(...rows,
+    el('p', { class: 'totals' }, `Main path: ${thousands(summary.main_params)} parameters, ${(summary.main_macs / 1e9).toFixed(3)} G multiply-adds per image.`));
 }
 
-function blockCard(b, index, summary, loadBlock) {
+function blockCard(b, index, loadBlock) {
   const [c1, c3, c5, pp] = b.split;
   const head = el('button', { class: 'block-head', type: 'button' },
     el('span', { class: 'stage-name' }, b.name.replace('_', ' ')),
@@ -80,7 +74,7 @@ function blockCard(b, index, summary, loadBlock) {
     body.replaceChildren(el('p', { class: 'note' }, 'reading activations…'));
     try {
       const view = await loadBlock(index);
-      body.replaceChildren(...blockBody(b, view));
+      body.replaceChildren(...blockBody(b, view).filter((c) => c != null));
     } catch (e) {
       body.replaceChildren(el('p', { class: 'note' }, String(e.message || e)));
     }
@@ -89,7 +83,7 @@ function blockCard(b, index, summary, loadBlock) {
 }
 
 function blockBody(b, view) {
-  const energy = shares(view.energyAbs);
+  const energy = shares(view.energy);
   const cols = view.branches.map((br, j) => {
     const k = br.channels.length;
     const side = Math.ceil(Math.sqrt(k));

@@ -1,123 +1,183 @@
-// The fine-tune view: classes and their images, settings, the training loop (driven step by
-// step, each step in the worker), live loss/accuracy chart, held-out predictions, apply/export.
+// The fine-tune view: classes (ids from the worker, which owns the data set) and their images,
+// settings, the training loop (driven step by step, each step in the worker), live loss and
+// accuracy chart, held-out predictions, apply and export. User text is only ever textContent.
 import { extent, project } from '../lib/chart.js';
 import { percent } from '../lib/format.js';
+import { renderTop } from './results.js';
+import { Req, Kind } from '../lib/protocol.js';
 
 const $ = (id) => document.getElementById(id);
-const MAX_CLASSES = 10, MIN_IMAGES = 3, MAX_IMAGES = 30;
 const SERIES = [['loss', 'total (weighted)', '#1d1d1f'], ['main', 'main', '#1a73e8'], ['aux1', 'aux1 (4a)', '#ea4335'], ['aux2', 'aux2 (4d)', '#fbbc04']];
 
+function el(tag, props = {}, ...children) {
+  const e = Object.assign(document.createElement(tag), props);
+  e.append(...children.filter((c) => c != null));
+  return e;
+}
+
 /**
- * @param {object} api  { request(msg, transfer) → Promise, lastImage() → Uint8Array|null, onApplied(report) }
+ * @param {object} api  { request(type, payload, transfer) → Promise, recover(err), ready() → bool,
+ *                        lastImage() → Uint8Array|null, onApplied(report) }
  */
 export function setupFinetune(api) {
+  /** In page order: { id: Promise<number>, row, images: Uint8Array[], name: HTMLInputElement } */
   const classes = [];
+  let limits = { max_classes: 10, min_images_per_class: 3, max_images_per_class: 30, max_steps: 500 };
   let steps = [];
   let stopping = false;
   let running = false;
   let heldOut = null;
   let applied = false;
+  let created = 0;
+
+  const showError = (msg) => { $('ft-error').textContent = msg; $('ft-error').hidden = !msg; };
+  const status = (msg) => { $('ft-status').textContent = msg; };
+
+  /** A failed request: input errors are shown; crashes and timeouts go to the page's recovery. */
+  async function failed(e, what) {
+    if (e.kind === Kind.INPUT || e.kind === Kind.INTERNAL) return showError(`${what}: ${e.message}`);
+    if (e.kind === Kind.RESTART) return showError(`${what}: the model restarted meanwhile; try again.`);
+    showError(`${what}: ${e.message}`);
+    await api.recover(e);
+  }
+
+  function request(type, payload, transfer) {
+    if (!api.ready()) status('waiting for the model to finish loading…');
+    return api.request(type, payload, transfer);
+  }
 
   function addClass() {
-    if (classes.length >= MAX_CLASSES) return;
-    const i = classes.length;
-    const row = document.createElement('div');
-    row.className = 'ft-class';
-    row.innerHTML = `
-      <input type="text" data-testid="class-name-${i}" value="class ${String.fromCharCode(65 + i)}" aria-label="name of class ${i + 1}">
-      <label class="file-btn">add images<input type="file" multiple accept="image/*" data-testid="class-files-${i}"></label>
-      <button type="button" class="add-current" title="add the image last classified on the Classify tab">+ current image</button>
-      <span class="count">0 images</span>
-      <div class="thumbs"></div>`;
-    const entry = { row, images: [], name: row.querySelector('input[type=text]') };
+    if (classes.length >= limits.max_classes) return showError(`At most ${limits.max_classes} classes.`);
+    const letter = String.fromCharCode(65 + (created++ % 26));
+    const name = el('input', { type: 'text', value: `class ${letter}` });
+    name.setAttribute('aria-label', 'class name');
+    const files = el('input', { type: 'file', multiple: true, accept: 'image/*' });
+    const current = el('button', { type: 'button', className: 'add-current', title: 'add the image last classified on the Classify tab', textContent: '+ current image' });
+    const remove = el('button', { type: 'button', className: 'remove-class', title: 'remove this class and its images', textContent: '✕' });
+    const count = el('span', { className: 'count', textContent: '0 images' });
+    const row = el('div', { className: 'ft-class' }, name, el('label', { className: 'file-btn' }, 'add images', files), current, remove, count, el('div', { className: 'thumbs' }));
+    const entry = { row, images: [], name, count, id: null };
+    entry.id = request(Req.FT_ADD_CLASS, { name: name.value });
+    entry.id.catch((e) => { failed(e, 'Adding a class'); drop(entry); });
     classes.push(entry);
-    row.querySelector('input[type=file]').addEventListener('change', async (e) => {
-      for (const f of e.target.files) await addImage(entry, i, new Uint8Array(await f.arrayBuffer()));
+    renumber();
+    name.addEventListener('change', async () => {
+      try { await request(Req.FT_RENAME, { id: await entry.id, name: name.value }); showError(''); } catch (e) { failed(e, 'Renaming'); }
+    });
+    files.addEventListener('change', async (e) => {
+      for (const f of [...e.target.files]) await addImage(entry, new Uint8Array(await f.arrayBuffer()), f.name);
       e.target.value = '';
     });
-    row.querySelector('.add-current').addEventListener('click', () => {
+    current.addEventListener('click', () => {
       const img = api.lastImage();
-      if (img) addImage(entry, i, img); else showError('Classify an image on the first tab (or drop one here) first.');
+      if (img) addImage(entry, img, 'the current image'); else showError('Classify an image on the first tab (or drop one on a class here) first.');
+    });
+    remove.addEventListener('click', async () => {
+      if (running) return showError('Stop the training before removing a class.');
+      try { await request(Req.FT_REMOVE_CLASS, { id: await entry.id }); drop(entry); showError(''); } catch (e) { failed(e, 'Removing a class'); }
     });
     row.addEventListener('dragover', (e) => e.preventDefault());
     row.addEventListener('drop', async (e) => {
       e.preventDefault(); e.stopPropagation();
-      for (const f of e.dataTransfer.files) await addImage(entry, i, new Uint8Array(await f.arrayBuffer()));
+      for (const f of [...e.dataTransfer.files]) await addImage(entry, new Uint8Array(await f.arrayBuffer()), f.name);
     });
     $('ft-classes').append(row);
-    $('class-add').disabled = classes.length >= MAX_CLASSES;
   }
 
-  async function addImage(entry, label, bytes) {
-    if (entry.images.length >= MAX_IMAGES) return showError(`At most ${MAX_IMAGES} images per class.`);
+  function drop(entry) {
+    const i = classes.indexOf(entry);
+    if (i >= 0) classes.splice(i, 1);
+    entry.row.remove();
+    renumber();
+  }
+
+  function renumber() {
+    classes.forEach((c, i) => {
+      c.name.dataset.testid = `class-name-${i}`;
+      c.row.querySelector('input[type=file]').dataset.testid = `class-files-${i}`;
+      c.row.querySelector('.remove-class').dataset.testid = `class-remove-${i}`;
+    });
+    $('class-add').disabled = classes.length >= limits.max_classes;
+  }
+
+  async function addImage(entry, bytes, what) {
     try {
-      await api.request({ type: 'ft-add', label, bytes: bytes.slice().buffer });
+      const n = await request(Req.FT_ADD_IMAGE, { id: await entry.id, bytes: bytes.slice().buffer });
+      entry.images.push(bytes);
+      entry.count.textContent = `${n} image${n === 1 ? '' : 's'}`;
+      const img = el('img', { src: URL.createObjectURL(new Blob([bytes])), alt: '' });
+      entry.row.querySelector('.thumbs').append(img);
+      showError('');
+      status('');
     } catch (e) {
-      return showError(e.message);
+      failed(e, `${what} was not added`);
     }
-    entry.images.push(bytes);
-    entry.row.querySelector('.count').textContent = `${entry.images.length} image${entry.images.length === 1 ? '' : 's'}`;
-    const url = URL.createObjectURL(new Blob([bytes]));
-    const img = document.createElement('img');
-    img.src = url;
-    entry.row.querySelector('.thumbs').append(img);
-    showError('');
-  }
-
-  function showError(msg) {
-    $('ft-error').textContent = msg;
-    $('ft-error').hidden = !msg;
   }
 
   function config() {
     return {
-      batch: Number($('ft-batch').value), lr: Number($('ft-lr').value), train: $('ft-train').value,
-      optimizer: $('ft-opt').value, aux: $('ft-aux').checked, aux1: Number($('ft-aux1').value),
-      aux2: Number($('ft-aux2').value), augment: $('ft-augment').checked, seed: Number($('ft-seed').value),
+      batch: Number($('ft-batch').value), lr: Number($('ft-lr').value), trainable: $('ft-train').value,
+      optimizer: $('ft-opt').value, aux: $('ft-aux').checked,
+      aux_weights: [Number($('ft-aux1').value), Number($('ft-aux2').value)],
+      augment: $('ft-augment').checked, seed: Number($('ft-seed').value),
     };
   }
 
   async function start() {
     showError('');
-    const used = classes.filter((c) => c.images.length > 0 || classes.indexOf(c) < 2);
-    const short = used.find((c) => c.images.length < MIN_IMAGES);
-    if (short) return showError(`Class “${short.name.value}” has ${short.images.length} images; at least ${MIN_IMAGES} are needed.`);
     const total = Number($('ft-steps').value);
-    if (!(total >= 1 && total <= 500)) return showError('Steps must be between 1 and 500.');
-    const labels = used.map((c) => c.name.value.trim() || 'unnamed');
+    if (!(Number.isInteger(total) && total >= 1 && total <= limits.max_steps)) return showError(`Steps must be a whole number from 1 to ${limits.max_steps}.`);
+    const cfg = config();
+    $('ft-start').disabled = true;
+    status(api.ready() ? 'starting…' : 'waiting for the model to finish loading…');
     try {
-      await api.request({ type: 'ft-start', labels: JSON.stringify(labels), config: JSON.stringify(config()) });
-    } catch (e) { return showError(e.message); }
+      await request(Req.FT_START, { config: cfg });
+    } catch (e) {
+      $('ft-start').disabled = false;
+      status('');
+      return failed(e, 'Training did not start');
+    }
     steps = [];
     publish();
     running = true; stopping = false;
-    $('ft-start').disabled = true; $('ft-stop').disabled = false;
+    $('ft-stop').disabled = false;
     $('ft-apply').disabled = true; $('ft-export').disabled = true;
     $('ft-progress').max = total; $('ft-progress').value = 0;
+    let ended = 'done';
     try {
       for (let s = 0; s < total && !stopping; s++) {
-        const r = await api.request({ type: 'ft-step' });
-        steps.push({ step: r.step, loss: r.loss, main: r.main, aux1: r.aux1, aux2: r.aux2, acc: r.acc, ms: r.ms });
+        const r = await request(Req.FT_STEP);
+        // Each step keeps the settings it ran with, so the log never re-renders past steps
+        // with today's form values.
+        steps.push({ ...r, aux: cfg.aux, aux_weights: cfg.aux_weights });
         $('ft-progress').value = s + 1;
-        $('ft-status').textContent = `step ${r.step}/${total} · ${r.ms.toFixed(0)} ms · batch accuracy ${percent(r.acc, 0)}`;
+        status(`step ${r.step}/${total} · ${r.ms.toFixed(0)} ms · batch accuracy ${percent(r.acc, 0)}`);
         publish();
         if (heldOut && (s % 2 === 1 || s === total - 1)) await predictHeldOut();
       }
-      $('ft-status').textContent += stopping ? ' · stopped' : ' · done';
+      if (stopping) ended = 'stopped';
     } catch (e) {
-      showError(`Training stopped: ${e.message}. The weights from the last good step are kept.`);
+      ended = 'stopped early';
+      await failed(e, 'Training stopped');
     } finally {
       running = false;
       $('ft-start').disabled = false; $('ft-stop').disabled = true;
       $('ft-apply').disabled = steps.length === 0; $('ft-export').disabled = steps.length === 0;
       applied = false;
+      if (steps.length) status(`${$('ft-status').textContent} · ${ended}`);
     }
   }
 
   function publish() {
-    $('finetune-log').dataset.steps = JSON.stringify(steps.map(({ ms, ...s }) => s));
-    $('finetune-log').dataset.ms = JSON.stringify(steps.map((s) => s.ms));
-    $('finetune-log').textContent = steps.map((s) => `step ${s.step}: loss ${s.loss.toFixed(3)} = ${s.main.toFixed(3)} + ${config().aux ? `${config().aux1}·${s.aux1.toFixed(3)} + ${config().aux2}·${s.aux2.toFixed(3)}` : `0 (aux off: ${s.aux1.toFixed(3)}, ${s.aux2.toFixed(3)})`} · acc ${percent(s.acc, 0)}`).join('\n');
+    const log = $('finetune-log');
+    log.dataset.steps = JSON.stringify(steps.map(({ step, loss, main, aux1, aux2, acc }) => ({ step, loss, main, aux1, aux2, acc })));
+    log.dataset.ms = JSON.stringify(steps.map((s) => s.ms));
+    log.textContent = steps.map((s) => {
+      const mix = s.aux
+        ? `${s.aux_weights[0]}·${s.aux1.toFixed(3)} + ${s.aux_weights[1]}·${s.aux2.toFixed(3)}`
+        : `0 (aux off: ${s.aux1.toFixed(3)}, ${s.aux2.toFixed(3)})`;
+      return `step ${s.step}: loss ${s.loss.toFixed(3)} = ${s.main.toFixed(3)} + ${mix} · acc ${percent(s.acc, 0)}`;
+    }).join('\n');
     drawChart();
   }
 
@@ -149,9 +209,22 @@ export function setupFinetune(api) {
   }
 
   async function predictHeldOut() {
-    const r = await api.request({ type: 'ft-predict', bytes: heldOut.slice().buffer });
-    const col = (name, top) => `<div><h4>${name}</h4><ol class="top5 small">${top.map((p) => `<li data-label="${p.label}" data-prob="${p.prob}"><span class="label">${p.label}</span><span class="bar" style="--p:${p.prob}"></span><span class="prob">${percent(p.prob)}</span></li>`).join('')}</ol></div>`;
-    $('ft-predictions').innerHTML = `<h3>Held-out image, after step ${steps.length}</h3><div class="cols">${col('main head', r.main)}${col('aux1 (after 4a)', r.aux1)}${col('aux2 (after 4d)', r.aux2)}</div>`;
+    const r = await request(Req.FT_PREDICT, { bytes: heldOut.slice().buffer });
+    const col = (name, top) => {
+      const ol = el('ol', { className: 'top5 small' });
+      renderTop(ol, top);
+      return el('div', {}, el('h4', { textContent: name }), ol);
+    };
+    $('ft-predictions').replaceChildren(
+      el('h3', { textContent: `Held-out image, after step ${steps.length}` }),
+      el('div', { className: 'cols' }, col('main head', r.main), col('aux1 (after 4a)', r.aux1), col('aux2 (after 4d)', r.aux2)));
+  }
+
+  async function apply() {
+    const { report } = await request(Req.FT_APPLY);
+    api.onApplied(report);
+    applied = true;
+    status('the fine-tuned model now classifies on the first tab');
   }
 
   $('class-add').addEventListener('click', addClass);
@@ -163,26 +236,36 @@ export function setupFinetune(api) {
     heldOut = new Uint8Array(await f.arrayBuffer());
     const bmp = await createImageBitmap(new Blob([heldOut])).catch(() => null);
     if (bmp) $('ft-heldout-preview').getContext('2d').drawImage(bmp, 0, 0, 112, 112);
+    else showError(`${f.name} is not an image the browser can show; it may still be refused by the model.`);
   });
-  async function apply() {
-    const m = await api.request({ type: 'ft-apply' });
-    api.onApplied(m.report);
-    applied = true;
-    $('ft-status').textContent = 'the fine-tuned model now classifies on the first tab';
-  }
-  $('ft-apply').addEventListener('click', () => apply().catch((e) => showError(e.message)));
+  $('ft-apply').addEventListener('click', () => apply().catch((e) => failed(e, 'Applying the fine-tuned model')));
   $('ft-export').addEventListener('click', async () => {
     try {
       // Export what was trained: it becomes the page's model first.
       if (!applied) await apply();
-      const m = await api.request({ type: 'export' });
-      const a = document.createElement('a');
-      a.href = URL.createObjectURL(new Blob([m.bytes], { type: 'application/octet-stream' }));
-      a.download = 'googlenet-finetuned.safetensors';
+      const m = await request(Req.EXPORT);
+      const a = el('a', { href: URL.createObjectURL(new Blob([m.bytes], { type: 'application/octet-stream' })), download: 'googlenet-finetuned.safetensors' });
       document.body.append(a); a.click(); a.remove();
-    } catch (e) { showError(e.message); }
+    } catch (e) { failed(e, 'Export failed'); }
   });
   addClass(); addClass();
   drawChart();
-  return { running: () => running, reset: () => { for (const c of classes) { c.images = []; c.row.querySelector('.count').textContent = '0 images'; c.row.querySelector('.thumbs').replaceChildren(); } } };
+  return {
+    running: () => running,
+    /** Limits and default settings from the model (one source: the Rust library). */
+    setSettings(settings) {
+      limits = settings.limits;
+      const d = settings.defaults;
+      $('ft-limits').textContent = `Limits: 2–${limits.max_classes} classes, ${limits.min_images_per_class}–${limits.max_images_per_class} images per class (kept in memory at 256×256, about 200 kB each), up to ${limits.max_steps} steps; the model uses about 60 MB more while training.`;
+      $('ft-steps').max = String(limits.max_steps);
+      $('ft-batch').max = String(limits.max_batch);
+      if (!running && !steps.length) {
+        $('ft-batch').value = String(d.batch); $('ft-lr').value = String(d.lr);
+        $('ft-aux1').value = String(d.aux_weights[0]); $('ft-aux2').value = String(d.aux_weights[1]);
+        $('ft-aux').checked = d.aux; $('ft-augment').checked = d.augment; $('ft-seed').value = String(d.seed);
+        $('ft-opt').value = d.optimizer; $('ft-train').value = d.trainable;
+      }
+      renumber();
+    },
+  };
 }

@@ -1,0 +1,100 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { WorkerClient, Req, Kind, reply, replyError, restartBudget } from './protocol.js';
+
+/** A fake worker: answers with `respond(msg)` (a value, an Error, or undefined for silence). */
+function fakeWorker(respond, log) {
+  const w = {
+    terminated: false,
+    postMessage(msg) {
+      log.push(msg.type);
+      queueMicrotask(() => {
+        if (w.terminated) return;
+        const r = respond(msg);
+        if (r === undefined) return;
+        w.onmessage({ data: r instanceof Error ? replyError(msg.rid, r) : reply(msg.rid, r) });
+      });
+    },
+    terminate() { w.terminated = true; },
+  };
+  return w;
+}
+
+function fakeTimers() {
+  const timers = new Map();
+  let next = 1;
+  return {
+    setTimeout(f, ms) { timers.set(next, { f, ms }); return next++; },
+    clearTimeout(id) { timers.delete(id); },
+    fireAll() { for (const [id, t] of [...timers]) { timers.delete(id); t.f(); } },
+    count: () => timers.size,
+  };
+}
+
+test('every request gets its own reply; errors keep their kind', async () => {
+  const log = [];
+  const client = new WorkerClient(() => fakeWorker((m) => {
+    if (m.type === Req.CLASSIFY) return Object.assign(new Error('cannot use this image: empty'), { kind: Kind.INPUT });
+    return { echo: m.type };
+  }, log), { timers: fakeTimers() });
+  assert.deepEqual(await client.start({}), { echo: Req.INIT });
+  assert.deepEqual(await client.request(Req.BLOCK, { index: 1 }), { echo: Req.BLOCK });
+  await assert.rejects(client.request(Req.CLASSIFY, {}), (e) => e.kind === Kind.INPUT && /empty/.test(e.message) && e.request === Req.CLASSIFY);
+});
+
+test('a wasm trap is a crash; anything else without a kind is internal', () => {
+  assert.equal(replyError(1, new WebAssembly.RuntimeError('unreachable')).error.kind, Kind.CRASH);
+  assert.equal(replyError(1, new TypeError('x is null')).error.kind, Kind.INTERNAL);
+  assert.equal(replyError(1, Object.assign(new Error('lost'), { kind: Kind.DEVICE })).error.kind, Kind.DEVICE);
+});
+
+test('a silent worker times out, is terminated, and the caller hears why', async () => {
+  const timers = fakeTimers();
+  const log = [];
+  let worker;
+  let failures = 0;
+  const client = new WorkerClient(() => (worker = fakeWorker((m) => (m.type === Req.INIT ? {} : undefined), log)), { timers, onFailure: () => failures++ });
+  await client.start({});
+  const p = client.request(Req.FT_STEP);
+  await new Promise((r) => setTimeout(r, 5));
+  timers.fireAll();
+  await assert.rejects(p, (e) => e.kind === Kind.TIMEOUT);
+  assert.equal(worker.terminated, true);
+  assert.equal(failures, 0, 'the waiting request carried the failure');
+  assert.equal(timers.count(), 0);
+});
+
+test('a worker whose script fails to load fails its init, and later failures reach onFailure', async () => {
+  const failures = [];
+  let worker;
+  const client = new WorkerClient(() => (worker = fakeWorker(() => undefined, [])), { timers: fakeTimers(), onFailure: (e) => failures.push(e) });
+  const started = client.start({});
+  worker.onerror({ message: '' });
+  await assert.rejects(started, (e) => e.kind === Kind.CRASH && /could not be loaded/.test(e.message));
+  assert.equal(failures.length, 0);
+});
+
+test('after a restart the data-set edits are replayed before new requests, in order', async () => {
+  const logs = [];
+  const client = new WorkerClient(() => { const log = []; logs.push(log); return fakeWorker((m) => (m.type === Req.FT_ADD_CLASS ? 7 : {}), log); }, { timers: fakeTimers() });
+  await client.start({});
+  assert.equal(await client.request(Req.FT_ADD_CLASS, { name: 'cats' }), 7);
+  await client.request(Req.FT_ADD_IMAGE, { id: 7, bytes: new Uint8Array([1, 2, 3]).buffer });
+  await client.request(Req.CLASSIFY, {});
+  const pending = client.request(Req.FT_STEP);
+  await client.start({});
+  await assert.rejects(pending, (e) => e.kind === Kind.RESTART);
+  await client.request(Req.CLASSIFY, {});
+  assert.deepEqual(logs[1], [Req.INIT, Req.FT_ADD_CLASS, Req.FT_ADD_IMAGE, Req.CLASSIFY]);
+  // Replays are not journalled twice.
+  await client.start({});
+  assert.deepEqual(logs[2], [Req.INIT, Req.FT_ADD_CLASS, Req.FT_ADD_IMAGE]);
+});
+
+test('restarts are bounded within a window', () => {
+  let now = 0;
+  const allow = restartBudget(3, 60_000, () => now);
+  assert.deepEqual([allow(), allow(), allow(), allow()], [true, true, true, false]);
+  now = 61_000;
+  assert.equal(allow(), true);
+});
