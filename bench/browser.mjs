@@ -80,7 +80,7 @@ const cat = path.join(shared, 'images/cat.jpg');
 }
 
 // What the page downloads besides the weights, as served (gzip).
-const served = ['index.html', 'www/style.css', 'www/main.js', 'www/worker.js', 'www/ui/results.js', 'www/ui/explorer.js', 'www/ui/finetune.js', 'www/lib/backend.js', 'www/lib/format.js', 'www/lib/chart.js', 'pkg/googlenet.js', 'pkg/googlenet_bg.wasm'];
+const served = ['index.html', 'www/style.css', 'www/main.js', 'www/worker.js', 'www/ui/results.js', 'www/ui/explorer.js', 'www/ui/finetune.js', 'www/lib/backend.js', 'www/lib/format.js', 'www/lib/chart.js', 'www/lib/protocol.js', 'pkg/googlenet.js', 'pkg/googlenet_bg.wasm'];
 const gz = (f) => zlib.gzipSync(fs.readFileSync(path.join(root, f)), { level: 9 }).length;
 out.download = {
   wasm_raw: fs.statSync(path.join(root, 'pkg/googlenet_bg.wasm')).size,

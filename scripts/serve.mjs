@@ -34,8 +34,11 @@ function resolve(urlPath) {
   return p.startsWith(root) ? p : null;
 }
 
-const server = http.createServer((req, res) => {
+const server = http.createServer(async (req, res) => {
   const url = new URL(req.url, 'http://localhost');
+  // Test hook: `?delay=MS` on any URL holds the answer back (a slow network for the tests).
+  const delay = Math.min(Number(url.searchParams.get('delay')) || 0, 60_000);
+  if (delay) await new Promise((r) => setTimeout(r, delay));
   const file = resolve(decodeURIComponent(url.pathname));
   if (!file || !fs.existsSync(file) || fs.statSync(file).isDirectory()) {
     res.writeHead(404, { 'content-type': 'text/plain' });
@@ -50,7 +53,8 @@ const server = http.createServer((req, res) => {
     'cross-origin-embedder-policy': 'require-corp',
   };
   let body = file;
-  // A .gz older than its source is stale (an edit after the build): serve the source.
+  // A .gz older than its source is stale (an edit after the build): serve the source. (.gz
+  // files are build outputs, never committed, so a fresh clone has none.)
   const gz = `${file}.gz`;
   if (/\bgzip\b/.test(req.headers['accept-encoding'] || '') && fs.existsSync(gz) && fs.statSync(gz).mtimeMs >= fs.statSync(file).mtimeMs) {
     body = gz;

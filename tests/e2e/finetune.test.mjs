@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startServer, launch, shared, haveShared, generate } from './harness.mjs';
+import { startServer, launch, shared, haveShared, assertCleanText, generate } from './harness.mjs';
 
 const SKIP = haveShared() ? false : `needs the shared data (weights) at ${shared}`;
 const SLOW = 600_000;
@@ -85,6 +85,8 @@ async function run({ webgpu }) {
     await page.getByTestId('status').filter({ hasText: /^ready$/ }).waitFor({ timeout: SLOW });
     const labels = await page.getByTestId('top5').locator('li').evaluateAll((lis) => lis.map((l) => l.dataset.label));
     assert.deepEqual([...labels].sort(), ['blue stripes', 'class C', 'red disc']);
+    // Trained, applied, re-imported, every block opened before: no leftovers in the text.
+    await assertCleanText(page, assert);
     fs.rmSync(file);
   } finally { await close(); }
 }

@@ -65,3 +65,10 @@ export async function generate(page, cls, k) {
   return { name: `c${cls}-${k}.png`, mimeType: 'image/png', buffer: Buffer.from(b64, 'base64') };
 }
 
+
+/** The page's visible text holds no leftovers of code (`null`, `undefined`, `NaN`, `[object Object]`). */
+export async function assertCleanText(page, assert) {
+  const text = await page.evaluate(() => document.body.innerText);
+  for (const bad of [/\bnull\b/, /\bundefined\b/, /\bNaN\b/, /\[object Object\]/]) assert.doesNotMatch(text, bad, `page text contains ${bad}`);
+  return text;
+}

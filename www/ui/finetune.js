@@ -56,13 +56,13 @@ export function setupFinetune(api) {
     const remove = el('button', { type: 'button', className: 'remove-class', title: 'remove this class and its images', textContent: '✕' });
     const count = el('span', { className: 'count', textContent: '0 images' });
     const row = el('div', { className: 'ft-class' }, name, el('label', { className: 'file-btn' }, 'add images', files), current, remove, count, el('div', { className: 'thumbs' }));
-    const entry = { row, images: [], name, count, id: null };
+    const entry = { row, images: [], name, count, id: null, sent: name.value };
     entry.id = request(Req.FT_ADD_CLASS, { name: name.value });
     entry.id.catch((e) => { failed(e, 'Adding a class'); drop(entry); });
     classes.push(entry);
     renumber();
     name.addEventListener('change', async () => {
-      try { await request(Req.FT_RENAME, { id: await entry.id, name: name.value }); showError(''); } catch (e) { failed(e, 'Renaming'); }
+      try { await request(Req.FT_RENAME, { id: await entry.id, name: name.value }); entry.sent = name.value; showError(''); } catch (e) { failed(e, 'Renaming'); }
     });
     files.addEventListener('change', async (e) => {
       for (const f of [...e.target.files]) await addImage(entry, new Uint8Array(await f.arrayBuffer()), f.name);
@@ -131,6 +131,11 @@ export function setupFinetune(api) {
     $('ft-start').disabled = true;
     status(api.ready() ? 'starting…' : 'waiting for the model to finish loading…');
     try {
+      // The names as typed now (a field still being edited has not fired `change` yet).
+      for (const c of classes) {
+        if (c.sent !== c.name.value) await request(Req.FT_RENAME, { id: await c.id, name: c.name.value });
+        c.sent = c.name.value;
+      }
       await request(Req.FT_START, { config: cfg });
     } catch (e) {
       $('ft-start').disabled = false;
