@@ -2,7 +2,7 @@
 //   node scripts/screenshots.mjs [OUT_DIR] [backend]
 import fs from 'node:fs';
 import path from 'node:path';
-import { startServer, launch, shared, root, generate } from '../tests/e2e/harness.mjs';
+import { startServer, launch, shared, root, generate, addImages } from '../tests/e2e/harness.mjs';
 
 const out = path.resolve(process.argv[2] || path.join(root, 'docs/screenshots'));
 const backend = process.argv[3] || 'cpu';
@@ -29,12 +29,7 @@ try {
   await page.getByTestId('finetune-tab').click();
   await page.getByTestId('class-name-0').fill('red disc');
   await page.getByTestId('class-name-1').fill('blue stripes');
-  for (const cls of [0, 1]) {
-    const files = [];
-    for (let k = 0; k < 4; k++) files.push(await generate(page, cls, k));
-    await page.getByTestId(`class-files-${cls}`).setInputFiles(files);
-    await page.locator('.ft-class').nth(cls).locator('.count').filter({ hasText: '4 images' }).waitFor({ timeout: 60_000 });
-  }
+  for (const cls of [0, 1]) await addImages(page, cls, 4);
   await page.locator('#ft-heldout').setInputFiles(await generate(page, 0, 7));
   await page.getByTestId('finetune-steps').fill('16');
   await page.getByTestId('finetune-start').click();

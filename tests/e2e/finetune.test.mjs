@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startServer, launch, shared, haveShared, assertCleanText, generate } from './harness.mjs';
+import { startServer, launch, shared, haveShared, assertCleanText, generate, addImages } from './harness.mjs';
 
 const SKIP = haveShared() ? false : `needs the shared data (weights) at ${shared}`;
 const SLOW = 600_000;
@@ -25,12 +25,7 @@ async function run({ webgpu }) {
     await page.getByTestId('finetune-tab').click();
     await page.getByTestId('class-name-0').fill('red disc');
     await page.getByTestId('class-name-1').fill('blue stripes');
-    for (const cls of [0, 1]) {
-      const files = [];
-      for (let k = 0; k < 3; k++) files.push(await generate(page, cls, k));
-      await page.getByTestId(`class-files-${cls}`).setInputFiles(files);
-      await page.locator('.ft-class').nth(cls).locator('.count').filter({ hasText: '3 images' }).waitFor({ timeout: 60_000 });
-    }
+    for (const cls of [0, 1]) await addImages(page, cls, 3);
     // Too few images in a third class: refused up front.
     await page.getByTestId('class-add').click();
     await page.getByTestId('class-files-2').setInputFiles([await generate(page, 0, 5)]);

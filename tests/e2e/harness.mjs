@@ -72,3 +72,15 @@ export async function assertCleanText(page, assert) {
   for (const bad of [/\bnull\b/, /\bundefined\b/, /\bNaN\b/, /\[object Object\]/]) assert.doesNotMatch(text, bad, `page text contains ${bad}`);
   return text;
 }
+
+/**
+ * On the fine-tune tab: give class row `cls` `n` generated images (pattern `cls % 2`, i.e. red
+ * discs or blue stripes, variants `from`…), and wait until the page counts them (unless the
+ * model is still loading and `wait` is false).
+ */
+export async function addImages(page, cls, n, { from = 0, wait = true } = {}) {
+  const files = [];
+  for (let k = 0; k < n; k++) files.push(await generate(page, cls % 2, from + k));
+  await page.getByTestId(`class-files-${cls}`).setInputFiles(files);
+  if (wait) await page.locator('.ft-class').nth(cls).locator('.count').filter({ hasText: `${n} image` }).waitFor({ timeout: 60_000 });
+}

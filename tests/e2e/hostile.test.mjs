@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startServer, launch, shared, haveShared, assertCleanText, generate } from './harness.mjs';
+import { startServer, launch, shared, haveShared, assertCleanText, generate, addImages } from './harness.mjs';
 
 const SKIP = haveShared() ? false : `needs the shared data (weights, test photos) at ${shared}`;
 const expected = SKIP ? {} : JSON.parse(fs.readFileSync(path.join(shared, 'images/expected_top5.json'), 'utf8'));
@@ -171,11 +171,7 @@ test('clicks while loading and a second visit: the fine-tune always answers; cla
       await page.getByTestId('finetune-tab').click();
       await page.getByTestId('class-name-0').fill('<img src=x onerror="window.__pwned=1">');
       await page.getByTestId('class-name-1').fill('"quoted" & <b>bold</b>');
-      for (const cls of [0, 1]) {
-        const files = [];
-        for (let k = 0; k < 3; k++) files.push(await generate(page, cls, k));
-        await page.getByTestId(`class-files-${cls}`).setInputFiles(files);
-      }
+      for (const cls of [0, 1]) await addImages(page, cls, 3, { wait: false });
       await page.locator('#ft-heldout').setInputFiles(await generate(page, 0, 7));
       await page.getByTestId('finetune-steps').fill('2');
       await page.locator('#ft-batch').fill('2');
@@ -208,12 +204,7 @@ test('an empty class among four is named, and can be removed', { skip: SKIP, tim
     await page.getByTestId('class-add').click();
     const names = ['apples', 'pears', 'plums', 'figs'];
     for (let i = 0; i < 4; i++) await page.getByTestId(`class-name-${i}`).fill(names[i]);
-    for (const i of [0, 1, 3]) {
-      const files = [];
-      for (let k = 0; k < 3; k++) files.push(await generate(page, i % 2, k + i));
-      await page.getByTestId(`class-files-${i}`).setInputFiles(files);
-      await page.locator('.ft-class').nth(i).locator('.count').filter({ hasText: '3 images' }).waitFor({ timeout: 60_000 });
-    }
+    for (const i of [0, 1, 3]) await addImages(page, i, 3, { from: i });
     await page.getByTestId('finetune-steps').fill('1');
     await page.getByTestId('finetune-start').click();
     await page.locator('#ft-error').filter({ hasText: /`plums` has 0 image/ }).waitFor({ timeout: 60_000 });
