@@ -204,12 +204,8 @@ pub fn example_from_bytes(bytes: &[u8], label: usize) -> Result<Example, ImageEr
 }
 
 pub fn example_from_image(img: &image::DynamicImage, label: usize) -> Example {
-    let rgb = img.to_rgb8();
-    let (w, h) = rgb.dimensions();
-    let s = AUG_SIDE as f64 / w.min(h) as f64;
-    let (nw, nh) = (((w as f64 * s).round() as u32).max(AUG_SIDE), ((h as f64 * s).round() as u32).max(AUG_SIDE));
-    let resized = image::imageops::resize(&rgb, nw, nh, image::imageops::FilterType::Triangle);
-    let image = image::imageops::crop_imm(&resized, (nw - AUG_SIDE) / 2, (nh - AUG_SIDE) / 2, AUG_SIDE, AUG_SIDE).to_image();
+    // The evaluation transform's resize (Pillow-exact), to a 256×256 square for the crops.
+    let image = preprocess::resize_shorter_and_center_crop_dynamic(img, AUG_SIDE, AUG_SIDE);
     Example { image: Arc::new(image), label }
 }
 
