@@ -159,7 +159,15 @@ pub fn decode(bytes: &[u8]) -> Result<DynamicImage, ImageError> {
         return Err(ImageError::TooLarge { width, height });
     }
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| from_image_error(e, size))?;
+    // JPEG: libjpeg-turbo's own algorithms (ISLOW IDCT, fancy upsampling, its colour tables),
+    // as Pillow decodes, so the pixels equal torchvision's on PIL images exactly; `image`'s
+    // zune-jpeg differs by up to 4 grey levels on 4:2:0 photos. What it cannot decode (CMYK,
+    // say) falls back to `image`'s decoder.
+    let turbo = (format == ImageFormat::Jpeg).then(|| libjpeg_turbo_rs::decompress_to(bytes, libjpeg_turbo_rs::PixelFormat::Rgb).ok()).flatten();
+    let mut img = match turbo.and_then(|j| RgbImage::from_raw(j.width as u32, j.height as u32, j.data)) {
+        Some(rgb) if rgb.dimensions() == (width, height) => DynamicImage::ImageRgb8(rgb),
+        _ => DynamicImage::from_decoder(decoder).map_err(|e| from_image_error(e, size))?,
+    };
     img.apply_orientation(orientation);
     Ok(img)
 }
@@ -598,11 +606,38 @@ pub fn normalize(crop: &RgbImage, variant: Variant) -> Vec<f32> {
     out
 }
 
+/// Whether [`decode`] reads this format (told by its magic number). The page hands other
+/// formats (AVIF, ICO, HEIC where the browser has it, …) to the browser's own decoders and
+/// passes the pixels to [`prepare_rgba`].
+pub fn known_format(bytes: &[u8]) -> bool {
+    use image::ImageFormat as F;
+    image::guess_format(bytes).is_ok_and(|f| matches!(f, F::Jpeg | F::Png | F::Gif | F::WebP | F::Bmp))
+}
+
+/// Pixels decoded elsewhere (the browser's decoders: RGBA, EXIF orientation applied) → the
+/// network's input, through the same resize and normalisation as [`prepare`]. The size is
+/// checked before the pixels are looked at.
+pub fn prepare_rgba(rgba: Vec<u8>, width: u32, height: u32, variant: Variant) -> Result<Prepared, ImageError> {
+    Ok(finish(from_rgba(rgba, width, height)?, variant))
+}
+
+/// RGBA pixels decoded elsewhere as an image, after checking the size and the buffer.
+pub fn from_rgba(rgba: Vec<u8>, width: u32, height: u32) -> Result<DynamicImage, ImageError> {
+    check_size(width, height)?;
+    let len = rgba.len();
+    let img = image::RgbaImage::from_raw(width, height, rgba)
+        .ok_or_else(|| corrupt(format!("{len} bytes of pixels for a {width}×{height} RGBA image")))?;
+    Ok(DynamicImage::ImageRgba8(img))
+}
+
 /// Bytes of an image file → the network's input for `variant`.
 pub fn prepare(bytes: &[u8], variant: Variant) -> Result<Prepared, ImageError> {
-    let img = decode(bytes)?;
+    Ok(finish(decode(bytes)?, variant))
+}
+
+fn finish(img: DynamicImage, variant: Variant) -> Prepared {
     let original = (img.width(), img.height());
     let crop = resize_crop(&img);
     let chw = normalize(&crop, variant);
-    Ok(Prepared { chw, crop, original })
+    Prepared { chw, crop, original }
 }

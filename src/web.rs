@@ -9,7 +9,7 @@ use std::rc::Rc;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use js_sys::Promise;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
@@ -18,7 +18,7 @@ use crate::explore::{self, Classification};
 use crate::labels::{Prediction, parse_labels, top_probs};
 use crate::model::summary::Summary;
 use crate::model::{Activations, GoogLeNet, Variant};
-use crate::preprocess::{self, INPUT_SIZE};
+use crate::preprocess::{self, INPUT_SIZE, Prepared};
 use crate::train::{self, Dataset, FinetuneConfig, LIMITS, Limits, StepReport, Trainer};
 use crate::weights::{self, LoadOptions, SaveInfo};
 
@@ -48,6 +48,24 @@ fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsValue> {
 
 fn not_ready(what: &str) -> Error {
     Error::NotReady(what.to_string())
+}
+
+/// An image as the worker hands it over: a file's bytes (decoded here, as the CLI does), or
+/// pixels the browser decoded (formats the app does not read itself; see
+/// `preprocess::known_format`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ImageInput {
+    Pixels { rgba: serde_bytes::ByteBuf, width: u32, height: u32 },
+    File { bytes: serde_bytes::ByteBuf },
+}
+
+fn prepare(image: JsValue, variant: Variant) -> Result<Prepared, Error> {
+    let input: ImageInput = serde_wasm_bindgen::from_value(image).map_err(|e| Error::Request(format!("image: {e}")))?;
+    Ok(match input {
+        ImageInput::File { bytes } => preprocess::prepare(&bytes, variant)?,
+        ImageInput::Pixels { rgba, width, height } => preprocess::prepare_rgba(rgba.into_vec(), width, height, variant)?,
+    })
 }
 
 /// What the page is told about the model in use.
@@ -148,6 +166,16 @@ impl Session {
         })
     }
 
+    /// Whether the app decodes this file itself (else the worker asks the browser).
+    pub fn known_format(bytes: &[u8]) -> bool {
+        preprocess::known_format(bytes)
+    }
+
+    /// The largest image accepted, in pixels (`preprocess::MAX_PIXELS`).
+    pub fn max_pixels() -> f64 {
+        preprocess::MAX_PIXELS as f64
+    }
+
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> String {
         self.inner.backend.to_string()
@@ -169,14 +197,14 @@ impl Session {
         self.install(model.valid(), names, !report.aux_fresh, from_file, None)
     }
 
-    /// Classify an image file's bytes: top `top` of the main head and, when trained, of the
-    /// aux heads, in one forward pass.
-    pub fn classify(&self, image: Vec<u8>, top: usize) -> Promise {
+    /// Classify an image (`{bytes}` or `{rgba, width, height}`): top `top` of the main head
+    /// and, when trained, of the aux heads, in one forward pass.
+    pub fn classify(&self, image: JsValue, top: usize) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
             let t0 = crate::clock::now_ms();
             let (model, labels, aux_trained) = inner.model().map_err(js_error)?;
-            let p = preprocess::prepare(&image, model.variant).map_err(|e| js_error(e.into()))?;
+            let p = prepare(image, model.variant).map_err(js_error)?;
             let ms_preprocess = crate::clock::now_ms() - t0;
             let s = INPUT_SIZE;
             let x = Tensor::<4>::from_data(TensorData::new(p.chw, [1, 3, s, s]), &inner.device);
@@ -229,9 +257,16 @@ impl Session {
         self.inner.dataset.borrow_mut().remove_class(id).map_err(|e| js_error(e.into()))
     }
 
-    /// Add one image to class `id`; returns the class's image count.
-    pub fn ft_add_image(&self, id: u32, image: &[u8]) -> Result<usize, JsValue> {
-        let e = train::example_from_bytes(image, 0).map_err(|e| js_error(e.into()))?;
+    /// Add one image (`{bytes}` or `{rgba, width, height}`) to class `id`; returns the class's
+    /// image count.
+    pub fn ft_add_image(&self, id: u32, image: JsValue) -> Result<usize, JsValue> {
+        let input: ImageInput = serde_wasm_bindgen::from_value(image).map_err(|e| js_error(Error::Request(format!("image: {e}"))))?;
+        let img = match input {
+            ImageInput::File { bytes } => preprocess::decode(&bytes),
+            ImageInput::Pixels { rgba, width, height } => preprocess::from_rgba(rgba.into_vec(), width, height),
+        }
+        .map_err(|e| js_error(e.into()))?;
+        let e = train::example_from_image(&img, 0);
         self.inner.dataset.borrow_mut().add_image(id, e.image).map_err(|e| js_error(e.into()))
     }
 
@@ -268,15 +303,16 @@ impl Session {
         })
     }
 
-    /// Main, aux1 and aux2 predictions (top 3 each) of the model being trained for one image.
-    pub fn ft_predict(&self, image: Vec<u8>) -> Promise {
+    /// Main, aux1 and aux2 predictions (top 3 each) of the model being trained for one image
+    /// (`{bytes}` or `{rgba, width, height}`).
+    pub fn ft_predict(&self, image: JsValue) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
             let t = inner.trainer.borrow_mut().take().ok_or_else(|| js_error(not_ready("the fine-tune has not started")))?;
             let labels = t.labels().to_vec();
-            let r = match preprocess::prepare(&image, t.training_model().variant) {
+            let r = match prepare(image, t.training_model().variant) {
                 Ok(p) => t.predict(p.chw).await.map_err(Error::from),
-                Err(e) => Err(e.into()),
+                Err(e) => Err(e),
             };
             *inner.trainer.borrow_mut() = Some(t);
             let [main, aux1, aux2] = r.map_err(js_error)?;

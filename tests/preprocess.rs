@@ -465,3 +465,25 @@ fn sixteen_bit_images_count_their_decoded_bytes() {
     assert!(matches!(err, ImageError::TooLarge { width: 5000, height: 5000 }), "{err}");
     assert!(err.to_string().contains("needs more than 160 MB"), "{err}");
 }
+
+#[test]
+fn pixels_decoded_elsewhere_take_the_same_path() {
+    // An RGBA buffer (as the browser's decoders give it) and a PNG of the same pixels.
+    let (w, h) = (517u32, 301u32);
+    let rgba: Vec<u8> = (0..w * h).flat_map(|i| [(i % 251) as u8, (i / w * 3 % 256) as u8, (i * 7 % 253) as u8, 200]).collect();
+    let img = image::RgbaImage::from_raw(w, h, rgba.clone()).unwrap();
+    let mut png = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgba8(img).write_to(&mut png, image::ImageFormat::Png).unwrap();
+    let png = png.into_inner();
+    assert!(preprocess::known_format(&png));
+    let a = preprocess::prepare(&png, Variant::Torchvision).unwrap();
+    let b = preprocess::prepare_rgba(rgba, w, h, Variant::Torchvision).unwrap();
+    assert_eq!(a.chw, b.chw);
+    // The size is checked first; a short buffer is named.
+    assert!(matches!(preprocess::prepare_rgba(vec![], 60_000, 60_000, Variant::Bvlc), Err(ImageError::TooLarge { .. })));
+    let err = preprocess::prepare_rgba(vec![0; 12], 2, 2, Variant::Bvlc).unwrap_err();
+    assert!(err.to_string().contains("12 bytes of pixels for a 2×2"), "{err}");
+    // Formats the app does not decode itself are recognised as such.
+    assert!(!preprocess::known_format(b"\x00\x00\x01\x00\x01\x00"), "ICO goes to the browser");
+    assert!(!preprocess::known_format(b"not an image"));
+}

@@ -103,6 +103,29 @@ async function loadDefaultWeights(url, labelsUrl) {
   return { report, cached: got.cached };
 }
 
+/**
+ * An image for the model: a file the app decodes itself goes as bytes (the same decoder as the
+ * CLI); any other format the browser can decode (AVIF, ICO, HEIC on Safari, …) goes as the
+ * browser's pixels, EXIF orientation applied. The size limit is checked before drawing.
+ */
+async function imageInput(buffer) {
+  const bytes = new Uint8Array(buffer);
+  if (bytes.length === 0 || Session.known_format(bytes)) return { bytes };
+  let bmp;
+  try {
+    bmp = await createImageBitmap(new Blob([bytes]), { imageOrientation: 'from-image', colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
+  } catch {
+    return { bytes }; // not an image to the browser either: the model says what it expected
+  }
+  const { width, height } = bmp;
+  // Too large: refused by the model (with its message) before the browser draws it.
+  if (width * height > Session.max_pixels()) { bmp.close(); return { rgba: new Uint8Array(0), width, height }; }
+  const g = new OffscreenCanvas(width, height).getContext('2d', { willReadFrequently: true });
+  g.drawImage(bmp, 0, 0);
+  bmp.close();
+  return { rgba: new Uint8Array(g.getImageData(0, 0, width, height).data.buffer), width, height };
+}
+
 const handlers = {
   async [Req.INIT](m) {
     fault = m.fault || '';
@@ -124,7 +147,7 @@ const handlers = {
       throw new WebAssembly.RuntimeError('unreachable (simulated wasm trap, test hook ?fault=trap)');
     }
     const t0 = performance.now();
-    const res = await session.classify(new Uint8Array(m.bytes), 5);
+    const res = await session.classify(await imageInput(m.bytes), 5);
     return { ...res, ms: performance.now() - t0, wasmBytes: wasm.memory.buffer.byteLength };
   },
   async [Req.BLOCK](m) {
@@ -134,10 +157,10 @@ const handlers = {
   [Req.FT_ADD_CLASS]: (m) => session.ft_add_class(m.name),
   [Req.FT_RENAME]: (m) => session.ft_rename(m.id, m.name),
   [Req.FT_REMOVE_CLASS]: (m) => session.ft_remove_class(m.id),
-  [Req.FT_ADD_IMAGE]: (m) => session.ft_add_image(m.id, new Uint8Array(m.bytes)),
+  [Req.FT_ADD_IMAGE]: async (m) => session.ft_add_image(m.id, await imageInput(m.bytes)),
   [Req.FT_START]: (m) => session.ft_start(m.config),
   [Req.FT_STEP]: () => session.ft_step(),
-  [Req.FT_PREDICT]: (m) => session.ft_predict(new Uint8Array(m.bytes)),
+  [Req.FT_PREDICT]: async (m) => session.ft_predict(await imageInput(m.bytes)),
   [Req.FT_APPLY]: () => ({ report: session.ft_apply() }),
   async [Req.EXPORT]() {
     const bytes = await session.export_weights();
