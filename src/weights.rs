@@ -49,6 +49,19 @@ pub enum WeightsError {
     NeedsConversion,
     #[error("bad metadata `{key}`: {message}")]
     Metadata { key: String, message: String },
+    #[error("{}", non_finite_message(key, *index, *value))]
+    NonFinite { key: String, index: usize, value: f64 },
+}
+
+fn non_finite_message(key: &str, index: usize, value: f64) -> String {
+    let (shown, why) = if value.is_nan() {
+        ("NaN".to_string(), "every weight must be a finite number")
+    } else if value.is_infinite() {
+        (if value > 0.0 { "+Inf" } else { "-Inf" }.to_string(), "every weight must be a finite number")
+    } else {
+        (format!("{value:e}"), "every weight must be a finite number within f32's range, |x| < 3.4e38")
+    };
+    format!("tensor `{key}` holds {shown} at element {index}: the file is damaged ({why})")
 }
 
 /// A float tensor as it sits in a file, converted to f32.
@@ -284,49 +297,29 @@ pub fn named_tensors(model: &GoogLeNet) -> Vec<(String, Vec<usize>, Tensor<1>)> 
 // Reading files
 
 /// Decode safetensors bytes (any float dtype, converted to f32).
+///
+/// The container is parsed and validated by the `safetensors` crate, the format's reference
+/// implementation: a well-formed header, and tensor byte ranges that tile the data section
+/// exactly (no gap, no overlap, nothing after the last tensor, each range the size its shape
+/// and dtype need). When it refuses a file, the header is looked at again to say precisely
+/// what is wrong. Then every tensor must have a float dtype and every value must be finite.
 pub fn read_safetensors(bytes: &[u8]) -> Result<TensorMap, WeightsError> {
-    let bad = |m: String| WeightsError::Safetensors(m);
-    if bytes.len() < 8 {
-        return Err(bad(format!("{} bytes is too short for a header", bytes.len())));
-    }
-    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
-    let header_end = 8usize.checked_add(n).filter(|&e| e <= bytes.len()).ok_or_else(|| {
-        bad(format!("header length {n} exceeds the file size {} (truncated or not safetensors)", bytes.len()))
-    })?;
-    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[8..header_end])
-        .map_err(|e| bad(format!("header is not a JSON object: {e}")))?;
-    let data = &bytes[header_end..];
+    let (header_len, meta) =
+        safetensors::SafeTensors::read_metadata(bytes).map_err(|e| explain_safetensors(bytes, e))?;
+    let data = &bytes[8 + header_len..];
     let mut map = TensorMap::default();
-    for (key, v) in header {
-        if key == "__metadata__" {
-            if let Some(m) = v.as_object() {
-                for (k, v) in m {
-                    map.metadata.insert(k.clone(), v.as_str().unwrap_or_default().to_string());
-                }
-            }
-            continue;
-        }
-        let dtype = v["dtype"].as_str().ok_or_else(|| bad(format!("`{key}` has no dtype")))?;
-        let shape: Vec<usize> = serde_json::from_value(v["shape"].clone())
-            .map_err(|_| bad(format!("`{key}` has no valid shape")))?;
-        let offs: [usize; 2] = serde_json::from_value(v["data_offsets"].clone())
-            .map_err(|_| bad(format!("`{key}` has no valid data_offsets")))?;
-        let elem = match dtype {
-            "F32" => 4,
-            "F16" | "BF16" => 2,
-            "F64" => 8,
-            other => return Err(WeightsError::DType { key, dtype: other.to_string() }),
+    if let Some(m) = meta.metadata() {
+        map.metadata.extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    // In file order, so that of several bad tensors the first in the file is named.
+    for key in meta.offset_keys() {
+        let info = meta.info(&key).expect("offset_keys lists the header's tensors");
+        let Some(dtype) = float_dtype(info.dtype) else {
+            return Err(WeightsError::DType { key, dtype: format!("{:?}", info.dtype) });
         };
-        let numel: usize = shape.iter().product();
-        if offs[1] < offs[0] || offs[1] > data.len() || offs[1] - offs[0] != numel * elem {
-            return Err(bad(format!(
-                "`{key}` ({dtype} {shape:?}) spans bytes {}..{} but the data section has {} bytes (truncated file?)",
-                offs[0], offs[1], data.len()
-            )));
-        }
-        let raw = &data[offs[0]..offs[1]];
-        let values = decode_floats(raw, dtype);
-        map.tensors.insert(key, RawTensor { shape, data: values });
+        let (start, end) = info.data_offsets;
+        let values = decode_floats(&data[start..end], dtype, &key)?;
+        map.tensors.insert(key, RawTensor { shape: info.shape.clone(), data: values });
     }
     if map.tensors.is_empty() {
         return Err(WeightsError::Empty);
@@ -334,20 +327,163 @@ pub fn read_safetensors(bytes: &[u8]) -> Result<TensorMap, WeightsError> {
     Ok(map)
 }
 
-fn decode_floats(raw: &[u8], dtype: &str) -> Vec<f32> {
-    match dtype {
-        "F32" => raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect(),
-        "F64" => raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32).collect(),
-        "F16" => raw
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        "BF16" => raw
-            .chunks_exact(2)
-            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        _ => unreachable!("dtype checked by the caller"),
+/// Our name for an accepted (floating-point) dtype.
+fn float_dtype(d: safetensors::Dtype) -> Option<&'static str> {
+    use safetensors::Dtype;
+    match d {
+        Dtype::F32 => Some("F32"),
+        Dtype::F16 => Some("F16"),
+        Dtype::BF16 => Some("BF16"),
+        Dtype::F64 => Some("F64"),
+        _ => None,
     }
+}
+
+/// Safetensors' own limit on the header's size.
+const MAX_HEADER: usize = 100_000_000;
+
+/// Turn the `safetensors` crate's refusal into a message that says what was expected, by
+/// reading the header again where the crate's error does not carry the details.
+fn explain_safetensors(bytes: &[u8], e: safetensors::SafeTensorError) -> WeightsError {
+    let bad = |m: String| WeightsError::Safetensors(m);
+    if bytes.len() < 8 {
+        return bad(format!(
+            "{} bytes is too short for a header (a safetensors file starts with an 8-byte header length)",
+            bytes.len()
+        ));
+    }
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+    let room = (bytes.len() - 8) as u64;
+    if n > room {
+        return bad(format!("header length {n} exceeds the file size {} (truncated or not safetensors)", bytes.len()));
+    }
+    if n > MAX_HEADER as u64 {
+        return bad(format!("header length {n} exceeds safetensors' limit of {MAX_HEADER} bytes"));
+    }
+    let header = &bytes[8..8 + n as usize];
+    let data_len = bytes.len() - 8 - n as usize;
+    let json = match std::str::from_utf8(header).map_err(|e| e.to_string()).and_then(|s| {
+        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(s).map_err(|e| e.to_string())
+    }) {
+        Ok(j) => j,
+        Err(msg) => {
+            return bad(format!(
+                "the {n}-byte header is not a JSON object ({msg}): the header length is wrong or this is not a safetensors file"
+            ));
+        }
+    };
+    // Each entry as the crate reads it.
+    let mut tensors = Vec::new();
+    for (key, v) in &json {
+        if key == "__metadata__" {
+            let Some(obj) = v.as_object() else {
+                return bad(format!("`__metadata__` must be a JSON object of strings, found {v}"));
+            };
+            if let Some((k, v)) = obj.iter().find(|(_, v)| !v.is_string()) {
+                return bad(format!("metadata `{k}` must be a string, found {v}"));
+            }
+            continue;
+        }
+        if let Some(d) = v.get("dtype").and_then(|d| d.as_str())
+            && serde_json::from_value::<safetensors::Dtype>(serde_json::Value::String(d.into())).is_err()
+        {
+            return WeightsError::DType { key: key.clone(), dtype: d.to_string() };
+        }
+        match serde_json::from_value::<safetensors::tensor::TensorInfo>(v.clone()) {
+            Ok(info) => tensors.push((key.clone(), info)),
+            Err(err) => {
+                return bad(format!(
+                    "tensor `{key}` must be {{\"dtype\": ..., \"shape\": [...], \"data_offsets\": [start, end]}} ({err}), found {v}"
+                ));
+            }
+        }
+    }
+    // The crate's checks, in its order: ranges sorted by offset must follow each other from
+    // byte 0, each as long as its shape and dtype need, the last ending at the end of the file.
+    tensors.sort_by(|(ka, a), (kb, b)| a.data_offsets.cmp(&b.data_offsets).then(ka.cmp(kb)));
+    let mut end = 0usize;
+    let mut prev: Option<&str> = None;
+    for (key, info) in &tensors {
+        let (s, e) = info.data_offsets;
+        if e < s {
+            return bad(format!("tensor `{key}` has data_offsets [{s}, {e}]: the end is before the start"));
+        }
+        if s != end {
+            let what = if s < end { "overlap" } else { "gap" };
+            let after = match prev {
+                Some(p) => format!("the previous tensor `{p}` ended at {end}"),
+                None => "the data section starts at 0".to_string(),
+            };
+            return bad(format!(
+                "tensor `{key}` spans bytes {s}..{e} but {after} ({what} of {} bytes): byte ranges must tile the data section without gaps or overlaps",
+                s.abs_diff(end)
+            ));
+        }
+        let dtype = format!("{:?}", info.dtype);
+        let bits = info.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).and_then(|n| n.checked_mul(info.dtype.bitsize()));
+        let Some(bits) = bits else {
+            return bad(format!("tensor `{key}` has shape {:?}: its size overflows", info.shape));
+        };
+        if bits % 8 != 0 {
+            return WeightsError::DType { key: key.clone(), dtype };
+        }
+        if e - s != bits / 8 {
+            return bad(format!(
+                "tensor `{key}` ({dtype} {:?}) spans bytes {s}..{e}, {} bytes, but its shape and dtype need {} bytes",
+                info.shape,
+                e - s,
+                bits / 8
+            ));
+        }
+        end = e;
+        prev = Some(key);
+    }
+    if end != data_len {
+        let why = if data_len == end + 1 {
+            "the header length is wrong or a stray byte follows the last tensor".to_string()
+        } else if data_len > end {
+            format!("the header length is wrong or {} stray bytes follow the last tensor", data_len - end)
+        } else {
+            "the header length is wrong or the file is truncated".to_string()
+        };
+        return bad(format!("the data section has {data_len} bytes but the tensors cover {end}: {why}"));
+    }
+    // Not reached for any failure we know of; keep the crate's own words.
+    bad(e.to_string())
+}
+
+/// Convert raw little-endian floats to f32 and check that every value is finite (an f64 beyond
+/// f32's range counts as not finite). One pass; the failure is located only on the error path.
+fn decode_floats(raw: &[u8], dtype: &str, key: &str) -> Result<Vec<f32>, WeightsError> {
+    fn convert<const N: usize>(raw: &[u8], f: impl Fn([u8; N]) -> f32) -> (Vec<f32>, bool) {
+        let mut finite = true;
+        let v = raw
+            .chunks_exact(N)
+            .map(|c| {
+                let x = f(c.try_into().expect("N bytes"));
+                finite &= x.is_finite();
+                x
+            })
+            .collect();
+        (v, finite)
+    }
+    let (values, finite) = match dtype {
+        "F32" => convert::<4>(raw, f32::from_le_bytes),
+        "F64" => convert::<8>(raw, |b| f64::from_le_bytes(b) as f32),
+        "F16" => convert::<2>(raw, |b| half::f16::from_le_bytes(b).to_f32()),
+        "BF16" => convert::<2>(raw, |b| half::bf16::from_le_bytes(b).to_f32()),
+        _ => unreachable!("dtype checked by the caller"),
+    };
+    if !finite {
+        let index = values.iter().position(|v| !v.is_finite()).expect("a non-finite value");
+        // Report the value as the file holds it (an F64 overflow shows its real magnitude).
+        let value = match dtype {
+            "F64" => f64::from_le_bytes(raw[index * 8..index * 8 + 8].try_into().expect("8 bytes")),
+            _ => values[index] as f64,
+        };
+        return Err(WeightsError::NonFinite { key: key.to_string(), index, value });
+    }
+    Ok(values)
 }
 
 /// Read a PyTorch `.pth` state dict (native only: the reader needs a file).
@@ -385,7 +521,16 @@ pub fn read_pytorch(path: &std::path::Path) -> Result<TensorMap, WeightsError> {
         };
         let raw = t.read().map_err(|e| WeightsError::Pytorch(e.to_string()))?;
         let shape = t.shape().to_vec();
-        map.tensors.insert(key, RawTensor { shape, data: decode_floats(&raw, dtype) });
+        let elem = if dtype == "F64" { 8 } else if dtype == "F32" { 4 } else { 2 };
+        let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if numel.and_then(|n| n.checked_mul(elem)) != Some(raw.len()) {
+            return Err(WeightsError::Pytorch(format!(
+                "tensor `{key}` ({dtype} {shape:?}) has {} bytes of data, not the size its shape needs",
+                raw.len()
+            )));
+        }
+        let data = decode_floats(&raw, dtype, &key)?;
+        map.tensors.insert(key, RawTensor { shape, data });
     }
     if map.tensors.is_empty() {
         return Err(WeightsError::Empty);
@@ -447,6 +592,8 @@ const META_CLASSES: &str = "googlenet.num_classes";
 const META_TRANSFORM: &str = "googlenet.transform_input";
 const META_AUX: &str = "googlenet.aux_trained";
 const META_LABELS: &str = "googlenet.labels";
+/// Every `googlenet.*` metadata key; other `googlenet.` keys are refused as likely typos.
+const META_KEYS: [&str; 5] = [META_VARIANT, META_CLASSES, META_TRANSFORM, META_AUX, META_LABELS];
 
 impl TensorMap {
     pub fn scheme(&self) -> KeyScheme {
@@ -483,6 +630,40 @@ impl TensorMap {
         Err(WeightsError::NoClassifier)
     }
 
+    /// The project's metadata, each key well-formed or absent (what can be checked without
+    /// the classifier); returns the class count and the labels it states.
+    fn check_metadata(&self) -> Result<(Option<usize>, Option<Vec<String>>), WeightsError> {
+        let err = |key: &str, message: String| WeightsError::Metadata { key: key.into(), message };
+        if let Some(k) = self.metadata.keys().find(|k| k.starts_with("googlenet.") && !META_KEYS.contains(&k.as_str())) {
+            return Err(err(k, format!("unknown key; the known googlenet.* keys are {}", META_KEYS.join(", "))));
+        }
+        self.implied_variant()?;
+        self.flag(META_TRANSFORM)?;
+        self.flag(META_AUX)?;
+        let classes = match self.metadata.get(META_CLASSES) {
+            Some(v) => {
+                let n = Some(v)
+                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .filter(|&n| n > 0);
+                Some(n.ok_or_else(|| err(META_CLASSES, format!("`{v}` is not a positive integer (the classifier's class count, e.g. \"1000\")")))?)
+            }
+            None => None,
+        };
+        let labels = match self.metadata.get(META_LABELS) {
+            Some(s) => {
+                let l = serde_json::from_str::<Vec<String>>(s)
+                    .map_err(|e| err(META_LABELS, format!("expected a JSON array of strings (one class name per class): {e}")))?;
+                if let Some(i) = l.iter().position(|x| x.trim().is_empty()) {
+                    return Err(err(META_LABELS, format!("label {i} is empty: every class needs a name")));
+                }
+                Some(l)
+            }
+            None => None,
+        };
+        Ok((classes, labels))
+    }
+
     fn flag(&self, key: &str) -> Result<Option<bool>, WeightsError> {
         self.metadata
             .get(key)
@@ -497,6 +678,7 @@ impl TensorMap {
 
 /// Build a model from a file's tensors, checking every key and shape.
 pub fn load_model(map: &TensorMap, opts: &LoadOptions, device: &Device) -> Result<(GoogLeNet, LoadReport), WeightsError> {
+    let (meta_classes, labels) = map.check_metadata()?;
     let implied = map.implied_variant()?;
     let variant = match (opts.variant, implied) {
         (Some(req), Some((found, why))) if req != found => {
@@ -519,6 +701,24 @@ pub fn load_model(map: &TensorMap, opts: &LoadOptions, device: &Device) -> Resul
         return Err(WeightsError::Shape { key: cls_key, found: cls_shape, expected: vec![opts.num_classes.unwrap_or(1000), 1024] });
     }
     let num_classes = cls_shape[0];
+    if let Some(n) = meta_classes
+        && n != num_classes
+    {
+        return Err(WeightsError::Metadata {
+            key: META_CLASSES.into(),
+            message: format!(
+                "says {n} classes but the classifier `{cls_key}` is {cls_shape:?}, {num_classes} classes: the metadata and the tensors disagree"
+            ),
+        });
+    }
+    if let Some(l) = &labels
+        && l.len() != num_classes
+    {
+        return Err(WeightsError::Metadata {
+            key: META_LABELS.into(),
+            message: format!("{} labels for a {num_classes}-class classifier (`{cls_key}` is {cls_shape:?})", l.len()),
+        });
+    }
     if let Some(req) = opts.num_classes
         && req != num_classes
     {
@@ -572,21 +772,6 @@ pub fn load_model(map: &TensorMap, opts: &LoadOptions, device: &Device) -> Resul
     let unknown: Vec<String> = map.tensors.keys().filter(|k| !used.contains(*k)).cloned().collect();
     if !unknown.is_empty() {
         return Err(WeightsError::Unknown { keys: unknown, variant });
-    }
-    let labels = match map.metadata.get(META_LABELS) {
-        Some(s) => Some(serde_json::from_str::<Vec<String>>(s).map_err(|e| WeightsError::Metadata {
-            key: META_LABELS.into(),
-            message: format!("expected a JSON array of strings: {e}"),
-        })?),
-        None => None,
-    };
-    if let Some(l) = &labels
-        && l.len() != num_classes
-    {
-        return Err(WeightsError::Metadata {
-            key: META_LABELS.into(),
-            message: format!("{} labels for a {num_classes}-class classifier", l.len()),
-        });
     }
     // A file we wrote says whether its aux heads were ever trained; otherwise, present heads
     // are taken as trained.
