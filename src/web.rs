@@ -187,7 +187,7 @@ impl Session {
     pub fn load_weights(&self, bytes: &[u8], variant: String, labels: String) -> Result<JsValue, JsValue> {
         let variant = match variant.as_str() {
             "" => None,
-            v => Some(Variant::parse(v).ok_or_else(|| js_error(Error::Request(format!("unknown variant `{v}`")))))?,
+            v => Some(Variant::parse(v).ok_or_else(|| js_error(Error::Request(format!("unknown variant `{v}`"))))?),
         };
         let map = weights::read_bytes(bytes).map_err(|e| js_error(e.into()))?;
         let opts = LoadOptions { variant, ..Default::default() };

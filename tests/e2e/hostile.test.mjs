@@ -114,6 +114,14 @@ test('images of any shape and any damage: a result or a clear error, never a res
       assert.equal(r.labels.length, 5, `${shape.name} is classified`);
       for (const [, p] of r.labels) assert.ok(Number.isFinite(p) && p >= 0 && p <= 1);
     }
+    // A format the app does not decode itself (an icon file) goes through the browser's decoder.
+    const inner = await canvasFile(page, png('i.png', 64, 64, ramp));
+    const entry = Buffer.alloc(16); entry.set([64, 64, 0, 0], 0); entry.writeUInt16LE(1, 4); entry.writeUInt16LE(32, 6);
+    entry.writeUInt32LE(inner.buffer.length, 8); entry.writeUInt32LE(22, 12);
+    const ico = Buffer.concat([Buffer.from([0, 0, 1, 0, 1, 0]), entry, inner.buffer]);
+    const icon = await send(page, { name: 'icon.ico', mimeType: 'image/x-icon', buffer: ico });
+    assert.equal(icon.error, '', icon.error);
+    assert.equal(icon.labels.length, 5, 'the icon is classified');
     // Memory stays bounded (the wasm heap never grows past what a photo needs).
     const heap = Number(await page.getByTestId('timing').getAttribute('data-wasm-bytes'));
     assert.ok(heap < 1.5e9, `wasm heap ${heap} bytes after the extreme shapes`);
