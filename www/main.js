@@ -45,7 +45,10 @@ const client = new WorkerClient(() => new Worker(WORKER_URL, { type: 'module' })
   onFailure: (err) => recover(err, null),
 });
 
-/** (Re)start the model on `requested`; `reason` says why when the page chose for the user. */
+/**
+ * (Re)start the model on `requested`; `reason` says why when the page chose for the user.
+ * Resolves to whether the model is ready (on failure, `recover` has said what happened).
+ */
 async function boot(requested, reason = '') {
   state.ready = false;
   // How many times the model was started (tests read it: no restart loops).
@@ -67,8 +70,10 @@ async function boot(requested, reason = '') {
     const pending = state.waiting;
     state.waiting = null;
     if (pending) classify(pending);
+    return true;
   } catch (e) {
     await recover(e, null);
+    return state.ready;
   }
 }
 
@@ -88,15 +93,16 @@ async function recover(err, retry) {
   }
   if (err.kind === Kind.DEVICE && onGpu) {
     state.backend = 'cpu';
-    await boot('cpu', `WebGPU failed (${err.message}); switched to the CPU automatically`);
-    if (retry && state.ready) { retry(); return true; }
+    if (await boot('cpu', `WebGPU failed (${err.message}); switched to the CPU automatically`) && retry) { retry(); return true; }
     return false;
   }
   // A crash or a timeout: the instance is gone. On auto, a crash on the GPU moves to the CPU.
   const next = onGpu && state.requested !== 'webgpu' ? 'cpu' : state.requested;
   const what = err.request === Req.CLASSIFY ? 'This image stopped the model' : 'The model stopped';
-  await boot(next, next === 'cpu' && onGpu ? `the model crashed on WebGPU (${err.message}); restarted on the CPU` : '');
-  showError(`${what} (${err.message}); it was restarted${state.ready ? ' and is ready again' : ''}.`);
+  // (When the restart fails too, its own failure has been reported.)
+  if (await boot(next, next === 'cpu' && onGpu ? `the model crashed on WebGPU (${err.message}); restarted on the CPU` : '')) {
+    showError(`${what} (${err.message}); it was restarted and is ready again.`);
+  }
   return false;
 }
 

@@ -87,6 +87,9 @@ export class WorkerClient {
     this.journal = [];
     this.worker = null;
     this.gate = null;
+    // Requests made before the first start wait for it (the page wires its views first).
+    this.started = false;
+    this.firstStart = new Promise((resolve) => { this.markStarted = resolve; });
   }
 
   /** Start (or restart) the worker and initialise it; resolves with the INIT reply. */
@@ -94,6 +97,8 @@ export class WorkerClient {
     this.fail('the model restarted before answering', Kind.RESTART);
     const w = this.makeWorker();
     this.worker = w;
+    this.started = true;
+    this.markStarted();
     w.onmessage = ({ data }) => this.receive(w, data);
     w.onerror = (e) => {
       e.preventDefault?.();
@@ -160,6 +165,7 @@ export class WorkerClient {
 
   /** A request: sent at once, or after the replay when the worker is (re)starting. */
   request(type, payload = {}, transfer = []) {
+    if (!this.started) return this.firstStart.then(() => this.request(type, payload, transfer));
     const gate = this.gate;
     return gate ? gate.then(() => this.send(type, payload, transfer)) : this.send(type, payload, transfer);
   }

@@ -98,3 +98,12 @@ test('restarts are bounded within a window', () => {
   now = 61_000;
   assert.equal(allow(), true);
 });
+
+test('requests made before the first start wait for it', async () => {
+  const log = [];
+  const client = new WorkerClient(() => fakeWorker((m) => ({ echo: m.type }), log), { timers: fakeTimers() });
+  const early = client.request(Req.FT_ADD_CLASS, { name: 'a' });
+  await client.start({});
+  assert.deepEqual(await early, { echo: Req.FT_ADD_CLASS });
+  assert.deepEqual(log, [Req.INIT, Req.FT_ADD_CLASS]);
+});

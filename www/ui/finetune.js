@@ -29,6 +29,8 @@ export function setupFinetune(api) {
   let heldOut = null;
   let applied = false;
   let created = 0;
+  /** Image additions still on their way to the worker: Start waits for them. */
+  const adding = new Set();
 
   const showError = (msg) => { $('ft-error').textContent = msg; $('ft-error').hidden = !msg; };
   const status = (msg) => { $('ft-status').textContent = msg; };
@@ -64,8 +66,8 @@ export function setupFinetune(api) {
     name.addEventListener('change', async () => {
       try { await request(Req.FT_RENAME, { id: await entry.id, name: name.value }); entry.sent = name.value; showError(''); } catch (e) { failed(e, 'Renaming'); }
     });
-    files.addEventListener('change', async (e) => {
-      for (const f of [...e.target.files]) await addImage(entry, new Uint8Array(await f.arrayBuffer()), f.name);
+    files.addEventListener('change', (e) => {
+      addFiles(entry, e.target.files);
       e.target.value = '';
     });
     current.addEventListener('click', () => {
@@ -77,9 +79,9 @@ export function setupFinetune(api) {
       try { await request(Req.FT_REMOVE_CLASS, { id: await entry.id }); drop(entry); showError(''); } catch (e) { failed(e, 'Removing a class'); }
     });
     row.addEventListener('dragover', (e) => e.preventDefault());
-    row.addEventListener('drop', async (e) => {
+    row.addEventListener('drop', (e) => {
       e.preventDefault(); e.stopPropagation();
-      for (const f of [...e.dataTransfer.files]) await addImage(entry, new Uint8Array(await f.arrayBuffer()), f.name);
+      addFiles(entry, e.dataTransfer.files);
     });
     $('ft-classes').append(row);
   }
@@ -100,18 +102,36 @@ export function setupFinetune(api) {
     $('class-add').disabled = classes.length >= limits.max_classes;
   }
 
-  async function addImage(entry, bytes, what) {
-    try {
-      const n = await request(Req.FT_ADD_IMAGE, { id: await entry.id, bytes: bytes.slice().buffer });
-      entry.images.push(bytes);
-      entry.count.textContent = `${n} image${n === 1 ? '' : 's'}`;
-      const img = el('img', { src: URL.createObjectURL(new Blob([bytes])), alt: '' });
-      entry.row.querySelector('.thumbs').append(img);
-      showError('');
-      status('');
-    } catch (e) {
-      failed(e, `${what} was not added`);
-    }
+  function addImage(entry, bytes, what) {
+    const done = (async () => {
+      try {
+        const n = await request(Req.FT_ADD_IMAGE, { id: await entry.id, bytes: bytes.slice().buffer });
+        entry.images.push(bytes);
+        entry.count.textContent = `${n} image${n === 1 ? '' : 's'}`;
+        const img = el('img', { src: URL.createObjectURL(new Blob([bytes])), alt: '' });
+        entry.row.querySelector('.thumbs').append(img);
+        if (!running && $('ft-status').textContent.startsWith('waiting for the model')) status('');
+      } catch (e) {
+        await failed(e, `${what} was not added`);
+      }
+    })();
+    adding.add(done);
+    done.finally(() => adding.delete(done));
+    return done;
+  }
+
+  /** Files picked or dropped on a class: all queued at once (in order), so Start can wait for them. */
+  function addFiles(entry, files) {
+    const reads = [...files].map((f) => f.arrayBuffer().then((b) => [new Uint8Array(b), f.name]));
+    const all = (async () => {
+      for (const r of reads) {
+        const [bytes, name] = await r;
+        await addImage(entry, bytes, name);
+      }
+    })();
+    adding.add(all);
+    all.finally(() => adding.delete(all));
+    return all;
   }
 
   function config() {
@@ -131,6 +151,11 @@ export function setupFinetune(api) {
     $('ft-start').disabled = true;
     status(api.ready() ? 'starting…' : 'waiting for the model to finish loading…');
     try {
+      // Images still being added belong to this run.
+      if (adding.size) {
+        status(api.ready() ? 'adding the last images…' : 'waiting for the model to finish loading…');
+        while (adding.size) await Promise.allSettled([...adding]);
+      }
       // The names as typed now (a field still being edited has not fired `change` yet).
       for (const c of classes) {
         if (c.sent !== c.name.value) await request(Req.FT_RENAME, { id: await c.id, name: c.name.value });
