@@ -73,6 +73,8 @@ async function boot(requested, reason = '') {
     return true;
   } catch (e) {
     await recover(e, null);
+    // Never a stuck "loading": a model that did not start says so.
+    if (!state.ready) setStatus('error');
     return state.ready;
   }
 }

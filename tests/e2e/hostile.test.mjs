@@ -164,6 +164,11 @@ test('a crashing model restarts once and says so; a missing worker gives up with
     assert.equal(Number(await page.evaluate(() => document.body.dataset.boots)), boots, 'no restart loop');
     assert.ok(boots <= 4, `${boots} starts`);
     assert.equal(await page.getByTestId('status').textContent(), 'error');
+    await page.close();
+    // Weights that cannot be downloaded: an error that says so, not a stuck "loading".
+    page = await open(context, '?backend=cpu&weights=weights%2Fno-such-file.safetensors', { wait: false });
+    await page.getByTestId('error').filter({ hasText: /HTTP 404/ }).waitFor({ timeout: 60_000 });
+    await page.getByTestId('status').filter({ hasText: /^error$/ }).waitFor({ timeout: 10_000 });
   } finally { await close(); }
 });
 
