@@ -1,6 +1,7 @@
 // Screenshots of the page for README and for looking at what we built:
 //   node scripts/screenshots.mjs [OUT_DIR] [backend]
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { startServer, launch, shared, root, generate, addImages } from '../tests/e2e/harness.mjs';
 
@@ -24,7 +25,8 @@ try {
   await block.scrollIntoViewIfNeeded();
   await page.evaluate(() => document.querySelector('[data-testid="block-inception_4c"]').scrollIntoView({ block: 'start' }));
   await page.screenshot({ path: path.join(out, `explorer${backend === 'cpu' ? '' : '-' + backend}.png`) });
-  await page.screenshot({ path: path.join(out, `full${backend === 'cpu' ? '' : '-' + backend}.png`), fullPage: true });
+  // The whole page, to look at (not committed).
+  await page.screenshot({ path: path.join(os.tmpdir(), `googlenet-full${backend === 'cpu' ? '' : '-' + backend}.png`), fullPage: true });
   // The fine-tune view after a short run on generated images.
   await page.getByTestId('finetune-tab').click();
   await page.getByTestId('class-name-0').fill('red disc');

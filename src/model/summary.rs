@@ -262,7 +262,7 @@ impl GoogLeNet {
         layers.push(LayerStats { name: "avgpool".into(), kind: "avgpool", output: [s[0], 1, 1], params: 0, macs: 0 });
         map.push(row("avgpool", "avgpool", [s[0], 1, 1], 0, "global average".into()));
         let fc = linear_stats("fc".into(), &self.fc);
-        map.push(row("fc → softmax", "fc", fc.output, fc.params, format!("dropout {} in training, then {} classes", self.dropout, fc.output[0])));
+        map.push(row("fc → softmax", "fc", fc.output, fc.params, format!("dropout {} in training", self.dropout)));
         layers.push(fc);
         let main = layers.iter().filter(|l| !l.kind.starts_with("aux"));
         let (main_params, main_macs) = main.fold((0, 0), |(p, m), l| (p + l.params, m + l.macs));

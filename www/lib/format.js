@@ -9,6 +9,11 @@ export function shape(chw) {
   return `${h}×${w}×${c}`;
 }
 
+/** A setting as a person would type it: 0.3, not the f32 0.30000001192092896. */
+export function num(x) {
+  return String(Number(Number(x).toPrecision(6)));
+}
+
 export function percent(p, digits = 1) {
   return `${(p * 100).toFixed(digits)}%`;
 }

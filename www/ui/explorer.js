@@ -1,7 +1,7 @@
 // The Inception explorer: a map of the network from input to softmax (shapes from the model's
 // own summary), expandable blocks with live branch activations, energy shares, a heatmap,
 // the "why 1x1" arithmetic, and an honest list of where the weights differ from the paper.
-import { thousands, shape, percent, shares, toGrey, inferno } from '../lib/format.js';
+import { thousands, shape, percent, shares, toGrey, inferno, num } from '../lib/format.js';
 
 const BRANCHES = ['1x1', '3x3', '5x5', 'pool'];
 const BRANCH_TITLES = ['1×1', '1×1 reduce → 3×3', '1×1 reduce → 5×5', '3×3 max pool → 1×1 proj'];
@@ -49,7 +49,7 @@ export function renderMap(container, summary, loadBlock, settings) {
     if (r.kind === 'block') return blockCard(summary.blocks[r.block], r.block, loadBlock);
     if (r.kind === 'aux') {
       const w = settings?.defaults?.aux_weights?.[r.aux - 1];
-      return step(`${r.name} (training only)`, '', `${r.detail.replace(/; training only$/, '')}${w != null ? `; loss weight ${w}` : ''}`, 'stage aux-stage');
+      return step(`${r.name} (training only)`, '', `${r.detail.replace(/; training only$/, '')}${w != null ? `; loss weight ${num(w)}` : ''}`, 'stage aux-stage');
     }
     if (r.kind === 'fc') return step(r.name, `${r.output[0]} classes`, `${thousands(r.params)} params · ${r.detail}`);
     const detail = r.params ? `${r.detail} · ${thousands(r.params)} params` : r.detail;

@@ -2,7 +2,7 @@
 // settings, the training loop (driven step by step, each step in the worker), live loss and
 // accuracy chart, held-out predictions, apply and export. User text is only ever textContent.
 import { extent, project } from '../lib/chart.js';
-import { percent } from '../lib/format.js';
+import { percent, num } from '../lib/format.js';
 import { renderTop } from './results.js';
 import { Req, Kind } from '../lib/protocol.js';
 
@@ -204,7 +204,7 @@ export function setupFinetune(api) {
     log.dataset.ms = JSON.stringify(steps.map((s) => s.ms));
     log.textContent = steps.map((s) => {
       const mix = s.aux
-        ? `${s.aux_weights[0]}·${s.aux1.toFixed(3)} + ${s.aux_weights[1]}·${s.aux2.toFixed(3)}`
+        ? `${num(s.aux_weights[0])}·${s.aux1.toFixed(3)} + ${num(s.aux_weights[1])}·${s.aux2.toFixed(3)}`
         : `0 (aux off: ${s.aux1.toFixed(3)}, ${s.aux2.toFixed(3)})`;
       return `step ${s.step}: loss ${s.loss.toFixed(3)} = ${s.main.toFixed(3)} + ${mix} · acc ${percent(s.acc, 0)}`;
     }).join('\n');
@@ -290,8 +290,8 @@ export function setupFinetune(api) {
       $('ft-steps').max = String(limits.max_steps);
       $('ft-batch').max = String(limits.max_batch);
       if (!running && !steps.length) {
-        $('ft-batch').value = String(d.batch); $('ft-lr').value = String(d.lr);
-        $('ft-aux1').value = String(d.aux_weights[0]); $('ft-aux2').value = String(d.aux_weights[1]);
+        $('ft-batch').value = num(d.batch); $('ft-lr').value = num(d.lr);
+        $('ft-aux1').value = num(d.aux_weights[0]); $('ft-aux2').value = num(d.aux_weights[1]);
         $('ft-aux').checked = d.aux; $('ft-augment').checked = d.augment; $('ft-seed').value = String(d.seed);
         $('ft-opt').value = d.optimizer; $('ft-train').value = d.trainable;
       }
