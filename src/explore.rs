@@ -26,11 +26,12 @@ pub struct Classification {
     pub ms_forward: f64,
 }
 
-/// Classify `x` (`[1, 3, 224, 224]`) in one pass that also records every stage, and runs the
-/// aux heads when `aux`. Non-finite outputs are an error, never a "NaN%" result.
-pub async fn classify(model: &GoogLeNet, x: Tensor<4>, aux: bool, k: usize, labels: &[String]) -> Result<(Classification, Activations), Error> {
+/// Classify `x` (`[1, 3, 224, 224]`) in one pass that also records every stage when `record`
+/// (the page's block views), and runs the aux heads when `aux`. Non-finite outputs are an
+/// error, never a "NaN%" result. The CLI and the page both call this.
+pub async fn classify(model: &GoogLeNet, x: Tensor<4>, aux: bool, record: bool, k: usize, labels: &[String]) -> Result<(Classification, Option<Activations>), Error> {
     let t0 = crate::clock::now_ms();
-    let (out, acts) = model.forward_all(x, aux && model.has_aux(), true);
+    let (out, acts) = model.forward_all(x, aux && model.has_aux(), record);
     let mut rows = vec![out.main];
     rows.extend(out.aux1);
     rows.extend(out.aux2);
@@ -47,7 +48,7 @@ pub async fn classify(model: &GoogLeNet, x: Tensor<4>, aux: bool, k: usize, labe
         aux2: (n == 3).then(|| row(2)),
         ms_forward: crate::clock::now_ms() - t0,
     };
-    Ok((c, acts.expect("recorded")))
+    Ok((c, acts))
 }
 
 /// One branch of a block view.

@@ -9,7 +9,8 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use clap::{Parser, Subcommand};
 
-use googlenet::labels::{Prediction, parse_labels, top_k};
+use googlenet::explore;
+use googlenet::labels::{Prediction, parse_labels};
 use googlenet::model::summary::Summary;
 use googlenet::weights::{self, LoadOptions, LoadReport, SaveInfo};
 use googlenet::train::{self, FinetuneConfig, OptimizerKind, Trainable, Trainer};
@@ -259,11 +260,9 @@ fn classify(weights: Option<PathBuf>, variant: Option<Variant>, top: usize, labe
         let prepared = preprocess::prepare(&bytes, report.variant).with_context(|| format!("{}", image.display()))?;
         let s = preprocess::INPUT_SIZE;
         let x = Tensor::<4>::from_data(TensorData::new(prepared.chw, [1, 3, s, s]), &device);
-        let logits = model.forward(x).into_data().try_to_vec::<f32>().expect("f32 logits");
-        if let Some(v) = logits.iter().find(|v| !v.is_finite()) {
-            bail!("{}: the network produced {v} among its outputs: the weights are not usable (load another file)", image.display());
-        }
-        results.push((image.display().to_string(), top_k(&logits, top, &names)));
+        let (c, _) = futures_lite::future::block_on(explore::classify(&model, x, false, false, top, &names))
+            .with_context(|| format!("{}", image.display()))?;
+        results.push((image.display().to_string(), c.top));
     }
     if json {
         let out: Vec<_> = results

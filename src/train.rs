@@ -194,7 +194,8 @@ pub struct Example {
     pub label: usize,
 }
 
-const AUG_SIDE: u32 = 256;
+/// Side of the square a training image is kept at (the evaluation resize, then 224 crops).
+pub const EXAMPLE_SIDE: u32 = 256;
 /// 5 crop positions × 2 flips.
 pub const AUG_VARIANTS: u8 = 10;
 
@@ -205,13 +206,13 @@ pub fn example_from_bytes(bytes: &[u8], label: usize) -> Result<Example, ImageEr
 
 pub fn example_from_image(img: &image::DynamicImage, label: usize) -> Example {
     // The evaluation transform's resize (Pillow-exact), to a 256×256 square for the crops.
-    let image = preprocess::resize_shorter_and_center_crop_dynamic(img, AUG_SIDE, AUG_SIDE);
+    let image = preprocess::resize_shorter_and_center_crop_dynamic(img, EXAMPLE_SIDE, EXAMPLE_SIDE);
     Example { image: Arc::new(image), label }
 }
 
 /// The 224×224 view `v` of an example (0 = centre, unflipped).
 fn augmented(e: &Example, v: u8, variant: Variant) -> Vec<f32> {
-    let m = AUG_SIDE - INPUT_SIZE as u32;
+    let m = EXAMPLE_SIDE - INPUT_SIZE as u32;
     let (x, y) = [(m / 2, m / 2), (0, 0), (m, 0), (0, m), (m, m)][(v % 5) as usize];
     let mut crop = image::imageops::crop_imm(&*e.image, x, y, INPUT_SIZE as u32, INPUT_SIZE as u32).to_image();
     if v >= 5 {
@@ -648,7 +649,7 @@ mod tests {
     use super::*;
 
     fn img() -> Arc<RgbImage> {
-        Arc::new(RgbImage::new(AUG_SIDE, AUG_SIDE))
+        Arc::new(RgbImage::new(EXAMPLE_SIDE, EXAMPLE_SIDE))
     }
 
     #[test]

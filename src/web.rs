@@ -129,6 +129,8 @@ struct Heldout {
 struct FinetuneSettings {
     limits: Limits,
     defaults: FinetuneConfig,
+    /// Side of the square each training image is kept at.
+    example_side: u32,
 }
 
 impl Inner {
@@ -171,6 +173,12 @@ impl Session {
         preprocess::known_format(bytes)
     }
 
+    /// Test hook (`?fault=trap`): a Rust panic, which traps the wasm instance as a real bug
+    /// would (the wasm build aborts on panic).
+    pub fn simulate_panic(&self) {
+        panic!("simulated panic (test hook ?fault=trap)");
+    }
+
     /// The largest image accepted, in pixels (`preprocess::MAX_PIXELS`).
     pub fn max_pixels() -> f64 {
         preprocess::MAX_PIXELS as f64
@@ -208,8 +216,8 @@ impl Session {
             let ms_preprocess = crate::clock::now_ms() - t0;
             let s = INPUT_SIZE;
             let x = Tensor::<4>::from_data(TensorData::new(p.chw, [1, 3, s, s]), &inner.device);
-            let (c, acts) = explore::classify(&model, x.clone(), aux_trained, top, &labels).await.map_err(js_error)?;
-            if let Some(l) = inner.loaded.borrow_mut().as_mut() {
+            let (c, acts) = explore::classify(&model, x.clone(), aux_trained, true, top, &labels).await.map_err(js_error)?;
+            if let (Some(l), Some(acts)) = (inner.loaded.borrow_mut().as_mut(), acts) {
                 l.last = Some((x, acts));
             }
             to_js(&ClassifyResult { c, ms_preprocess })
@@ -241,7 +249,7 @@ impl Session {
 
     /// The fine-tune's limits and default settings.
     pub fn finetune_settings(&self) -> Result<JsValue, JsValue> {
-        to_js(&FinetuneSettings { limits: LIMITS, defaults: FinetuneConfig::default() })
+        to_js(&FinetuneSettings { limits: LIMITS, defaults: FinetuneConfig::default(), example_side: train::EXAMPLE_SIDE })
     }
 
     /// Add a class; returns its id (stable while other classes come and go).

@@ -555,9 +555,12 @@ fn without_zip64_trailer(bytes: &[u8]) -> Option<Vec<u8>> {
     Some([&bytes[..z64], &bytes[eocd..]].concat())
 }
 
-/// A PyTorch checkpoint is a zip (PK\x03\x04) or a pickle (0x80 protocol byte).
+/// A PyTorch checkpoint is a zip (PK\x03\x04) or a legacy pickle (0x80, protocol 2…5). A
+/// safetensors file can start with 0x80 too (the low byte of its header length), so the pickle
+/// test applies only to bytes that are not valid safetensors.
 fn is_pytorch(bytes: &[u8]) -> bool {
-    bytes.starts_with(b"PK\x03\x04") || bytes.first() == Some(&0x80)
+    bytes.starts_with(b"PK\x03\x04")
+        || (bytes.first() == Some(&0x80) && matches!(bytes.get(1), Some(2..=5)) && read_safetensors(bytes).is_err())
 }
 
 /// Read weights from bytes (the page): safetensors. A PyTorch checkpoint is recognised and
@@ -701,6 +704,9 @@ pub fn load_model(map: &TensorMap, opts: &LoadOptions, device: &Device) -> Resul
         return Err(WeightsError::Shape { key: cls_key, found: cls_shape, expected: vec![opts.num_classes.unwrap_or(1000), 1024] });
     }
     let num_classes = cls_shape[0];
+    if num_classes == 0 {
+        return Err(WeightsError::Shape { key: cls_key, found: cls_shape, expected: vec![opts.num_classes.unwrap_or(1000), 1024] });
+    }
     if let Some(n) = meta_classes
         && n != num_classes
     {

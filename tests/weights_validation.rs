@@ -455,3 +455,24 @@ fn the_cli_refuses_a_nan_file_in_one_line() {
     assert!(stderr.contains("`conv1.conv.weight` holds NaN at element 17"), "{stderr}");
     assert!(String::from_utf8_lossy(&out.stdout).trim().is_empty(), "no classification printed");
 }
+
+#[test]
+fn a_safetensors_file_whose_header_length_starts_with_0x80_is_not_taken_for_a_pickle() {
+    // A header of 0x0280 = 640 bytes: the file's first bytes are 0x80 0x02, as a pickle's are.
+    let labels: Vec<String> = (0..5).map(|i| format!("class {i}")).collect();
+    let model = GoogLeNetConfig::new().with_variant(Variant::Seed).with_num_classes(5).init(&Device::flex());
+    let mut bytes = weights::save_model(&model, &SaveInfo { labels: Some(labels), aux_trained: false });
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    // Re-pad the header with spaces to the next length whose low byte is 0x80, second 0x02.
+    let target = (n + 1..).find(|l| l % 256 == 0x80 && (l >> 8) % 256 == 2).unwrap();
+    let mut out = (target as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&bytes[8..8 + n]);
+    out.extend(std::iter::repeat_n(b' ', target - n));
+    out.extend_from_slice(&bytes[8 + n..]);
+    bytes = out;
+    assert_eq!(&bytes[..2], &[0x80, 0x02]);
+    let map = weights::read_bytes(&bytes).expect("a valid safetensors file");
+    assert_eq!(map.tensors.len(), weights::expected_keys(&model).len());
+    // A real legacy pickle is still told apart.
+    assert!(matches!(weights::read_bytes(b"\x80\x02}q\x00(X\x06\x00\x00\x00conv1."), Err(WeightsError::NeedsConversion)));
+}

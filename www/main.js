@@ -3,7 +3,7 @@
 import { renderTop, renderAux } from './ui/results.js';
 import { renderMap, renderDifferences, drawHeat } from './ui/explorer.js';
 import { setupFinetune } from './ui/finetune.js';
-import { WorkerClient, Req, Event, Kind, restartBudget } from './lib/protocol.js';
+import { WorkerClient, Req, Event, Kind, RequestError, restartBudget } from './lib/protocol.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -25,7 +25,11 @@ const state = {
   lastImage: null,
   firstResultAt: null,
   blockCache: new Map(),
-  canRestart: restartBudget(3, 60_000),
+  budget: restartBudget(3),
+  /** The highest worker generation already recovered from (one restart per dead worker). */
+  recoveredGeneration: 0,
+  /** Why the page runs on the CPU after WebGPU failed (kept over later restarts). */
+  fallback: '',
 };
 
 function setStatus(text) { $('status').textContent = text; }
@@ -72,6 +76,7 @@ async function boot(requested, reason = '') {
     if (pending) classify(pending);
     return true;
   } catch (e) {
+    if (e.kind === Kind.RESTART) return false; // another start replaced this one
     await recover(e, null);
     // Never a stuck "loading": a model that did not start says so.
     if (!state.ready) setStatus('error');
@@ -81,29 +86,35 @@ async function boot(requested, reason = '') {
 
 /**
  * A request failed. Input errors are shown; a failed GPU moves to the CPU (and redoes `retry`
- * once); a crash or a silent worker restarts it within a budget, without redoing the input
- * that crashed it. Returns true when `retry` was re-run.
+ * once); a crash or a silent worker restarts it, on the backend it ran on, within a budget, and
+ * without redoing the input that crashed it. Every request that failed with one dead worker
+ * lands here; only the first restarts it. Returns true when `retry` was re-run.
  */
 async function recover(err, retry) {
+  if (!(err instanceof RequestError)) { showError(`Internal error in the page: ${err.message}`); return false; }
   if (err.kind === Kind.RESTART) return false;
   if (err.kind === Kind.INPUT || err.kind === Kind.INTERNAL) { showError(err.message); return false; }
-  const onGpu = state.backend === 'webgpu' || (state.backend === null && state.requested !== 'cpu');
-  if (!state.canRestart()) {
+  if (err.generation && err.generation <= state.recoveredGeneration) return false;
+  state.recoveredGeneration = Math.max(state.recoveredGeneration, err.generation || 0);
+  if (!state.budget.allow()) {
     showError(`The model stopped repeatedly (last: ${err.message}). Reload the page to try again.`);
     setStatus('error');
     return false;
   }
+  // What the page showed belonged to the model that is gone.
+  clearResults();
+  state.lastImage = null;
+  finetune.modelRestarted();
+  const onGpu = state.backend === 'webgpu' || (state.backend === null && state.requested !== 'cpu');
   if (err.kind === Kind.DEVICE && onGpu) {
-    state.backend = 'cpu';
-    if (await boot('cpu', `WebGPU failed (${err.message}); switched to the CPU automatically`) && retry) { retry(); return true; }
+    state.fallback = `WebGPU failed (${err.message}); switched to the CPU automatically`;
+    if (await boot('cpu', state.fallback) && retry) { retry(); return true; }
     return false;
   }
-  // A crash or a timeout: the instance is gone. On auto, a crash on the GPU moves to the CPU.
-  const next = onGpu && state.requested !== 'webgpu' ? 'cpu' : state.requested;
   const what = err.request === Req.CLASSIFY ? 'This image stopped the model' : 'The model stopped';
   // (When the restart fails too, its own failure has been reported.)
-  if (await boot(next, next === 'cpu' && onGpu ? `the model crashed on WebGPU (${err.message}); restarted on the CPU` : '')) {
-    showError(`${what} (${err.message}); it was restarted and is ready again.`);
+  if (await boot(state.fallback ? 'cpu' : state.requested, state.fallback || '')) {
+    showError(`${what} (${err.message}); it was restarted and is ready again (a fine-tuned or loaded model is gone: the default weights are back).`);
   }
   return false;
 }
@@ -146,7 +157,11 @@ async function loadBlock(index) {
     const after = client.request(Req.BLOCK, { index, k: 16 });
     const before = state.report.has_base ? client.request(Req.BLOCK, { index, k: 16, before: true }) : null;
     const both = Promise.all([after, before]).then(([a, b]) => ({ ...a, before: b }));
-    both.catch(() => state.blockCache.delete(index));
+    both.catch((e) => {
+      state.blockCache.delete(index);
+      // A dead or lost model is recovered from like any other request's.
+      if (e instanceof RequestError && ![Kind.INPUT, Kind.INTERNAL, Kind.RESTART].includes(e.kind)) recover(e, null);
+    });
     state.blockCache.set(index, both);
   }
   const view = await state.blockCache.get(index);
@@ -180,6 +195,7 @@ async function classify(bytes) {
   const run = async () => {
     try {
       const res = await client.request(Req.CLASSIFY, { bytes: bytes.slice().buffer });
+      state.budget.succeeded();
       state.lastImage = bytes;
       state.blockCache.clear();
       renderTop($('top5'), res.top);
@@ -198,6 +214,7 @@ async function classify(bytes) {
         card.click(); card.click(); // refresh open blocks for the new image
       }
     } catch (e) {
+      if (e.kind === Kind.RESTART) return; // the model restarted (backend switch): nothing to show
       // A stale answer must not sit beside an error.
       clearResults();
       state.lastImage = null;
@@ -230,11 +247,11 @@ async function loadOwnWeights(file) {
     $('weights-text').textContent = `${file.name} · ${report.variant}, ${report.num_classes} classes`;
     setStatus('waiting for an image');
   } catch (e) {
-    if (e.kind === Kind.INPUT) {
+    if (e.kind === Kind.INPUT || e.kind === Kind.INTERNAL) {
       showError(`${file.name} was not loaded: ${e.message}. Still using the previous model (${before.variant}, ${before.num_classes} classes).`);
       setStatus(state.lastImage ? 'ready' : 'waiting for an image');
-    } else {
-      await recover(e, null);
+    } else if (!(await recover(e, null)) && !state.ready) {
+      setStatus('error');
     }
   }
 }
@@ -259,6 +276,8 @@ function wireInput() {
     history.replaceState(null, '', url);
     clearResults();
     state.lastImage = null;
+    state.fallback = '';
+    finetune.modelRestarted();
     boot(state.requested);
   });
   $('large-type').addEventListener('change', (e) => document.body.classList.toggle('large', e.target.checked));

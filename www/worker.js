@@ -144,7 +144,7 @@ const handlers = {
     }
     if (fault === 'trap' && !faultUsed) {
       faultUsed = true;
-      throw new WebAssembly.RuntimeError('unreachable (simulated wasm trap, test hook ?fault=trap)');
+      session.simulate_panic(); // a real panic: the instance traps
     }
     const t0 = performance.now();
     const res = await session.classify(await imageInput(m.bytes), 5);
@@ -191,6 +191,8 @@ async function handle(m) {
 self.onmessage = ({ data: m }) => {
   // One request at a time: a session is never re-entered while a step or a read awaits.
   queue = queue.then(async () => {
+    // The page's clock for this request starts now, not while it waited in the queue.
+    self.postMessage({ event: true, type: Event.STARTED, rid: m.rid });
     try {
       const value = await handle(m);
       const transfer = value?.bytes instanceof ArrayBuffer ? [value.bytes]

@@ -71,6 +71,8 @@ async function run({ webgpu }) {
     await block.locator('.block-head').click();
     await block.locator('.before-after').filter({ hasText: /Unchanged/ }).waitFor({ timeout: SLOW });
     assert.equal(await block.locator('.before-after canvas').count(), 4);
+    // Trained and applied, a block open with its before/after row: no leftovers in the text.
+    await assertCleanText(page, assert);
     await block.locator('.block-head').click();
     await page.locator('#own-weights').setInputFiles(file);
     await page.getByTestId('status').filter({ hasText: /waiting for an image|ready/ }).waitFor({ timeout: SLOW });

@@ -149,7 +149,8 @@ test('images of any shape and any damage: a result or a clear error, never a res
 test('a crashing model restarts once and says so; a missing worker gives up with a message', { skip: SKIP, timeout: 900_000 }, async () => {
   const { context, close } = await launch();
   try {
-    let page = await open(context, '?backend=cpu&fault=trap');
+    // A real Rust panic (the wasm traps), on auto, as users run the page.
+    let page = await open(context, '?fault=trap');
     const cat = path.join(shared, 'images/cat.jpg');
     const r = await send(page, cat);
     assert.match(r.error, /This image stopped the model .*restarted and is ready again/, r.error);

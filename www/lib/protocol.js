@@ -20,7 +20,7 @@ export const Req = Object.freeze({
 });
 
 /** Messages the worker sends on its own (no reply expected). */
-export const Event = Object.freeze({ PROGRESS: 'progress', BACKEND: 'backend' });
+export const Event = Object.freeze({ PROGRESS: 'progress', BACKEND: 'backend', STARTED: 'started' });
 
 /**
  * Who can fix an error. `input`: the user (bad file, wrong state); `device`: the GPU failed
@@ -40,7 +40,8 @@ export const TIMEOUT_MS = Object.freeze({
 });
 
 export class RequestError extends Error {
-  constructor(message, kind, type) { super(message); this.kind = kind; this.request = type; }
+  /** @param {number} generation  which start of the worker the request went to */
+  constructor(message, kind, type, generation = 0) { super(message); this.kind = kind; this.request = type; this.generation = generation; }
 }
 
 /** The reply the worker posts: success or a typed error. */
@@ -52,18 +53,13 @@ export function replyError(rid, error) {
 }
 
 /**
- * Restart budget: at most `max` restarts within `windowMs`; beyond that the page stops
- * restarting and says so (never a restart loop).
+ * Restart budget: at most `max` restarts in a row, counted until a request succeeds again
+ * (`succeeded()`); beyond that the page stops restarting and says so. Never a restart loop,
+ * however slowly each start fails.
  */
-export function restartBudget(max = 3, windowMs = 60_000, now = () => Date.now()) {
-  const times = [];
-  return () => {
-    const t = now();
-    while (times.length && t - times[0] > windowMs) times.shift();
-    if (times.length >= max) return false;
-    times.push(t);
-    return true;
-  };
+export function restartBudget(max = 3) {
+  let used = 0;
+  return { allow: () => (used < max ? (used += 1, true) : false), succeeded: () => { used = 0; } };
 }
 
 /**
@@ -89,6 +85,8 @@ export class WorkerClient {
     this.gate = null;
     // Requests made before the first start wait for it (the page wires its views first).
     this.started = false;
+    /** Counts starts: errors carry it, so one dead worker is recovered from once. */
+    this.generation = 0;
     this.firstStart = new Promise((resolve) => { this.markStarted = resolve; });
   }
 
@@ -97,6 +95,7 @@ export class WorkerClient {
     this.fail('the model restarted before answering', Kind.RESTART);
     const w = this.makeWorker();
     this.worker = w;
+    this.generation += 1;
     this.started = true;
     this.markStarted();
     w.onmessage = ({ data }) => this.receive(w, data);
@@ -107,12 +106,17 @@ export class WorkerClient {
     const ready = this.send(Req.INIT, init);
     const journal = [...this.journal];
     // New requests wait for the replay (an init failure reaches the caller through `ready`).
+    // The replay belongs to this worker: it stops if another start replaces it.
     const gate = ready.then(async () => {
-      for (const [type, payload] of journal) await this.send(type, payload, [], true).catch(() => {});
+      for (const [type, payload] of journal) {
+        if (this.worker !== w) return;
+        await this.send(type, payload, [], true).catch(() => {});
+      }
     }).catch(() => {}).finally(() => { if (this.gate === gate) this.gate = null; });
     this.gate = gate;
     const value = await ready;
     await gate;
+    if (this.worker !== w) throw new RequestError('the model restarted while starting', Kind.RESTART, Req.INIT, this.generation);
     return value;
   }
 
@@ -122,17 +126,19 @@ export class WorkerClient {
     this.worker = null;
     const pending = [...this.pending.values()];
     this.pending.clear();
-    for (const p of pending) { this.timers.clearTimeout(p.timer); p.reject(new RequestError(message, kind, p.type)); }
+    for (const p of pending) { this.timers.clearTimeout(p.timer); p.reject(new RequestError(message, kind, p.type, p.generation)); }
     return pending.length;
   }
 
   die(w, message, kind) {
     if (w !== this.worker) return;
-    if (this.fail(message, kind) === 0) this.onFailure(new RequestError(message, kind, null));
+    const generation = this.generation;
+    if (this.fail(message, kind) === 0) this.onFailure(new RequestError(message, kind, null, generation));
   }
 
   receive(w, m) {
     if (w !== this.worker) return;
+    if (m.event && m.type === Event.STARTED) { this.restartTimer(w, m.rid); return; }
     if (m.event) { this.onEvent(m); return; }
     const p = this.pending.get(m.rid);
     if (!p) return;
@@ -142,15 +148,24 @@ export class WorkerClient {
       if (REPLAYED.has(p.type) && !p.replay) this.journal.push([p.type, p.payload]);
       p.resolve(m.value);
     } else {
-      p.reject(new RequestError(m.error.message, m.error.kind, p.type));
+      p.reject(new RequestError(m.error.message, m.error.kind, p.type, p.generation));
     }
+  }
+
+  /** The worker began `rid`: its time limit counts from now. */
+  restartTimer(w, rid) {
+    const p = this.pending.get(rid);
+    if (!p) return;
+    this.timers.clearTimeout(p.timer);
+    p.timer = this.timers.setTimeout(() => this.die(w, `the model did not answer (${p.type}) within ${Math.round(p.ms / 1000)} s`, Kind.TIMEOUT), p.ms);
   }
 
   /** Send now (the worker queues requests until it is initialised). */
   send(type, payload = {}, transfer = [], replay = false) {
     const w = this.worker;
-    if (!w) return Promise.reject(new RequestError('the model is not running', Kind.CRASH, type));
+    if (!w) return Promise.reject(new RequestError('the model is not running', Kind.CRASH, type, this.generation));
     const rid = this.nextId++;
+    const generation = this.generation;
     return new Promise((resolve, reject) => {
       const ms = TIMEOUT_MS[type] ?? TIMEOUT_MS.default;
       const timer = this.timers.setTimeout(() => {
@@ -158,7 +173,7 @@ export class WorkerClient {
       }, ms);
       // Data-set edits keep a copy for replay (a transferred buffer is gone from this side).
       const kept = REPLAYED.has(type) && payload.bytes ? { ...payload, bytes: payload.bytes.slice(0) } : payload;
-      this.pending.set(rid, { resolve, reject, timer, type, payload: kept, replay });
+      this.pending.set(rid, { resolve, reject, timer, type, payload: kept, replay, ms, generation });
       w.postMessage({ ...payload, rid, type }, transfer);
     });
   }
@@ -167,6 +182,7 @@ export class WorkerClient {
   request(type, payload = {}, transfer = []) {
     if (!this.started) return this.firstStart.then(() => this.request(type, payload, transfer));
     const gate = this.gate;
-    return gate ? gate.then(() => this.send(type, payload, transfer)) : this.send(type, payload, transfer);
+    // After the gate, ask again: another restart may have begun meanwhile.
+    return gate ? gate.then(() => this.request(type, payload, transfer)) : this.send(type, payload, transfer);
   }
 }

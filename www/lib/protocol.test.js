@@ -91,12 +91,32 @@ test('after a restart the data-set edits are replayed before new requests, in or
   assert.deepEqual(logs[2], [Req.INIT, Req.FT_ADD_CLASS, Req.FT_ADD_IMAGE]);
 });
 
-test('restarts are bounded within a window', () => {
-  let now = 0;
-  const allow = restartBudget(3, 60_000, () => now);
-  assert.deepEqual([allow(), allow(), allow(), allow()], [true, true, true, false]);
-  now = 61_000;
-  assert.equal(allow(), true);
+test('restarts are bounded until a request succeeds again', () => {
+  const budget = restartBudget(3);
+  assert.deepEqual([budget.allow(), budget.allow(), budget.allow(), budget.allow()], [true, true, true, false]);
+  budget.succeeded();
+  assert.equal(budget.allow(), true);
+});
+
+test('the time limit counts from when the worker starts the request', async () => {
+  const timers = fakeTimers();
+  let worker;
+  const client = new WorkerClient(() => (worker = fakeWorker((m) => (m.type === Req.INIT ? {} : undefined), [])), { timers });
+  await client.start({});
+  const p = client.request(Req.CLASSIFY, {});
+  const [rid] = client.pending.keys();
+  worker.onmessage({ data: { event: true, type: 'started', rid } });
+  assert.equal(timers.count(), 1, 'one timer, restarted');
+  timers.fireAll();
+  await assert.rejects(p, (e) => e.kind === Kind.TIMEOUT && e.generation === 1);
+});
+
+test('errors carry the worker generation they came from', async () => {
+  const client = new WorkerClient(() => fakeWorker((m) => (m.type === Req.INIT ? {} : Object.assign(new Error('x'), { kind: Kind.INPUT })), []), { timers: fakeTimers() });
+  await client.start({});
+  await assert.rejects(client.request(Req.CLASSIFY), (e) => e.generation === 1);
+  await client.start({});
+  await assert.rejects(client.request(Req.CLASSIFY), (e) => e.generation === 2);
 });
 
 test('requests made before the first start wait for it', async () => {

@@ -3,8 +3,11 @@
 // the "why 1x1" arithmetic, and an honest list of where the weights differ from the paper.
 import { thousands, shape, percent, shares, toGrey, inferno, num } from '../lib/format.js';
 
-const BRANCHES = ['1x1', '3x3', '5x5', 'pool'];
-const BRANCH_TITLES = ['1×1', '1×1 reduce → 3×3', '1×1 reduce → 5×5', '3×3 max pool → 1×1 proj'];
+/** The four branches' titles, with the kernels this model really has (torchvision's "5×5" is a 3×3). */
+function branchTitles(b) {
+  const [k3, k5] = b.savings.map((s) => s.kernel);
+  return ['1×1', `1×1 reduce → ${k3}×${k3}`, `1×1 reduce → ${k5}×${k5}`, '3×3 max pool → 1×1 proj'];
+}
 
 function el(tag, attrs = {}, ...children) {
   const e = document.createElement(tag);
@@ -64,7 +67,7 @@ function blockCard(b, index, loadBlock) {
   const head = el('button', { class: 'block-head', type: 'button' },
     el('span', { class: 'stage-name' }, b.name.replace('_', ' ')),
     el('span', { class: 'stage-shape' }, `${shape(b.input)} → ${shape(b.output)} = ${c1} + ${c3} + ${c5} + ${pp}`),
-    el('span', { class: 'split' }, ...b.split.map((c, j) => el('span', { class: `seg b${j}`, style: `flex:${c}`, title: `${BRANCHES[j]}: ${c} channels` }))));
+    el('span', { class: 'split' }, ...b.split.map((c, j) => el('span', { class: `seg b${j}`, style: `flex:${c}`, title: `${branchTitles(b)[j]}: ${c} channels` }))));
   const body = el('div', { class: 'block-body', hidden: true });
   const card = el('section', { class: 'block', 'data-testid': `block-${b.name}` }, head, body);
   head.addEventListener('click', async () => {
@@ -88,11 +91,11 @@ function blockBody(b, view) {
     const k = br.channels.length;
     const side = Math.ceil(Math.sqrt(k));
     const cell = view.w;
-    const canvas = el('canvas', { 'data-branch': BRANCHES[j], width: side * (cell + 1), height: side * (cell + 1), class: 'fmap' });
-    canvas.title = `${BRANCH_TITLES[j]}: the ${k} most active of ${br.count} channels`;
+    const canvas = el('canvas', { 'data-branch': br.name, width: side * (cell + 1), height: side * (cell + 1), class: 'fmap' });
+    canvas.title = `${branchTitles(b)[j]}: the ${k} most active of ${br.count} channels`;
     drawMaps(canvas, br.maps, k, view.h, view.w, side);
     return el('div', { class: `branch b${j}` },
-      el('h4', {}, BRANCH_TITLES[j]),
+      el('h4', {}, branchTitles(b)[j]),
       el('p', { class: 'branch-meta' }, `${br.count} channels · ${percent(energy[j])} of the block's activation energy`),
       el('div', { class: 'energy' }, el('span', { style: `width:${(energy[j] * 100).toFixed(1)}%` })),
       canvas,

@@ -22,7 +22,8 @@ function el(tag, props = {}, ...children) {
 export function setupFinetune(api) {
   /** In page order: { id: Promise<number>, row, images: Uint8Array[], name: HTMLInputElement } */
   const classes = [];
-  let limits = { max_classes: 10, min_images_per_class: 3, max_images_per_class: 30, max_steps: 500 };
+  /** From the model (`train::LIMITS`), once it has loaded. */
+  let limits = null;
   let steps = [];
   let stopping = false;
   let running = false;
@@ -49,7 +50,7 @@ export function setupFinetune(api) {
   }
 
   function addClass() {
-    if (classes.length >= limits.max_classes) return showError(`At most ${limits.max_classes} classes.`);
+    if (limits && classes.length >= limits.max_classes) return showError(`At most ${limits.max_classes} classes.`);
     const letter = String.fromCharCode(65 + (created++ % 26));
     const name = el('input', { type: 'text', value: `class ${letter}` });
     name.setAttribute('aria-label', 'class name');
@@ -99,7 +100,7 @@ export function setupFinetune(api) {
       c.row.querySelector('input[type=file]').dataset.testid = `class-files-${i}`;
       c.row.querySelector('.remove-class').dataset.testid = `class-remove-${i}`;
     });
-    $('class-add').disabled = classes.length >= limits.max_classes;
+    $('class-add').disabled = Boolean(limits) && classes.length >= limits.max_classes;
   }
 
   function addImage(entry, bytes, what) {
@@ -146,7 +147,8 @@ export function setupFinetune(api) {
   async function start() {
     showError('');
     const total = Number($('ft-steps').value);
-    if (!(Number.isInteger(total) && total >= 1 && total <= limits.max_steps)) return showError(`Steps must be a whole number from 1 to ${limits.max_steps}.`);
+    const maxSteps = limits?.max_steps ?? Infinity;
+    if (!(Number.isInteger(total) && total >= 1 && total <= maxSteps)) return showError(`Steps must be a whole number from 1 to ${maxSteps}.`);
     const cfg = config();
     $('ft-start').disabled = true;
     status(api.ready() ? 'starting…' : 'waiting for the model to finish loading…');
@@ -183,7 +185,7 @@ export function setupFinetune(api) {
         $('ft-progress').value = s + 1;
         status(`step ${r.step}/${total} · ${r.ms.toFixed(0)} ms · batch accuracy ${percent(r.acc, 0)}`);
         publish();
-        if (heldOut && (s % 2 === 1 || s === total - 1)) await predictHeldOut();
+        if (heldOut && (s % 2 === 1 || s === total - 1)) await predictHeldOut().catch((e) => failed(e, 'The held-out image could not be shown'));
       }
       if (stopping) ended = 'stopped';
     } catch (e) {
@@ -282,13 +284,23 @@ export function setupFinetune(api) {
   drawChart();
   return {
     running: () => running,
+    /** The worker restarted: its trainer and any applied model are gone (the data set is replayed). */
+    modelRestarted() {
+      applied = false;
+      $('ft-apply').disabled = true;
+      $('ft-export').disabled = true;
+      if (steps.length && !running) status('the model restarted: train again to apply or export');
+    },
     /** Limits and default settings from the model (one source: the Rust library). */
     setSettings(settings) {
       limits = settings.limits;
       const d = settings.defaults;
-      $('ft-limits').textContent = `Limits: 2–${limits.max_classes} classes, ${limits.min_images_per_class}–${limits.max_images_per_class} images per class (kept in memory at 256×256, about 200 kB each), up to ${limits.max_steps} steps; the model uses about 60 MB more while training.`;
+      const side = settings.example_side;
+      const mb = (limits.max_classes * limits.max_images_per_class * side * side * 3) / 1e6;
+      $('ft-limits').textContent = `Limits: 2–${limits.max_classes} classes, ${limits.min_images_per_class}–${limits.max_images_per_class} images per class (kept in memory at ${side}×${side}, up to ${Math.round(mb)} MB in all), batch up to ${limits.max_batch}, up to ${limits.max_steps} steps.`;
       $('ft-steps').max = String(limits.max_steps);
       $('ft-batch').max = String(limits.max_batch);
+      for (const id of ['ft-aux1', 'ft-aux2']) $(id).max = String(limits.max_aux_weight);
       if (!running && !steps.length) {
         $('ft-batch').value = num(d.batch); $('ft-lr').value = num(d.lr);
         $('ft-aux1').value = num(d.aux_weights[0]); $('ft-aux2').value = num(d.aux_weights[1]);
