@@ -1,7 +1,8 @@
 //! Any bytes through the image path (`preprocess::prepare`: format sniffing, size limits,
 //! completeness checks, libjpeg-turbo-rs or `image`'s decoders, resize and crop): `Ok` with a
-//! finite 3×224×224 tensor, or `Err`, never a panic. Seed the corpus with small images, e.g.
-//! `mkdir -p corpus/image && cp ../tests/fixtures/*.png ../tests/fixtures/*.jpg corpus/image/`.
+//! finite 3×224×224 tensor, or `Err`, never a panic. Seed the corpus (from the repository
+//! root) with small images: `mkdir -p fuzz/corpus/image && cp tests/fixtures/*.jpg
+//! tests/fixtures/synth_100x60.png fuzz/corpus/image/`, then `cargo +nightly fuzz run image`.
 #![no_main]
 
 use googlenet::Variant;

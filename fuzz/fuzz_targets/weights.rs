@@ -1,8 +1,8 @@
 //! Any bytes through the weights reader: `Ok` or `Err`, never a panic; an accepted file has
 //! only finite values and consistent shapes, and building a model from it never panics.
-//! Seed the corpus with a real file for depth, e.g.
-//! `mkdir -p corpus/weights && cp ../../shared/weights/bvlc_googlenet.safetensors corpus/weights/`
-//! (and run with `-max_len=30000000`), or with small files saved by the CLI.
+//! Seed the corpus (from the repository root) with small safetensors files, or with the real
+//! one for depth: `mkdir -p fuzz/corpus/weights && cp ../shared/weights/bvlc_googlenet.safetensors
+//! fuzz/corpus/weights/`, then `cargo +nightly fuzz run weights -- -max_len=30000000`.
 #![no_main]
 
 use burn::tensor::Device;
