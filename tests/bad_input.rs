@@ -8,27 +8,6 @@ use googlenet::preprocess::{self, ImageError};
 use googlenet::weights::{self, LoadOptions, RawTensor, WeightsError};
 use googlenet::{GoogLeNetConfig, Variant};
 
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
-        }
-    }
-    !crc
-}
-
-fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
-    let mut c = (data.len() as u32).to_be_bytes().to_vec();
-    c.extend_from_slice(kind);
-    c.extend_from_slice(data);
-    let mut body = kind.to_vec();
-    body.extend_from_slice(data);
-    c.extend_from_slice(&crc32(&body).to_be_bytes());
-    c
-}
-
 fn small_png(w: u32, h: u32) -> Vec<u8> {
     let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 40) as u8, (y * 40) as u8, 128]));
     let mut out = std::io::Cursor::new(Vec::new());
@@ -56,14 +35,7 @@ fn truncated_images_are_refused() {
 fn decompression_bombs_are_refused_from_the_header() {
     // A PNG whose header claims 100000×100000 pixels (10 gigapixels) and holds no pixel data:
     // refused from the header alone, before any allocation for pixels.
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
-    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    png.extend(png_chunk(b"IHDR", &ihdr));
-    png.extend(png_chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
-    png.extend(png_chunk(b"IEND", &[]));
+    let png = common::png_header(100_000, 100_000);
     let err = preprocess::prepare(&png, Variant::Bvlc).unwrap_err();
     assert!(matches!(err, ImageError::TooLarge { width: 100_000, height: 100_000 }), "{err}");
 }
@@ -81,7 +53,7 @@ fn exif_orientation_is_applied() {
     exif.extend_from_slice(&0u32.to_be_bytes());
     let ihdr_end = 8 + 25;
     let mut rotated = png[..ihdr_end].to_vec();
-    rotated.extend(png_chunk(b"eXIf", &exif));
+    rotated.extend(common::png_chunk(b"eXIf", &exif));
     rotated.extend_from_slice(&png[ihdr_end..]);
     let img = preprocess::decode(&rotated).unwrap();
     assert_eq!((img.width(), img.height()), (20, 40));

@@ -464,18 +464,6 @@ fn image_seeds() -> Vec<(&'static str, Vec<u8>)> {
     seeds
 }
 
-/// Table-less CRC-32 (PNG's), to keep an edited IHDR past the decoder's CRC check.
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut c = !0u32;
-    for &b in bytes {
-        c ^= b as u32;
-        for _ in 0..8 {
-            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
-        }
-    }
-    !c
-}
-
 /// Recompute every PNG chunk's CRC, so that a mutation reaches the decoder instead of
 /// stopping at the checksum.
 fn fix_png_crcs(buf: &mut [u8]) {
@@ -483,7 +471,7 @@ fn fix_png_crcs(buf: &mut [u8]) {
     while i + 12 <= buf.len() {
         let len = u32::from_be_bytes(buf[i..i + 4].try_into().unwrap()) as usize;
         let Some(end) = (i + 8).checked_add(len).filter(|&e| e + 4 <= buf.len()) else { break };
-        let crc = crc32(&buf[i + 4..end]);
+        let crc = common::crc32(&buf[i + 4..end]);
         buf[end..end + 4].copy_from_slice(&crc.to_be_bytes());
         i = end + 4;
     }
@@ -512,7 +500,7 @@ fn edit_dimensions(rng: &mut Rng, buf: &mut [u8]) -> &'static str {
         buf[16..20].copy_from_slice(&w.to_be_bytes());
         buf[20..24].copy_from_slice(&h.to_be_bytes());
         if rng.chance(75) {
-            let crc = crc32(&buf[12..29]);
+            let crc = common::crc32(&buf[12..29]);
             buf[29..33].copy_from_slice(&crc.to_be_bytes());
             return "png-ihdr-size+crc";
         }

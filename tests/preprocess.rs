@@ -383,42 +383,13 @@ fn truncated_rle_bmps_are_refused() {
 // ---------------------------------------------------------------------------------------------
 // Decompression bombs
 
-fn png_header(width: u32, height: u32) -> Vec<u8> {
-    fn crc32(data: &[u8]) -> u32 {
-        let mut crc = !0u32;
-        for &b in data {
-            crc ^= b as u32;
-            for _ in 0..8 {
-                crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
-            }
-        }
-        !crc
-    }
-    let chunk = |kind: &[u8; 4], data: &[u8]| {
-        let mut c = (data.len() as u32).to_be_bytes().to_vec();
-        let mut body = kind.to_vec();
-        body.extend_from_slice(data);
-        c.extend_from_slice(&body);
-        c.extend_from_slice(&crc32(&body).to_be_bytes());
-        c
-    };
-    let mut ihdr = width.to_be_bytes().to_vec();
-    ihdr.extend_from_slice(&height.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    png.extend(chunk(b"IHDR", &ihdr));
-    png.extend(chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
-    png.extend(chunk(b"IEND", &[]));
-    png
-}
-
 #[test]
 fn bombs_are_refused_from_the_header() {
-    let err = preprocess::decode(&png_header(60_000, 60_000)).unwrap_err();
+    let err = preprocess::decode(&common::png_header(60_000, 60_000)).unwrap_err();
     assert!(matches!(err, ImageError::TooLarge { width: 60_000, height: 60_000 }), "{err}");
     assert_eq!(err.to_string(), "the image is 60000×60000 = 3600 megapixels; the limit is 40 megapixels");
     // Just over the limit: the message does not round it down to the limit.
-    let err = preprocess::decode(&png_header(6400, 6300)).unwrap_err();
+    let err = preprocess::decode(&common::png_header(6400, 6300)).unwrap_err();
     assert_eq!(err.to_string(), "the image is 6400×6300 = 40.3 megapixels; the limit is 40 megapixels");
     // Other formats' headers.
     let mut bmp = encode(&noise(4, 4, 0), ImageFormat::Bmp);
@@ -437,7 +408,7 @@ fn bombs_are_refused_from_the_header() {
 fn sixteen_bit_images_count_their_decoded_bytes() {
     // 16-bit RGBA: 8 bytes a pixel, so the 160 MB budget admits 20 megapixels of it. A header
     // claiming 5000×5000 (25 MP, under the pixel limit) is refused before decoding.
-    let mut png = png_header(5000, 5000);
+    let mut png = common::png_header(5000, 5000);
     png[24] = 16; // bit depth
     png[25] = 6; // RGBA
     // (the IHDR CRC is now wrong; the png crate checks it, so fix it up)
