@@ -10,6 +10,7 @@ pub mod npy;
 #[cfg(not(target_family = "wasm"))]
 pub mod paths;
 pub mod preprocess;
+pub mod rng;
 pub mod train;
 pub mod weights;
 #[cfg(target_family = "wasm")]

@@ -19,6 +19,7 @@ use crate::model::basic_conv::BasicConv2d;
 use crate::model::config::{AUX_TAPS, INCEPTION_TABLE, STAGES, Stage};
 use crate::model::{GoogLeNet, Variant};
 use crate::preprocess::{self, INPUT_SIZE, ImageError};
+use crate::rng::SplitMix64;
 
 /// What a fine-tune accepts, stated once: the CLI, the page and the trainer all read this.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -221,25 +222,10 @@ fn augmented(e: &Example, v: u8, variant: Variant) -> Vec<f32> {
     preprocess::normalize(&crop, variant)
 }
 
-/// SplitMix64: small, seedable, identical on every platform.
-#[derive(Debug, Clone)]
-struct Rng(u64);
+/// The trainer's generator; what it draws beyond `rng.rs`'s basics is here.
+type Rng = SplitMix64;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
+impl SplitMix64 {
     /// `n` values uniform in [-bound, bound).
     fn uniform(&mut self, n: usize, bound: f32) -> Vec<f32> {
         (0..n).map(|_| (self.unit() * 2.0 - 1.0) * bound).collect()
@@ -350,7 +336,7 @@ impl Trainer {
         let n = labels.len();
         let device = device.clone().without_autodiff();
         let ad = device.clone().autodiff();
-        let mut rng = Rng(cfg.seed);
+        let mut rng = Rng::new(cfg.seed);
         let mut model = model.to_device(&device);
         let spec = model.variant.spec();
         // New class count: fresh main classifier and aux output layers, from our generator.

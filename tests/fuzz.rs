@@ -39,24 +39,15 @@ const BASE_SEED: u64 = 0x600D_F00D_2026_0001;
 // ---------------------------------------------------------------------------------------
 // Seeded generator
 
-/// SplitMix64: tiny, fast, good enough to pick mutations.
-struct Rng(u64);
+/// The crate's SplitMix64, plus the two draws mutations need.
+use googlenet::rng::SplitMix64 as Rng;
 
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `0..n` (`n > 0`).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
+trait Draw {
+    fn chance(&mut self, percent: u64) -> bool;
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T;
+}
+
+impl Draw for Rng {
     fn chance(&mut self, percent: u64) -> bool {
         self.next() % 100 < percent
     }
