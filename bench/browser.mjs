@@ -1,6 +1,7 @@
-// Browser benchmark, one script, one Chromium: the page's CPU path (burn-flex in wasm) against
-// ONNX Runtime Web's wasm backend on the same BVLC weights, single-threaded both; cold start
-// (weights uncached and cached); download sizes; wasm memory; fine-tune step times.
+// Browser benchmark, one script, one Chromium: the page's CPU engines (burn-flex in wasm, one
+// thread and on 1, 2 and hardwareConcurrency worker threads) against ONNX Runtime Web's wasm
+// backend at the same thread counts, same BVLC weights; cold start (weights uncached and
+// cached); download sizes per engine; wasm memory; fine-tune step times.
 //   node bench/browser.mjs   (after scripts/build-web.sh; prints JSON)
 import fs from 'node:fs';
 import path from 'node:path';
@@ -41,24 +42,38 @@ const cat = path.join(shared, 'images/cat.jpg');
     await ready(page, '?backend=cpu');
     const cached = await classify(page, cat);
     out.cold_start_ms = { weights_uncached: uncached.cold, weights_cached: cached.cold };
-    // Warm latency of the page's CPU path: the worker's own time per classification.
-    const warm = [], fwd = [];
-    for (let i = 0; i < ITERS; i++) { const r = await classify(page, cat); warm.push(r.warm); fwd.push(r.forward); }
-    const perf = await page.evaluate(() => performance.memory ? { usedJSHeap: performance.memory.usedJSHeapSize } : {});
-    out.ours_cpu = { median_ms: median(fwd), min_ms: Math.min(...fwd), iters: ITERS, threads: 1, note: 'forward + logits read, as ORT is timed' };
-    out.ours_cpu_per_image = { median_ms: median(warm), note: 'everything the page does per image: JPEG decode, resize, forward, top-5' };
     out.wasm_memory_bytes = cached.wasmBytes;
-    out.page_js_heap = perf;
     await page.close();
-    // The peer, same browser, same thread count.
-    const ortPage = await context.newPage();
-    await ortPage.goto(`${server.url}bench/ort-web.html?iters=${ITERS}&threads=1`);
-    await ortPage.waitForFunction(() => window.result, null, { timeout: 600_000 });
-    out.ort_web_wasm = await ortPage.evaluate(() => window.result);
-    out.ratio_ours_over_ort = out.ours_cpu.median_ms / out.ort_web_wasm.median_ms;
+    // Warm latency: ours (forward + logits read, as ORT is timed) and the peer, per thread count.
+    const cores = await (await context.newPage()).evaluate(() => navigator.hardwareConcurrency);
+    const counts = [...new Set([1, 2, cores])];
+    const warmOf = async (query) => {
+      const p = await context.newPage();
+      await ready(p, query);
+      await classify(p, cat);
+      const warm = [], fwd = [];
+      for (let i = 0; i < ITERS; i++) { const r = await classify(p, cat); warm.push(r.warm); fwd.push(r.forward); }
+      const engine = await p.getByTestId('backend').getAttribute('data-engine');
+      await p.close();
+      return { engine, median_ms: median(fwd), min_ms: Math.min(...fwd), per_image_median_ms: median(warm), iters: ITERS };
+    };
+    out.ours = { one_thread_engine: await warmOf('?backend=cpu&isolate=0') };
+    out.ort_web_wasm = {};
+    for (const n of counts) {
+      out.ours[`threads_${n}`] = await warmOf(`?backend=cpu&threads=${n}`);
+      const ortPage = await context.newPage();
+      await ortPage.goto(`${server.url}bench/ort-web.html?iters=${ITERS}&threads=${n}`);
+      await ortPage.waitForFunction(() => window.result, null, { timeout: 600_000 });
+      out.ort_web_wasm[`threads_${n}`] = await ortPage.evaluate(() => window.result);
+      await ortPage.close();
+    }
+    const best = (o) => Math.min(...Object.values(o).map((r) => r.median_ms));
+    out.ratio_ours_over_ort_best = best(out.ours) / best(out.ort_web_wasm);
+    out.note = 'median_ms: forward + logits read, as ORT is timed; per_image_median_ms: everything the page does per image (JPEG decode, resize, forward, top-5)';
     // Fine-tune step time on the page's CPU path, batch 8: heads only, then everything.
     const ft = await context.newPage();
     await ready(ft, '?backend=cpu');
+    out.finetune_engine = await ft.getByTestId('backend').textContent();
     await ft.getByTestId('finetune-tab').click();
     for (const cls of [0, 1]) {
       const files = [];
@@ -79,14 +94,20 @@ const cat = path.join(shared, 'images/cat.jpg');
   } finally { await close(); }
 }
 
-// What the page downloads besides the weights, as served (gzip).
-const served = ['index.html', 'www/style.css', 'www/main.js', 'www/worker.js', 'www/ui/results.js', 'www/ui/explorer.js', 'www/ui/finetune.js', 'www/lib/backend.js', 'www/lib/format.js', 'www/lib/chart.js', 'www/lib/protocol.js', 'pkg/googlenet.js', 'pkg/googlenet_bg.wasm'];
+// What the page downloads up to its first result besides the weights, as served (gzip), per
+// engine: the page's scripts plus that engine's build (and its thread helper).
+const page = ['index.html', 'www/style.css', 'www/main.js', 'www/worker.js', 'www/ui/results.js', 'www/ui/explorer.js', 'www/ui/finetune.js', 'www/lib/backend.js', 'www/lib/format.js', 'www/lib/chart.js', 'www/lib/protocol.js'];
 const gz = (f) => zlib.gzipSync(fs.readFileSync(path.join(root, f)), { level: 9 }).length;
-out.download = {
-  wasm_raw: fs.statSync(path.join(root, 'pkg/googlenet_bg.wasm')).size,
-  wasm_gzip: gz('pkg/googlenet_bg.wasm'),
-  everything_but_weights_gzip: served.reduce((a, f) => a + gz(f), 0),
-};
+const files = (dir) => fs.readdirSync(path.join(root, dir), { recursive: true }).map((f) => path.join(dir, f)).filter((f) => /\.(js|wasm)$/.test(f));
+out.download = {};
+for (const engine of ['cpu', 'threads', 'webgpu']) {
+  const own = files(`pkg/${engine}`);
+  out.download[engine] = {
+    wasm_raw: fs.statSync(path.join(root, `pkg/${engine}/googlenet_bg.wasm`)).size,
+    wasm_gzip: gz(`pkg/${engine}/googlenet_bg.wasm`),
+    everything_but_weights_gzip: [...page, ...own].reduce((a, f) => a + gz(f), 0),
+  };
+}
 out.machine = `${(fs.readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/) || [])[1]}, ${(await import('node:os')).cpus().length} cores`;
 console.log(JSON.stringify(out, null, 1));
 server.close();

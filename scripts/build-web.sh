@@ -1,31 +1,81 @@
 #!/usr/bin/env bash
-# Build the browser app: wasm (release profile `wasm`), wasm-bindgen → pkg/, wasm-opt,
-# gzip, and the sample gallery. Installs the wasm target, wasm-bindgen-cli and npm packages
-# when missing.
+# Build the browser app: one wasm per engine (release profile `wasm`), each through
+# wasm-bindgen → pkg/<engine>/, wasm-opt and gzip, plus the sample gallery. The page loads
+# only the engine it runs:
+#   cpu      burn-flex, SIMD128, one thread: runs on any page (stable Rust)
+#   threads  burn-flex on rayon over Web Workers sharing one memory: +atomics, std rebuilt
+#            (-Z build-std, through RUSTC_BOOTSTRAP on the pinned stable toolchain, which
+#            needs its rust-src); runs where the page is cross-origin isolated
+#   webgpu   burn's wgpu backend only
+# Installs the wasm target, rust-src, wasm-bindgen-cli and npm packages when missing.
+# GOOGLENET_ENGINES="cpu webgpu" builds a subset (development only; the page and the tests
+# expect all three).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${GOOGLENET_SHARED:-../shared}
 WBG_VERSION=0.2.130
+ENGINES=${GOOGLENET_ENGINES:-cpu threads webgpu}
+TARGET=wasm32-unknown-unknown
 
-rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+die() { echo "build-web.sh: $*" >&2; exit 1; }
+
+TOOLCHAIN=$(rustup show active-toolchain | cut -d' ' -f1)
+rustup target list --installed | grep -q "$TARGET" || rustup target add "$TARGET" \
+  || die "could not add the $TARGET target to $TOOLCHAIN (rustup target add $TARGET)"
+if [[ " $ENGINES " == *" threads "* ]]; then
+  rustup component list --installed | grep -q '^rust-src' || rustup component add rust-src \
+    || die "the threaded CPU engine rebuilds std and needs rust-src for $TOOLCHAIN (rustup component add rust-src)"
+fi
 if ! wasm-bindgen --version 2>/dev/null | grep -q "$WBG_VERSION"; then
-  cargo install wasm-bindgen-cli --version "$WBG_VERSION"
+  cargo install wasm-bindgen-cli --version "$WBG_VERSION" \
+    || die "could not install wasm-bindgen-cli $WBG_VERSION (cargo install wasm-bindgen-cli --version $WBG_VERSION)"
 fi
 [ -x node_modules/.bin/wasm-opt ] || npm ci --no-audit --no-fund
+[ -x node_modules/.bin/wasm-opt ] || die "wasm-opt is missing after npm ci (package binaryen)"
 
-cargo build --lib --target wasm32-unknown-unknown --profile wasm
-rm -rf pkg
-wasm-bindgen --target web --no-typescript --out-dir pkg target/wasm32-unknown-unknown/wasm/googlenet.wasm
-node_modules/.bin/wasm-opt -O3 --strip-debug --strip-producers \
-  --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-  --enable-mutable-globals --enable-multivalue --enable-reference-types \
-  pkg/googlenet_bg.wasm -o pkg/googlenet_bg.opt.wasm
-mv pkg/googlenet_bg.opt.wasm pkg/googlenet_bg.wasm
-for f in pkg/*.wasm pkg/*.js index.html www/*.js www/*/*.js www/*.css; do gzip -9 -kf "$f"; done
+OPT_FEATURES=(--enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext
+  --enable-mutable-globals --enable-multivalue --enable-reference-types)
+
+build() {
+  local engine=$1 out=pkg/$1
+  local -a cargo_args=(build --lib --target "$TARGET" --profile wasm --features "engine-$engine")
+  local target_dir=target opt=(-O3 "${OPT_FEATURES[@]}")
+  if [ "$engine" = threads ]; then
+    # Shared memory (4 GiB at most, as the one-thread build), std with atomics. Its own
+    # target folder: other RUSTFLAGS would rebuild the other engines' dependencies.
+    target_dir=target/wasm-threads
+    cargo_args+=(-Z build-std=panic_abort,std)
+    opt+=(--enable-threads)
+    export RUSTC_BOOTSTRAP=1
+    export RUSTFLAGS="-C target-feature=+simd128,+atomics,+bulk-memory,+mutable-globals -C link-arg=--max-memory=4294967296"
+  fi
+  if [ "$engine" = webgpu ]; then
+    # The math runs on the GPU: the wasm is optimised for size (the download budget).
+    export CARGO_PROFILE_WASM_OPT_LEVEL=z
+    opt=(-Oz "${OPT_FEATURES[@]}")
+  fi
+  echo "== engine $engine"
+  cargo "${cargo_args[@]}" --target-dir "$target_dir"
+  unset RUSTC_BOOTSTRAP RUSTFLAGS CARGO_PROFILE_WASM_OPT_LEVEL
+  rm -rf "$out"
+  wasm-bindgen --target web --no-typescript --out-dir "$out" "$target_dir/$TARGET/wasm/googlenet.wasm"
+  node_modules/.bin/wasm-opt --strip-debug --strip-producers --strip-target-features "${opt[@]}" \
+    "$out/googlenet_bg.wasm" -o "$out/googlenet_bg.opt.wasm"
+  mv "$out/googlenet_bg.opt.wasm" "$out/googlenet_bg.wasm"
+}
+
+for engine in $ENGINES; do
+  case $engine in cpu|threads|webgpu) build "$engine" ;; *) die "unknown engine '$engine' (cpu, threads, webgpu)" ;; esac
+done
+
+find pkg -name '*.wasm' -o -name '*.js' | while read -r f; do gzip -9 -kf "$f"; done
+for f in index.html www/*.js www/*/*.js www/*.css; do gzip -9 -kf "$f"; done
 
 # The gallery: the shared test photos, when present.
 mkdir -p www/samples
 if [ -d "$SHARED/images" ]; then cp "$SHARED"/images/*.jpg www/samples/; fi
 node -e 'const fs=require("fs");console.log(JSON.stringify(fs.readdirSync("www/samples").filter(f=>/\.(jpe?g|png)$/i.test(f)).sort()))' > www/samples/index.json
 
-echo "wasm: $(stat -c %s pkg/googlenet_bg.wasm) bytes raw, $(stat -c %s pkg/googlenet_bg.wasm.gz) bytes gzip"
+for engine in $ENGINES; do
+  echo "wasm $engine: $(stat -c %s "pkg/$engine/googlenet_bg.wasm") bytes raw, $(stat -c %s "pkg/$engine/googlenet_bg.wasm.gz") bytes gzip"
+done

@@ -48,10 +48,14 @@ const server = http.createServer(async (req, res) => {
   const headers = {
     'content-type': types[path.extname(file)] || 'application/octet-stream',
     'cache-control': 'no-cache',
-    // Cross-origin isolation: lets the ONNX Runtime Web benchmark use threads if asked.
-    'cross-origin-opener-policy': 'same-origin',
-    'cross-origin-embedder-policy': 'require-corp',
   };
+  // Cross-origin isolation (SharedArrayBuffer): the threaded CPU engine, and ONNX Runtime Web's
+  // threads in the benchmark. Test hook: a page asked for with `?isolate=0` gets none, as on a
+  // static host that cannot send these headers (the page then runs the one-thread engine).
+  if (url.searchParams.get('isolate') !== '0') {
+    headers['cross-origin-opener-policy'] = 'same-origin';
+    headers['cross-origin-embedder-policy'] = 'require-corp';
+  }
   let body = file;
   // A .gz older than its source is stale (an edit after the build): serve the source. (.gz
   // files are build outputs, never committed, so a fresh clone has none.)

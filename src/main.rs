@@ -21,7 +21,19 @@ use googlenet::{GoogLeNet, GoogLeNetConfig, Variant, npy, paths, preprocess};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Where the network runs: burn-flex on the CPU, or burn's wgpu backend on the GPU
+    /// (Vulkan, Metal or DX12; needs a build with `--features wgpu`).
+    #[arg(long, global = true, value_enum, default_value = "cpu")]
+    backend: Backend,
 }
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Backend {
+    Cpu,
+    Wgpu,
+}
+
+static BACKEND: std::sync::OnceLock<Backend> = std::sync::OnceLock::new();
 
 #[derive(Subcommand)]
 enum Command {
@@ -157,8 +169,26 @@ fn parse_variant(s: &str) -> Result<Variant, String> {
     Variant::parse(s).ok_or_else(|| format!("unknown variant `{s}`; expected bvlc, torchvision or seed"))
 }
 
-fn device() -> Device {
-    Device::flex()
+/// The device `--backend` asked for (made once: a GPU is initialised once per process).
+fn device() -> Result<Device> {
+    static DEVICE: std::sync::OnceLock<std::result::Result<Device, String>> = std::sync::OnceLock::new();
+    DEVICE
+        .get_or_init(|| match BACKEND.get().copied().unwrap_or(Backend::Cpu) {
+            Backend::Cpu => Ok(Device::flex()),
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu => Device::wgpu_options().init().map_err(|e| format!("no usable GPU for --backend wgpu: {e:?}")),
+            #[cfg(not(feature = "wgpu"))]
+            Backend::Wgpu => Err("this build has no GPU backend: build with `cargo build --release --features wgpu` for --backend wgpu".into()),
+        })
+        .clone()
+        .map_err(|e| anyhow::anyhow!(e))
+}
+
+fn backend_name() -> &'static str {
+    match BACKEND.get().copied().unwrap_or(Backend::Cpu) {
+        Backend::Cpu => "burn-flex 0.22.1 (CPU)",
+        Backend::Wgpu => "burn-wgpu 0.22.1 (GPU)",
+    }
 }
 
 fn main() {
@@ -173,6 +203,7 @@ fn main() {
         eprintln!("error: internal error (please report): {}", msg.lines().next().unwrap_or(""));
     }));
     let cli = Cli::parse();
+    let _ = BACKEND.set(cli.backend);
     if let Err(e) = run(cli) {
         eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
         std::process::exit(1);
@@ -239,7 +270,7 @@ fn classify(weights: Option<PathBuf>, variant: Option<Variant>, top: usize, labe
     if top == 0 {
         bail!("--top must be at least 1");
     }
-    let device = device();
+    let device = device()?;
     let path = weights_or_default(weights)?;
     let (model, report) = load(&path, variant, None, &device)?;
     let model = model.valid();
@@ -293,7 +324,7 @@ fn logits(weights: &Path, variant: Option<Variant>, input: &Path, train: bool, t
     }
     // The training forward needs an autodiff device: that is where burn's BatchNorm uses
     // batch statistics, as PyTorch does in train mode.
-    let device = if train { device().autodiff() } else { device() };
+    let device = if train { device()?.autodiff() } else { device()? };
     let (model, _) = load(weights, variant, transform_input, &device)?;
     let x = Tensor::<4>::from_data(TensorData::new(arr.data, [n, c, h, w]), &device);
     let save = |path: &Path, t: Tensor<2>| -> Result<()> {
@@ -317,7 +348,7 @@ fn logits(weights: &Path, variant: Option<Variant>, input: &Path, train: bool, t
 }
 
 fn inspect(variant: Variant, json: bool) -> Result<()> {
-    let model = GoogLeNetConfig::new().with_variant(variant).init(&device());
+    let model = GoogLeNetConfig::new().with_variant(variant).init(&device()?);
     let s = model.summary(preprocess::INPUT_SIZE);
     if json {
         println!("{}", serde_json::to_string_pretty(&s)?);
@@ -369,7 +400,7 @@ fn print_summary(s: &Summary) {
 }
 
 fn convert(from: &Path, variant: Option<Variant>, transform_input: Option<bool>, to: &Path) -> Result<()> {
-    let device = device();
+    let device = device()?;
     let (model, report) = load(from, variant, transform_input, &device)?;
     let info = SaveInfo { labels: report.labels.clone(), aux_trained: !report.aux_fresh };
     std::fs::write(to, weights::save_model(&model, &info)).with_context(|| format!("writing {}", to.display()))?;
@@ -393,7 +424,7 @@ fn bench(variant: Variant, threads: Option<usize>, iters: usize, warmup: usize, 
         bail!("--threads must be at least 1");
     }
     rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().context("setting the thread count")?;
-    let device = device();
+    let device = device()?;
     // Real weights when available (the numbers do not depend on them, but denormals would).
     let model = match (variant, paths::shared_weights()) {
         (Variant::Bvlc, Some(p)) => load(&p, Some(Variant::Bvlc), None, &device)?.0,
@@ -416,7 +447,7 @@ fn bench(variant: Variant, threads: Option<usize>, iters: usize, warmup: usize, 
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
     let min = times[0];
-    let backend = format!("burn-flex {} (CPU)", "0.22.1");
+    let backend = backend_name();
     if layers {
         let x = Tensor::<4>::from_data(TensorData::new(input.clone(), [1, 3, s, s]), &device);
         for (name, ms) in stage_times(&model, x, iters) {
@@ -485,7 +516,7 @@ fn finetune(weights: Option<PathBuf>, variant: Option<Variant>, data: &Path, ste
     if steps == 0 || steps > train::LIMITS.max_steps {
         bail!("--steps must be 1…{}", train::LIMITS.max_steps);
     }
-    let device = device();
+    let device = device()?;
     let path = weights_or_default(weights)?;
     let (model, _) = load(&path, variant, None, &device)?;
     let (labels, examples) = dataset(data)?;

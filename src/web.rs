@@ -22,6 +22,29 @@ use crate::preprocess::{self, INPUT_SIZE, Prepared};
 use crate::train::{self, Dataset, FinetuneConfig, LIMITS, Limits, StepReport, Trainer};
 use crate::weights::{self, LoadOptions, SaveInfo};
 
+#[cfg(not(any(feature = "engine-cpu", feature = "engine-webgpu")))]
+compile_error!("a browser build needs one engine feature: engine-cpu, engine-threads or engine-webgpu");
+
+/// Which engine this build carries: `threads`, `cpu` or `webgpu`.
+const ENGINE: &str = if cfg!(feature = "engine-threads") {
+    "threads"
+} else if cfg!(feature = "engine-cpu") {
+    "cpu"
+} else {
+    "webgpu"
+};
+
+/// Starts the CPU engine's thread pool (`n` Web Workers sharing this instance's memory);
+/// only in the threaded build, and only on a cross-origin isolated page.
+#[cfg(feature = "engine-threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
+/// The engine this build carries (`threads`, `cpu` or `webgpu`).
+#[wasm_bindgen]
+pub fn engine() -> String {
+    ENGINE.to_string()
+}
+
 #[wasm_bindgen(start)]
 pub fn start() {
     console_error_panic_hook::set_once();
@@ -143,20 +166,29 @@ impl Inner {
 
 #[wasm_bindgen]
 impl Session {
-    /// `backend`: `"webgpu"` (burn's wgpu backend) or `"cpu"` (burn-flex in wasm).
+    /// `backend`: `"webgpu"` (burn's wgpu backend, in the WebGPU build) or `"cpu"` (burn-flex,
+    /// in the CPU builds). Each build has one engine; asking for the other is an error that
+    /// names the build to load instead.
     pub fn create(backend: String) -> Promise {
         future_to_promise(async move {
-            let (device, backend) = match backend.as_str() {
-                "webgpu" => {
-                    let d = Device::wgpu_options()
-                        .init_async()
-                        .await
-                        .map_err(|e| js_error(Error::Device(format!("WebGPU initialisation failed: {e:?}"))))?;
-                    (d, "webgpu")
+            let device = match backend.as_str() {
+                #[cfg(feature = "engine-webgpu")]
+                "webgpu" => Device::wgpu_options()
+                    .init_async()
+                    .await
+                    .map_err(|e| js_error(Error::Device(format!("WebGPU initialisation failed: {e:?}"))))?,
+                #[cfg(feature = "engine-cpu")]
+                "cpu" => Device::flex(),
+                // (The arm for this build's own backend comes first.)
+                #[allow(unreachable_patterns)]
+                other @ ("webgpu" | "cpu") => {
+                    return Err(js_error(Error::Request(format!(
+                        "this is the {ENGINE} engine build; the `{other}` backend is in another build"
+                    ))));
                 }
-                "cpu" => (Device::flex(), "cpu"),
                 other => return Err(js_error(Error::Request(format!("unknown backend `{other}`; expected webgpu or cpu")))),
             };
+            let backend = if backend == "webgpu" { "webgpu" } else { "cpu" };
             // Run one tiny op so a broken device fails here, not in the first classification.
             let probe = Tensor::<1>::from_floats([1.0, 2.0], &device).mul_scalar(2.0);
             let v = explore::read(probe).await.map_err(js_error)?;

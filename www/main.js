@@ -4,6 +4,7 @@ import { renderTop, renderAux } from './ui/results.js';
 import { renderMap, renderDifferences, drawHeat } from './ui/explorer.js';
 import { setupFinetune } from './ui/finetune.js';
 import { WorkerClient, Req, Event, Kind, RequestError, restartBudget } from './lib/protocol.js';
+import { chooseEngine, cpuEngine, decide, describeAdapter, describeMeasurement, measureKey, median } from './lib/backend.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -30,7 +31,47 @@ const state = {
   recoveredGeneration: 0,
   /** Why the page runs on the CPU after WebGPU failed (kept over later restarts). */
   fallback: '',
+  /** The engine choice of the last start (lib/backend.js). */
+  choice: null,
+  /** The race between the CPU engine and WebGPU, when auto asked for one. */
+  measuring: null,
 };
+
+/** ?threads=N: the CPU engine's thread count (benchmarks); default: every logical core. */
+const THREADS = params.get('threads');
+const MEASURED = 'googlenet-engine-race-v1';
+
+/** WebGPU as the page sees it (asked once). */
+let gpuPromise = null;
+function gpuInfo() {
+  gpuPromise ??= (async () => {
+    const hasGpu = typeof navigator !== 'undefined' && !!navigator.gpu;
+    if (!hasGpu) return { hasGpu, adapter: null };
+    try { return { hasGpu, adapter: describeAdapter(await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' })) }; }
+    catch { return { hasGpu, adapter: null }; }
+  })();
+  return gpuPromise;
+}
+
+function remembered(key) {
+  try { return JSON.parse(localStorage.getItem(MEASURED) || '{}')[key] || null; } catch { return null; }
+}
+function remember(key, record) {
+  try {
+    const all = JSON.parse(localStorage.getItem(MEASURED) || '{}');
+    all[key] = { ...record, at: new Date().toISOString() };
+    localStorage.setItem(MEASURED, JSON.stringify(all));
+  } catch { /* no storage (private mode): measured again next visit */ }
+}
+
+async function chooseFor(requested) {
+  const gpu = await gpuInfo();
+  const isolated = Boolean(globalThis.crossOriginIsolated);
+  const cores = navigator.hardwareConcurrency;
+  const cpu = cpuEngine({ isolated, cores, threads: THREADS });
+  const measured = gpu.adapter ? remembered(measureKey(gpu.adapter.name, cpu)) : null;
+  return { ...chooseEngine({ requested, ...gpu, isolated, cores, threads: THREADS, measured }), adapter: gpu.adapter?.name || '' };
+}
 
 function setStatus(text) { $('status').textContent = text; }
 
@@ -43,7 +84,7 @@ function showError(message) {
 const client = new WorkerClient(() => new Worker(WORKER_URL, { type: 'module' }), {
   onEvent: (m) => {
     if (m.type === Event.PROGRESS) showProgress(m);
-    else if (m.type === Event.BACKEND) { state.backend = m.backend; showBackend(m); }
+    else if (m.type === Event.BACKEND) { state.backend = m.backend; state.label = m.label; showBackend(m); }
   },
   // The worker died while nothing was asked of it.
   onFailure: (err) => recover(err, null),
@@ -62,8 +103,16 @@ async function boot(requested, reason = '') {
   try {
     // Fault hooks act on the first start only (a restarted model is meant to work).
     const fault = document.body.dataset.boots === '1' ? FAULT : '';
-    const info = await client.start({ backend: requested, reason, weightsUrl: WEIGHTS_URL, labelsUrl: LABELS_URL, fault });
+    const c = await chooseFor(requested);
+    // After a WebGPU failure the page stays on the CPU engine, saying why.
+    const choice = reason ? { ...c, engine: c.cpu.engine, threads: c.cpu.threads, backend: 'cpu', reason: `${reason}; ${c.cpu.why}`, fallback: true, probe: false } : c;
+    state.choice = choice;
+    const info = await client.start({
+      engine: choice.engine, threads: choice.threads, cpu: choice.cpu, adapter: choice.adapter, reason: choice.reason,
+      fallback: choice.fallback, weightsUrl: WEIGHTS_URL, labelsUrl: LABELS_URL, fault,
+    });
     state.backend = info.backend;
+    state.label = info.label;
     state.settings = info.settings;
     state.ready = true;
     showBackend(info);
@@ -130,9 +179,11 @@ function showProgress(m) {
 
 function showBackend(info) {
   const badge = $('backend');
-  badge.textContent = `${info.backend === 'webgpu' ? 'webgpu' : 'cpu'} · ${info.adapter || 'unknown adapter'}`;
+  badge.textContent = `${info.label} · ${info.adapter}`;
   badge.className = `badge ${info.backend}`;
   badge.dataset.backend = info.backend;
+  badge.dataset.engine = info.engine;
+  badge.dataset.threads = String(info.threads);
   $('backend-reason').textContent = info.fallback ? `Fallback: ${info.reason}` : info.reason;
   $('backend-reason').classList.toggle('warn', Boolean(info.fallback));
   $('backend-select').value = state.requested;
@@ -208,8 +259,9 @@ async function classify(bytes) {
       t.dataset.coldMs = state.firstResultAt.toFixed(0);
       t.dataset.wasmBytes = String(res.wasmBytes);
       t.dataset.forwardMs = res.ms_forward.toFixed(1);
-      t.textContent = `${res.ms.toFixed(0)} ms for this image (forward ${res.ms_forward.toFixed(0)} ms on ${state.backend}) · first result ${(state.firstResultAt / 1000).toFixed(1)} s after page load`;
+      t.textContent = `${res.ms.toFixed(0)} ms for this image (forward ${res.ms_forward.toFixed(0)} ms, ${state.label}) · first result ${(state.firstResultAt / 1000).toFixed(1)} s after page load`;
       setStatus('ready');
+      if (state.choice?.probe && !state.measuring) state.measuring = race(bytes, res.ms);
       for (const card of document.querySelectorAll('.block.open .block-head')) {
         card.click(); card.click(); // refresh open blocks for the new image
       }
@@ -223,6 +275,55 @@ async function classify(bytes) {
     }
   };
   await run();
+}
+
+/**
+ * auto, first visit on this adapter: time the CPU engine (warm) and WebGPU in a second worker on
+ * the same image, remember the winner for this adapter, and move to WebGPU only if it won.
+ * Runs after the first result, so the page answers first and measures after.
+ */
+async function race(bytes, firstMs) {
+  const choice = state.choice;
+  const cpuLabel = choice.engine === 'webgpu' ? '' : `CPU, ${choice.threads} thread${choice.threads === 1 ? '' : 's'}`;
+  const reason = $('backend-reason');
+  const say = (text) => { reason.textContent = text; };
+  try {
+    const cpu = [firstMs];
+    for (let i = 0; i < 2; i++) cpu.push((await client.request(Req.CLASSIFY, { bytes: bytes.slice().buffer })).ms);
+    const cpuMs = median(cpu.slice(1).length ? cpu.slice(1) : cpu);
+    say(`${cpuLabel}: ${Math.round(cpuMs)} ms; measuring WebGPU (${choice.adapter}) on the same image…`);
+    const probe = new WorkerClient(() => new Worker(WORKER_URL, { type: 'module' }), {});
+    let gpuMs = null, note = '';
+    try {
+      const info = await probe.start({ engine: 'webgpu', threads: 1, cpu: null, adapter: choice.adapter, reason: 'measurement', weightsUrl: WEIGHTS_URL, labelsUrl: LABELS_URL });
+      if (info.backend === 'webgpu') {
+        await probe.request(Req.CLASSIFY, { bytes: bytes.slice().buffer }); // compiles the kernels
+        const gpu = [];
+        for (let i = 0; i < 2; i++) {
+          gpu.push((await probe.request(Req.CLASSIFY, { bytes: bytes.slice().buffer })).ms);
+          if (gpu[i] > 3 * cpuMs) break; // clearly slower: no need to wait for more
+        }
+        gpuMs = median(gpu);
+      }
+    } catch (e) {
+      note = e.message;
+    } finally {
+      probe.fail('measurement finished', Kind.RESTART);
+    }
+    const record = decide({ cpuMs, gpuMs, cpuLabel, note });
+    remember(measureKey(choice.adapter, choice.cpu), record);
+    document.body.dataset.race = record.winner;
+    if (state.choice !== choice) return; // the user switched engines meanwhile
+    state.choice = { ...choice, probe: false };
+    if (record.winner === 'webgpu' && state.requested === 'auto') {
+      // Faster on this machine: start on WebGPU and show this image's answer from it.
+      if (await boot('auto') && state.lastImage) classify(state.lastImage);
+    } else {
+      say(describeMeasurement(record));
+    }
+  } catch (e) {
+    if (e.kind !== Kind.RESTART) say(`${reason.textContent} (the WebGPU measurement failed: ${e.message})`);
+  }
 }
 
 async function takeFile(file) {

@@ -1,11 +1,14 @@
 // The Web Worker owns the wasm instance, the model and the fine-tune's data set: the page
 // never blocks on inference. Requests are answered one at a time, in order, each with one
 // reply (see lib/protocol.js); requests that arrive while the model loads wait for it.
-import init, { Session } from '../pkg/googlenet.js';
-import { chooseBackend, describeAdapter } from './lib/backend.js';
+// The worker loads one engine build (pkg/<engine>/, see lib/backend.js); WebGPU falls back to
+// the CPU engine it is given, the threaded CPU engine to the one-thread build.
 import { Req, Event, Kind, reply, replyError } from './lib/protocol.js';
+import { engineLabel } from './lib/backend.js';
 
 const CACHE = 'googlenet-weights-v1';
+/** The loaded engine build's module: Session, initThreadPool, engine(). */
+let Session = null;
 let session = null;
 let wasm = null;
 let backendInfo = null;
@@ -50,36 +53,64 @@ async function fetchWithProgress(url, label) {
   return { bytes, cached: false, cache };
 }
 
-async function pickBackend(requested) {
-  const hasGpu = typeof navigator !== 'undefined' && 'gpu' in navigator && !!navigator.gpu;
-  let adapter = null;
-  if (hasGpu && requested !== 'cpu') {
-    try { adapter = describeAdapter(await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' })); }
-    catch { adapter = null; }
+/** Load an engine build; the threaded one also starts its worker threads. */
+async function loadEngine(engine, threads) {
+  const mod = await import(`../pkg/${engine}/googlenet.js`);
+  const instance = await mod.default();
+  if (mod.engine() !== engine) throw new Error(`pkg/${engine} holds the ${mod.engine()} engine (a stale build)`);
+  if (engine === 'threads') {
+    if (fault === 'threads-init') throw new Error('simulated failure (test hook ?fault=threads-init)');
+    if (typeof SharedArrayBuffer === 'undefined' || !self.crossOriginIsolated) throw new Error('this worker cannot share memory (not cross-origin isolated)');
+    await mod.initThreadPool(threads);
   }
-  return { ...chooseBackend({ requested, hasGpu, adapter }), adapter };
+  Session = mod.Session;
+  wasm = instance;
 }
 
-async function createSession(requested, forcedReason) {
-  const choice = await pickBackend(requested);
-  let reason = forcedReason || choice.reason;
-  let backend = choice.backend;
-  if (backend === 'webgpu') {
+/**
+ * Start the engine the page chose (`m.engine`, `m.threads`); `m.cpu` is the CPU engine to fall
+ * back to when WebGPU fails (none: the failure is the answer, as in the page's measurement).
+ */
+async function createSession(m) {
+  let { engine, threads = 1, reason = '' } = m;
+  let fallback = Boolean(m.fallback);
+  if (engine === 'webgpu') {
     try {
       if (fault === 'webgpu-init') throw new Error('simulated WebGPU initialisation failure (test hook ?fault=webgpu-init)');
+      await loadEngine('webgpu');
       session = await Session.create('webgpu');
     } catch (e) {
-      reason = `WebGPU failed to start (${e.message || e}); fell back to the CPU`;
-      backend = 'cpu';
+      if (!m.cpu) throw Object.assign(new Error(`WebGPU failed to start: ${e.message || e}`), { kind: Kind.DEVICE });
+      reason = `WebGPU failed to start (${e.message || e}); fell back to the CPU; ${m.cpu.why}`;
+      fallback = true;
+      ({ engine, threads } = m.cpu);
       session = null;
     }
   }
-  if (!session) session = await Session.create('cpu');
+  if (engine === 'threads') {
+    try {
+      await loadEngine('threads', threads);
+      session = await Session.create('cpu');
+    } catch (e) {
+      reason += `; the threaded CPU engine failed to start (${e.message || e}), so it runs on one thread`;
+      fallback = true;
+      engine = 'cpu';
+      threads = 1;
+      session = null;
+    }
+  }
+  if (!session) {
+    await loadEngine('cpu');
+    session = await Session.create('cpu');
+  }
   backendInfo = {
-    backend,
-    adapter: backend === 'webgpu' ? choice.adapter?.name : 'WebAssembly (burn-flex, SIMD128)',
+    backend: engine === 'webgpu' ? 'webgpu' : 'cpu',
+    engine,
+    threads,
+    label: engineLabel({ engine, threads }),
+    adapter: engine === 'webgpu' ? (m.adapter || 'WebGPU adapter') : `WebAssembly (burn-flex, SIMD128${threads > 1 ? `, ${threads} threads` : ''})`,
     reason,
-    fallback: backend !== choice.backend || (requested !== 'cpu' && backend === 'cpu'),
+    fallback,
   };
   event({ type: Event.BACKEND, ...backendInfo });
 }
@@ -130,8 +161,7 @@ const handlers = {
   async [Req.INIT](m) {
     fault = m.fault || '';
     const t0 = performance.now();
-    wasm = await init();
-    await createSession(m.backend, m.reason);
+    await createSession(m);
     const w = await loadDefaultWeights(m.weightsUrl, m.labelsUrl);
     return { ...backendInfo, report: w.report, weightsCached: w.cached, initMs: performance.now() - t0, settings: session.finetune_settings() };
   },

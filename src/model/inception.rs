@@ -56,11 +56,19 @@ impl Inception {
     /// - input: `[batch, in_channels, h, w]`
     /// - output: `[batch, c1x1 | c3x3 | c5x5 | pool_proj, h, w]`
     pub fn forward_branches(&self, x: Tensor<4>) -> [Tensor<4>; 4] {
-        let b1 = self.branch1.forward(x.clone()); // [batch, c1x1, h, w]
-        let b2 = self.branch2.forward(self.branch2_reduce.forward(x.clone())); // [batch, c3x3, h, w]
-        let b3 = self.branch3.forward(self.branch3_reduce.forward(x.clone())); // [batch, c5x5, h, w]
-        let b4 = self.branch4.forward(self.branch4_pool.forward(x)); // [batch, pool_proj, h, w]
-        [b1, b2, b3, b4]
+        let b1 = || self.branch1.forward(x.clone()); // [batch, c1x1, h, w]
+        let b2 = || self.branch2.forward(self.branch2_reduce.forward(x.clone())); // [batch, c3x3, h, w]
+        let b3 = || self.branch3.forward(self.branch3_reduce.forward(x.clone())); // [batch, c5x5, h, w]
+        let b4 = || self.branch4.forward(self.branch4_pool.forward(x.clone())); // [batch, pool_proj, h, w]
+        // With threads and no autodiff graph (inference), the branches run at once: the large
+        // GEMMs use every thread anyway, but im2col, bias, ReLU and pooling run on one thread
+        // per op; side by side they overlap. (Under autodiff, one thread records the graph.)
+        #[cfg(any(not(target_family = "wasm"), feature = "engine-threads"))]
+        if !x.is_autodiff() {
+            let ((b1, b2), (b3, b4)) = rayon::join(|| rayon::join(b1, b2), || rayon::join(b3, b4));
+            return [b1, b2, b3, b4];
+        }
+        [b1(), b2(), b3(), b4()]
     }
 
     /// # Shapes

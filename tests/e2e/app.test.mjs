@@ -24,6 +24,12 @@ async function open(context, query) {
   return page;
 }
 
+/** The engine the page says it runs (the badge's data attributes). */
+async function engineOf(page) {
+  const b = page.getByTestId('backend');
+  return { backend: await b.getAttribute('data-backend'), engine: await b.getAttribute('data-engine'), threads: Number(await b.getAttribute('data-threads')) };
+}
+
 async function top1(page) {
   await page.getByTestId('status').filter({ hasText: /^ready$/ }).waitFor({ timeout: SLOW });
   const li = page.getByTestId('top5').locator('li').first();
@@ -83,11 +89,13 @@ async function checkBlocks(page) {
   for (const name of BLOCKS) await page.getByTestId(`block-${name}`).locator('.block-head').click();
 }
 
-test('CPU path: classifies the test photos, explorer shows live branches, bad input is refused', { skip: SKIP, timeout: 900_000 }, async () => {
+test('CPU engine on threads: classifies the test photos, explorer shows live branches, bad input is refused', { skip: SKIP, timeout: 900_000 }, async () => {
   const { context, close } = await launch();
   try {
     const page = await open(context, '?backend=cpu');
-    assert.match(await page.getByTestId('backend').textContent(), /cpu/);
+    const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+    assert.deepEqual(await engineOf(page), { backend: 'cpu', engine: 'threads', threads: Math.min(cores, 16) });
+    assert.match(await page.getByTestId('backend').textContent(), new RegExp(`^CPU, ${Math.min(cores, 16)} threads? · WebAssembly`));
     assert.equal(await page.getByTestId('weights-progress').evaluate((p) => p.value === p.max && p.max > 1), true);
     await checkPhotos(page);
     await checkBlocks(page);
@@ -108,7 +116,8 @@ test('WebGPU (SwiftShader): same answers, live branch canvases', { skip: SKIP, t
   const { context, close } = await launch({ webgpu: true });
   try {
     const page = await open(context, '?backend=webgpu');
-    assert.match(await page.getByTestId('backend').textContent(), /webgpu/);
+    assert.equal((await engineOf(page)).engine, 'webgpu');
+    assert.match(await page.getByTestId('backend').textContent(), /^WebGPU · .*swiftshader/i);
     await checkPhotos(page);
     const block = page.getByTestId('block-inception_4c');
     await block.locator('.block-head').click();
@@ -122,7 +131,7 @@ test('WebGPU failures fall back to the CPU automatically', { skip: SKIP, timeout
   try {
     // Initialisation fails.
     let page = await open(context, '?backend=webgpu&fault=webgpu-init');
-    assert.match(await page.getByTestId('backend').textContent(), /cpu/);
+    assert.equal((await engineOf(page)).engine, 'threads', 'falls back to the threaded CPU engine');
     assert.match(await page.locator('#backend-reason').textContent(), /WebGPU failed to start/);
     await pick(page, path.join(shared, 'images/dog.jpg'));
     assert.equal((await top1(page)).label, expected['dog.jpg'][0].label);
@@ -130,17 +139,62 @@ test('WebGPU failures fall back to the CPU automatically', { skip: SKIP, timeout
     // The device is lost in the middle of a classification: the page restarts on the CPU
     // and still answers.
     page = await open(context, '?backend=webgpu&fault=webgpu-lost');
-    assert.match(await page.getByTestId('backend').textContent(), /webgpu/);
+    assert.equal((await engineOf(page)).engine, 'webgpu');
     await pick(page, path.join(shared, 'images/cat.jpg'));
     assert.equal((await top1(page)).label, expected['cat.jpg'][0].label);
-    assert.match(await page.getByTestId('backend').textContent(), /cpu/);
+    assert.equal((await engineOf(page)).backend, 'cpu');
     assert.match(await page.locator('#backend-reason').textContent(), /switched to the CPU/);
   } finally { await close(); }
   // No WebGPU at all (no --enable-unsafe-webgpu): auto picks the CPU and says why.
   const plain = await launch();
   try {
     const page = await open(plain.context, '');
-    assert.match(await page.getByTestId('backend').textContent(), /cpu/);
+    assert.equal((await engineOf(page)).backend, 'cpu');
     assert.match(await page.locator('#backend-reason').textContent(), /Fallback: .*(WebGPU|adapter|software)/);
   } finally { await plain.close(); }
+});
+
+test('CPU engine without cross-origin isolation: one thread, same answers, and says why', { skip: SKIP, timeout: 600_000 }, async () => {
+  const { context, close } = await launch();
+  try {
+    const page = await open(context, '?backend=cpu&isolate=0');
+    assert.equal(await page.evaluate(() => crossOriginIsolated), false);
+    assert.deepEqual(await engineOf(page), { backend: 'cpu', engine: 'cpu', threads: 1 });
+    assert.match(await page.locator('#backend-reason').textContent(), /one thread: the page is not cross-origin isolated/);
+    await checkPhotos(page);
+    // The threaded engine failing to start ends on the one-thread engine, said as a fallback.
+    const broken = await open(context, '?backend=cpu&fault=threads-init');
+    assert.deepEqual(await engineOf(broken), { backend: 'cpu', engine: 'cpu', threads: 1 });
+    assert.match(await broken.locator('#backend-reason').textContent(), /^Fallback: .*threaded CPU engine failed to start/);
+    await pick(broken, path.join(shared, 'images/dog.jpg'));
+    assert.equal((await top1(broken)).label, expected['dog.jpg'][0].label);
+  } finally { await close(); }
+});
+
+test('auto measures WebGPU against the CPU engine once, remembers the winner and says why', { skip: SKIP, timeout: 1_200_000 }, async () => {
+  const { context, close } = await launch({ webgpu: true });
+  try {
+    let page = await open(context, '');
+    // First visit: the CPU engine answers first, then the race runs on the same image.
+    assert.equal((await engineOf(page)).backend, 'cpu');
+    assert.match(await page.locator('#backend-reason').textContent(), /measured against it after the first result/);
+    await pick(page, path.join(shared, 'images/cat.jpg'));
+    assert.equal((await top1(page)).label, expected['cat.jpg'][0].label);
+    await page.waitForFunction(() => document.body.dataset.race, null, { timeout: SLOW });
+    // SwiftShader emulates the GPU on the CPU: the measurement, not a name list, keeps the CPU.
+    assert.equal(await page.evaluate(() => document.body.dataset.race), 'cpu');
+    const said = await page.locator('#backend-reason').textContent();
+    assert.match(said, /^measured on this machine: CPU, \d+ threads?: \d+ ms; WebGPU: \d+ ms$/);
+    const [cpuMs, gpuMs] = said.match(/\d+ ms/g).map((x) => Number(x.split(' ')[0]));
+    assert.ok(gpuMs > cpuMs, `WebGPU ${gpuMs} ms lost to the CPU's ${cpuMs} ms`);
+    await page.close();
+    // Second visit: the remembered result decides at once; no second race.
+    page = await open(context, '');
+    assert.equal((await engineOf(page)).backend, 'cpu');
+    assert.ok((await page.locator('#backend-reason').textContent()).startsWith(said));
+    await pick(page, path.join(shared, 'images/dog.jpg'));
+    assert.equal((await top1(page)).label, expected['dog.jpg'][0].label);
+    assert.equal(await page.evaluate(() => document.body.dataset.race), undefined);
+    await assertCleanText(page, assert);
+  } finally { await close(); }
 });

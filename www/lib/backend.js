@@ -1,23 +1,80 @@
-// Which backend to run, and why: pure logic, tested with `node --test`.
+// Which engine to run, and why: pure logic, tested with `node --test`.
+//
+// Three builds of the model (scripts/build-web.sh), the worker loads one:
+//   threads  the CPU engine on Web Worker threads (needs a cross-origin isolated page)
+//   cpu      the CPU engine on one thread (any page)
+//   webgpu   burn's wgpu backend
+// "auto" starts on the CPU engine (small, starts fast) and, where a WebGPU adapter exists,
+// measures it against the CPU after the first result; the faster one is remembered per adapter.
+
+/** Most threads the CPU engine starts (more than the cores only adds contention). */
+export const MAX_THREADS = 16;
+
+/** The CPU engine this page can run: threaded where memory can be shared with workers. */
+export function cpuEngine({ isolated, cores, threads = null }) {
+  const logical = Math.max(1, Math.floor(Number(cores) || 1));
+  if (!isolated) {
+    return {
+      engine: 'cpu', threads: 1,
+      why: 'one thread: the page is not cross-origin isolated (its server sends no COOP/COEP headers), so it cannot share memory with worker threads',
+    };
+  }
+  const asked = Math.floor(Number(threads));
+  const n = Math.min(MAX_THREADS, asked >= 1 ? asked : logical);
+  return { engine: 'threads', threads: n, why: `${n} thread${n === 1 ? '' : 's'} on ${logical} logical core${logical === 1 ? '' : 's'}` };
+}
+
+/** "CPU, 4 threads", "CPU, 1 thread" or "WebGPU". */
+export function engineLabel({ engine, threads }) {
+  if (engine === 'webgpu') return 'WebGPU';
+  return `CPU, ${threads} thread${threads === 1 ? '' : 's'}`;
+}
+
+/** The key a measurement is remembered under: the adapter and the CPU engine it was raced against. */
+export function measureKey(adapterName, cpu) {
+  return `${adapterName}|${engineLabel(cpu)}`;
+}
+
+/** What a measurement says, e.g. "CPU, 8 threads: 41 ms; WebGPU: 95 ms on this machine". */
+export function describeMeasurement(m) {
+  const gpu = m.gpuMs == null ? `WebGPU: ${m.note || 'did not run'}` : `WebGPU: ${Math.round(m.gpuMs)} ms`;
+  return `measured on this machine: ${m.cpuLabel}: ${Math.round(m.cpuMs)} ms; ${gpu}`;
+}
+
+/**
+ * The race's outcome: WebGPU wins only by being faster, measured. A software adapter or a
+ * slow integrated GPU loses to the threaded CPU engine this way, with no list of names.
+ */
+export function decide({ cpuMs, gpuMs, cpuLabel, note = '' }) {
+  const winner = gpuMs != null && Number.isFinite(gpuMs) && gpuMs < cpuMs ? 'webgpu' : 'cpu';
+  return { winner, cpuMs, gpuMs: gpuMs ?? null, cpuLabel, note };
+}
 
 /**
  * @param {object} o
  * @param {'auto'|'webgpu'|'cpu'} o.requested  what the URL or the menu asked for
  * @param {boolean} o.hasGpu                    navigator.gpu exists
  * @param {{name: string, isFallback: boolean} | null} o.adapter  requestAdapter() result
- * @returns {{backend: 'webgpu'|'cpu', reason: string}}
+ * @param {boolean} o.isolated                  crossOriginIsolated (SharedArrayBuffer usable)
+ * @param {number} o.cores                      navigator.hardwareConcurrency
+ * @param {number|null} [o.threads]             ?threads=N
+ * @param {object|null} [o.measured]            the remembered race for this adapter (see decide)
+ * @returns {{engine: string, threads: number, backend: 'webgpu'|'cpu', cpu: object, reason: string, fallback: boolean, probe: boolean}}
  */
-export function chooseBackend({ requested, hasGpu, adapter }) {
-  if (requested === 'cpu') return { backend: 'cpu', reason: 'CPU chosen' };
-  if (!hasGpu) return { backend: 'cpu', reason: 'WebGPU is not available in this browser (no navigator.gpu)' };
-  if (!adapter) return { backend: 'cpu', reason: 'WebGPU found no GPU adapter' };
-  if (adapter.isFallback && requested !== 'webgpu') {
-    return {
-      backend: 'cpu',
-      reason: `the only WebGPU adapter is a software emulation (${adapter.name || 'fallback adapter'}), slower than the CPU path; add ?backend=webgpu to use it anyway`,
-    };
+export function chooseEngine({ requested, hasGpu, adapter, isolated, cores, threads = null, measured = null }) {
+  const cpu = cpuEngine({ isolated, cores, threads });
+  const onCpu = (reason, { fallback = false, probe = false } = {}) => ({
+    engine: cpu.engine, threads: cpu.threads, backend: 'cpu', cpu, reason: `${reason}; ${cpu.why}`, fallback, probe,
+  });
+  const onGpu = (reason) => ({ engine: 'webgpu', threads: 1, backend: 'webgpu', cpu, reason, fallback: false, probe: false });
+  if (requested === 'cpu') return onCpu('CPU chosen');
+  if (!hasGpu) return onCpu('WebGPU is not available in this browser (no navigator.gpu)', { fallback: true });
+  if (!adapter) return onCpu('WebGPU found no GPU adapter', { fallback: true });
+  if (requested === 'webgpu') return onGpu('WebGPU chosen');
+  if (measured && measured.cpuLabel === engineLabel(cpu)) {
+    return measured.winner === 'webgpu' ? onGpu(describeMeasurement(measured)) : onCpu(describeMeasurement(measured));
   }
-  return { backend: 'webgpu', reason: requested === 'webgpu' ? 'WebGPU chosen' : 'WebGPU adapter available' };
+  return onCpu(`CPU first; WebGPU (${adapter.name}) is measured against it after the first result`, { probe: true });
 }
 
 /** Adapter name from GPUAdapter.info (Chrome ≥ 114), with the fallback flag (Chrome ≥ 136 on info). */
@@ -27,4 +84,11 @@ export function describeAdapter(adapter) {
   const parts = [info.vendor, info.architecture, info.device, info.description].filter(Boolean);
   const isFallback = Boolean(info.isFallbackAdapter ?? adapter.isFallbackAdapter);
   return { name: parts.join(' ') || 'unknown adapter', isFallback };
+}
+
+/** Median of a non-empty list of timings. */
+export function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }

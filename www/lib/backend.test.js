@@ -1,27 +1,75 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chooseBackend, describeAdapter } from './backend.js';
+import { chooseEngine, cpuEngine, decide, describeAdapter, describeMeasurement, engineLabel, measureKey, median, MAX_THREADS } from './backend.js';
 
 const gpu = { name: 'NVIDIA RTX', isFallback: false };
-const soft = { name: 'Google SwiftShader', isFallback: true };
+const soft = { name: 'google swiftshader', isFallback: true };
+const page = { hasGpu: true, isolated: true, cores: 8 };
 
-test('a real adapter runs WebGPU', () => {
-  assert.equal(chooseBackend({ requested: 'auto', hasGpu: true, adapter: gpu }).backend, 'webgpu');
+test('the CPU engine is threaded only on a cross-origin isolated page', () => {
+  assert.deepEqual(
+    [cpuEngine({ isolated: true, cores: 8 }).engine, cpuEngine({ isolated: true, cores: 8 }).threads],
+    ['threads', 8],
+  );
+  const plain = cpuEngine({ isolated: false, cores: 8 });
+  assert.deepEqual([plain.engine, plain.threads], ['cpu', 1]);
+  assert.match(plain.why, /not cross-origin isolated/);
+  assert.equal(cpuEngine({ isolated: true, cores: 8, threads: 2 }).threads, 2, '?threads=2');
+  assert.equal(cpuEngine({ isolated: true, cores: 64 }).threads, MAX_THREADS);
+  assert.equal(cpuEngine({ isolated: true, cores: undefined }).threads, 1, 'no hardwareConcurrency');
+  assert.equal(cpuEngine({ isolated: true, cores: 4, threads: 'x' }).threads, 4, 'a bad ?threads is ignored');
 });
 
-test('missing WebGPU or adapter falls back to the CPU with a reason', () => {
-  const a = chooseBackend({ requested: 'auto', hasGpu: false, adapter: null });
-  assert.deepEqual([a.backend, /navigator.gpu/.test(a.reason)], ['cpu', true]);
-  const b = chooseBackend({ requested: 'webgpu', hasGpu: true, adapter: null });
-  assert.deepEqual([b.backend, /no GPU adapter/.test(b.reason)], ['cpu', true]);
+test('auto starts on the CPU and asks for a measurement when an adapter exists', () => {
+  const c = chooseEngine({ requested: 'auto', adapter: gpu, ...page });
+  assert.deepEqual([c.engine, c.threads, c.backend, c.probe, c.fallback], ['threads', 8, 'cpu', true, false]);
+  assert.match(c.reason, /measured against it/);
+  // Not even a software adapter is ruled out by name: it is measured like any other.
+  assert.equal(chooseEngine({ requested: 'auto', adapter: soft, ...page }).probe, true);
 });
 
-test('a software adapter is used only when asked for', () => {
-  const auto = chooseBackend({ requested: 'auto', hasGpu: true, adapter: soft });
-  assert.equal(auto.backend, 'cpu');
-  assert.match(auto.reason, /SwiftShader/);
-  assert.equal(chooseBackend({ requested: 'webgpu', hasGpu: true, adapter: soft }).backend, 'webgpu');
-  assert.equal(chooseBackend({ requested: 'cpu', hasGpu: true, adapter: gpu }).backend, 'cpu');
+test('a remembered race decides auto, for the same CPU engine only', () => {
+  const cpuLabel = engineLabel(cpuEngine({ isolated: true, cores: 8 }));
+  const gpuWon = decide({ cpuMs: 120, gpuMs: 41.2, cpuLabel });
+  const c = chooseEngine({ requested: 'auto', adapter: gpu, ...page, measured: gpuWon });
+  assert.deepEqual([c.engine, c.probe], ['webgpu', false]);
+  assert.equal(c.reason, 'measured on this machine: CPU, 8 threads: 120 ms; WebGPU: 41 ms');
+  const cpuWon = decide({ cpuMs: 120, gpuMs: 2400, cpuLabel });
+  assert.deepEqual([chooseEngine({ requested: 'auto', adapter: soft, ...page, measured: cpuWon }).engine], ['threads']);
+  // Measured against 8 threads; this page runs one: measure again.
+  const other = chooseEngine({ requested: 'auto', adapter: gpu, ...page, isolated: false, measured: gpuWon });
+  assert.deepEqual([other.engine, other.probe], ['cpu', true]);
+});
+
+test('WebGPU wins only by being faster', () => {
+  assert.equal(decide({ cpuMs: 100, gpuMs: 99, cpuLabel: 'CPU, 2 threads' }).winner, 'webgpu');
+  assert.equal(decide({ cpuMs: 100, gpuMs: 100, cpuLabel: 'CPU, 2 threads' }).winner, 'cpu');
+  assert.equal(decide({ cpuMs: 100, gpuMs: null, cpuLabel: 'CPU, 2 threads', note: 'failed to start' }).winner, 'cpu');
+  assert.equal(decide({ cpuMs: 100, gpuMs: NaN, cpuLabel: 'CPU, 2 threads' }).winner, 'cpu');
+  assert.equal(
+    describeMeasurement(decide({ cpuMs: 100, gpuMs: null, cpuLabel: 'CPU, 1 thread', note: 'WebGPU failed to start' })),
+    'measured on this machine: CPU, 1 thread: 100 ms; WebGPU: WebGPU failed to start',
+  );
+});
+
+test('explicit choices and missing WebGPU', () => {
+  const cpu = chooseEngine({ requested: 'cpu', adapter: gpu, ...page });
+  assert.deepEqual([cpu.engine, cpu.probe, cpu.fallback], ['threads', false, false]);
+  assert.match(cpu.reason, /^CPU chosen; 8 threads/);
+  assert.equal(chooseEngine({ requested: 'webgpu', adapter: soft, ...page }).engine, 'webgpu');
+  const none = chooseEngine({ requested: 'auto', adapter: null, ...page, hasGpu: false });
+  assert.deepEqual([none.engine, none.fallback, none.probe], ['threads', true, false]);
+  assert.match(none.reason, /navigator.gpu/);
+  const noAdapter = chooseEngine({ requested: 'webgpu', adapter: null, ...page });
+  assert.deepEqual([noAdapter.backend, /no GPU adapter/.test(noAdapter.reason)], ['cpu', true]);
+});
+
+test('labels, keys and medians', () => {
+  assert.equal(engineLabel({ engine: 'cpu', threads: 1 }), 'CPU, 1 thread');
+  assert.equal(engineLabel({ engine: 'webgpu', threads: 1 }), 'WebGPU');
+  assert.equal(measureKey('NVIDIA RTX', { engine: 'threads', threads: 4 }), 'NVIDIA RTX|CPU, 4 threads');
+  assert.equal(median([3, 1, 2]), 2);
+  assert.equal(median([4, 1, 2, 3]), 2.5);
 });
 
 test('adapter info is read from GPUAdapter.info', () => {
