@@ -21,6 +21,9 @@ export function cpuEngine({ isolated, cores, threads = null }) {
   }
   const asked = Math.floor(Number(threads));
   const n = Math.min(MAX_THREADS, asked >= 1 ? asked : logical);
+  // On one thread the one-thread build is faster: the threaded one hands every parallel
+  // operation to a pool worker and waits, and its allocator locks.
+  if (n === 1) return { engine: 'cpu', threads: 1, why: `one thread (${asked >= 1 ? '?threads=1' : 'one logical core'}): the one-thread build` };
   return { engine: 'threads', threads: n, why: `${n} thread${n === 1 ? '' : 's'} on ${logical} logical core${logical === 1 ? '' : 's'}` };
 }
 

@@ -16,7 +16,8 @@ test('the CPU engine is threaded only on a cross-origin isolated page', () => {
   assert.match(plain.why, /not cross-origin isolated/);
   assert.equal(cpuEngine({ isolated: true, cores: 8, threads: 2 }).threads, 2, '?threads=2');
   assert.equal(cpuEngine({ isolated: true, cores: 64 }).threads, MAX_THREADS);
-  assert.equal(cpuEngine({ isolated: true, cores: undefined }).threads, 1, 'no hardwareConcurrency');
+  assert.deepEqual([cpuEngine({ isolated: true, cores: undefined }).engine, cpuEngine({ isolated: true, cores: undefined }).threads], ['cpu', 1], 'no hardwareConcurrency: the one-thread build');
+  assert.deepEqual([cpuEngine({ isolated: true, cores: 8, threads: 1 }).engine, cpuEngine({ isolated: true, cores: 8, threads: 1 }).why], ['cpu', 'one thread (?threads=1): the one-thread build']);
   assert.equal(cpuEngine({ isolated: true, cores: 4, threads: 'x' }).threads, 4, 'a bad ?threads is ignored');
 });
 
