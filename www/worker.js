@@ -108,7 +108,7 @@ async function createSession(m) {
     engine,
     threads,
     label: engineLabel({ engine, threads }),
-    adapter: engine === 'webgpu' ? (m.adapter || 'WebGPU adapter') : `WebAssembly (burn-flex, SIMD128${threads > 1 ? `, ${threads} threads` : ''})`,
+    adapter: engine === 'webgpu' ? (m.adapter || 'WebGPU adapter') : 'WebAssembly (burn-flex, SIMD128)',
     reason,
     fallback,
   };
