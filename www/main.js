@@ -4,7 +4,7 @@ import { renderTop, renderAux } from './ui/results.js';
 import { renderMap, renderDifferences, drawHeat } from './ui/explorer.js';
 import { setupFinetune } from './ui/finetune.js';
 import { WorkerClient, Req, Event, Kind, RequestError, restartBudget } from './lib/protocol.js';
-import { chooseEngine, cpuEngine, decide, describeAdapter, describeMeasurement, measureKey, median } from './lib/backend.js';
+import { chooseEngine, cpuEngine, decide, describeAdapter, describeMeasurement, engineLabel, measureKey, median } from './lib/backend.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -107,6 +107,8 @@ async function boot(requested, reason = '') {
     // After a WebGPU failure the page stays on the CPU engine, saying why.
     const choice = reason ? { ...c, engine: c.cpu.engine, threads: c.cpu.threads, backend: 'cpu', reason: `${reason}; ${c.cpu.why}`, fallback: true, probe: false } : c;
     state.choice = choice;
+    // A race cut short by this start (a switch) may run again on the next image.
+    state.measuring = null;
     const info = await client.start({
       engine: choice.engine, threads: choice.threads, cpu: choice.cpu, adapter: choice.adapter, reason: choice.reason,
       fallback: choice.fallback, weightsUrl: WEIGHTS_URL, labelsUrl: LABELS_URL, fault,
@@ -284,7 +286,7 @@ async function classify(bytes) {
  */
 async function race(bytes, firstMs) {
   const choice = state.choice;
-  const cpuLabel = choice.engine === 'webgpu' ? '' : `CPU, ${choice.threads} thread${choice.threads === 1 ? '' : 's'}`;
+  const cpuLabel = engineLabel(choice);
   const reason = $('backend-reason');
   const say = (text) => { reason.textContent = text; };
   try {
