@@ -321,7 +321,7 @@ async function race(bytes, firstMs) {
       // Faster on this machine: start on WebGPU and show this image's answer from it.
       if (await boot('auto') && state.lastImage) classify(state.lastImage);
     } else {
-      say(describeMeasurement(record));
+      say(`${describeMeasurement(record)}; ${choice.cpu.why}`);
     }
   } catch (e) {
     if (e.kind !== Kind.RESTART) say(`${reason.textContent} (the WebGPU measurement failed: ${e.message})`);
