@@ -104,8 +104,8 @@ async function boot(requested, reason = '') {
     // Fault hooks act on the first start only (a restarted model is meant to work).
     const fault = document.body.dataset.boots === '1' ? FAULT : '';
     const c = await chooseFor(requested);
-    // After a WebGPU failure the page stays on the CPU engine, saying why.
-    const choice = reason ? { ...c, engine: c.cpu.engine, threads: c.cpu.threads, backend: 'cpu', reason: `${reason}; ${c.cpu.why}`, fallback: true, probe: false } : c;
+    // After a WebGPU failure (`reason`, always with requested 'cpu') the page says why.
+    const choice = reason ? { ...c, reason: `${reason}; ${c.cpu.why}`, fallback: true } : c;
     state.choice = choice;
     // A race cut short by this start (a switch) may run again on the next image.
     state.measuring = null;
@@ -263,7 +263,7 @@ async function classify(bytes) {
       t.dataset.forwardMs = res.ms_forward.toFixed(1);
       t.textContent = `${res.ms.toFixed(0)} ms for this image (forward ${res.ms_forward.toFixed(0)} ms, ${state.label}) · first result ${(state.firstResultAt / 1000).toFixed(1)} s after page load`;
       setStatus('ready');
-      if (state.choice?.probe && !state.measuring) state.measuring = race(bytes, res.ms);
+      if (state.choice?.probe && !state.measuring) state.measuring = race(bytes);
       for (const card of document.querySelectorAll('.block.open .block-head')) {
         card.click(); card.click(); // refresh open blocks for the new image
       }
@@ -284,15 +284,16 @@ async function classify(bytes) {
  * the same image, remember the winner for this adapter, and move to WebGPU only if it won.
  * Runs after the first result, so the page answers first and measures after.
  */
-async function race(bytes, firstMs) {
+async function race(bytes) {
   const choice = state.choice;
   const cpuLabel = engineLabel(choice);
   const reason = $('backend-reason');
   const say = (text) => { reason.textContent = text; };
   try {
-    const cpu = [firstMs];
+    // Two warm runs (the first result included the engine's warm-up).
+    const cpu = [];
     for (let i = 0; i < 2; i++) cpu.push((await client.request(Req.CLASSIFY, { bytes: bytes.slice().buffer })).ms);
-    const cpuMs = median(cpu.slice(1).length ? cpu.slice(1) : cpu);
+    const cpuMs = median(cpu);
     say(`${cpuLabel}: ${Math.round(cpuMs)} ms; measuring WebGPU (${choice.adapter}) on the same image…`);
     const probe = new WorkerClient(() => new Worker(WORKER_URL, { type: 'module' }), {});
     let gpuMs = null, note = '';
