@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod error;
+pub mod explain;
 pub mod explore;
 pub mod labels;
 pub mod model;

@@ -9,10 +9,10 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use clap::{Parser, Subcommand};
 
-use googlenet::explore;
+use googlenet::{explain, explore};
 use googlenet::labels::{Prediction, parse_labels};
 use googlenet::model::summary::Summary;
-use googlenet::weights::{self, LoadOptions, LoadReport, SaveInfo};
+use googlenet::weights::{self, LoadOptions, LoadReport, SaveInfo, StoreDtype};
 use googlenet::train::{self, FinetuneConfig, OptimizerKind, Trainable, Trainer};
 use googlenet::{GoogLeNet, GoogLeNetConfig, Variant, npy, paths, preprocess};
 
@@ -59,6 +59,32 @@ enum Command {
         #[arg(required = true)]
         images: Vec<PathBuf>,
     },
+    /// Where in the image the evidence for a class lies (Grad-CAM on an Inception block).
+    Explain {
+        image: PathBuf,
+        /// The class: its index (0…999 for ImageNet), or its name (`"Egyptian cat"`).
+        #[arg(long)]
+        class: String,
+        /// The Inception block whose output is weighed by the class's gradient.
+        #[arg(long, default_value = "inception_4e")]
+        layer: String,
+        /// Whose score: main, or aux1 / aux2 (for fine-tuned weights with trained aux heads).
+        #[arg(long, default_value = "main")]
+        head: String,
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        #[arg(long, value_parser = parse_variant)]
+        variant: Option<Variant>,
+        /// Class names (synset_words.txt format); default: from the weights file or the shared data.
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// Print {"image", "class", "label", "layer", "grid"} as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Write the heat over the 224×224 crop as a PNG.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Raw logits for an NCHW float32 .npy tensor (no preprocessing).
     Logits {
         #[arg(long)]
@@ -95,6 +121,10 @@ enum Command {
         transform_input: Option<bool>,
         #[arg(long)]
         to: PathBuf,
+        /// How the file stores its values: f32, or f16 (half the size; computed in f32 after
+        /// loading).
+        #[arg(long, value_parser = parse_dtype, default_value = "f32")]
+        dtype: StoreDtype,
     },
     /// Batch-1 latency on the CPU backend after warm-up.
     Bench {
@@ -170,6 +200,10 @@ fn parse_variant(s: &str) -> Result<Variant, String> {
 }
 
 /// The device `--backend` asked for (made once: a GPU is initialised once per process).
+fn parse_dtype(s: &str) -> Result<StoreDtype, String> {
+    StoreDtype::parse(s).ok_or_else(|| format!("unknown dtype `{s}`; expected f32 or f16"))
+}
+
 fn device() -> Result<Device> {
     static DEVICE: std::sync::OnceLock<std::result::Result<Device, String>> = std::sync::OnceLock::new();
     DEVICE
@@ -215,11 +249,14 @@ fn run(cli: Cli) -> Result<()> {
         Command::Classify { weights, variant, top, labels, json, images } => {
             classify(weights, variant, top, labels, json, &images)
         }
+        Command::Explain { image, class, layer, head, weights, variant, labels, json, out } => {
+            explain(&image, &class, &layer, &head, weights, variant, labels, json, out.as_deref())
+        }
         Command::Logits { weights, variant, input, train, transform_input, out } => {
             logits(&weights, variant, &input, train, transform_input, &out)
         }
         Command::Inspect { variant, json } => inspect(variant, json),
-        Command::Convert { from, variant, transform_input, to } => convert(&from, variant, transform_input, &to),
+        Command::Convert { from, variant, transform_input, to, dtype } => convert(&from, variant, transform_input, &to, dtype),
         Command::Bench { variant, threads, iters, warmup, json, layers } => bench(variant, threads, iters, warmup, json, layers),
         Command::FetchWeights { url } => fetch_weights(&url),
         Command::Finetune { weights, variant, data, steps, batch, lr, aux_weight, no_aux, trainable, optimizer, seed, no_augment, out, log } => {
@@ -274,17 +311,7 @@ fn classify(weights: Option<PathBuf>, variant: Option<Variant>, top: usize, labe
     let path = weights_or_default(weights)?;
     let (model, report) = load(&path, variant, None, &device)?;
     let model = model.valid();
-    let names = match (labels, report.labels) {
-        (Some(p), _) => parse_labels(&std::fs::read_to_string(&p).with_context(|| format!("reading labels {}", p.display()))?),
-        (None, Some(l)) => l,
-        (None, None) => match paths::shared_labels() {
-            Some(p) if report.num_classes == 1000 => parse_labels(&std::fs::read_to_string(&p)?),
-            _ => Vec::new(),
-        },
-    };
-    if !names.is_empty() && names.len() != report.num_classes {
-        bail!("{} labels for a {}-class classifier", names.len(), report.num_classes);
-    }
+    let names = class_names(labels, &report)?;
     let mut results = Vec::new();
     for image in images {
         let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
@@ -307,6 +334,99 @@ fn classify(weights: Option<PathBuf>, variant: Option<Variant>, top: usize, labe
             for Prediction { index, label, prob } in top {
                 println!("  {:>6.2}%  {label} (#{index})", prob * 100.0);
             }
+        }
+    }
+    Ok(())
+}
+
+/// The class names: `--labels`, else those in the weights file, else the shared ImageNet list
+/// (for a 1000-class model); empty when there are none.
+fn class_names(labels: Option<PathBuf>, report: &LoadReport) -> Result<Vec<String>> {
+    let names = match (labels, &report.labels) {
+        (Some(p), _) => parse_labels(&std::fs::read_to_string(&p).with_context(|| format!("reading labels {}", p.display()))?),
+        (None, Some(l)) => l.clone(),
+        (None, None) => match paths::shared_labels() {
+            Some(p) if report.num_classes == 1000 => parse_labels(&std::fs::read_to_string(&p)?),
+            _ => Vec::new(),
+        },
+    };
+    if !names.is_empty() && names.len() != report.num_classes {
+        bail!("{} labels for a {}-class classifier", names.len(), report.num_classes);
+    }
+    Ok(names)
+}
+
+/// A class given by index or by name (a label, or one of its comma-separated synonyms, in any
+/// case).
+fn class_index(class: &str, names: &[String], num_classes: usize) -> Result<usize> {
+    if let Ok(i) = class.trim().parse::<usize>() {
+        if i >= num_classes {
+            bail!("--class {i}: this model has classes 0…{}", num_classes - 1);
+        }
+        return Ok(i);
+    }
+    let want = class.trim().to_lowercase();
+    let matches = |label: &String| label.to_lowercase() == want || label.split(',').any(|s| s.trim().to_lowercase() == want);
+    match names.iter().position(matches) {
+        Some(i) => Ok(i),
+        None if names.is_empty() => bail!("--class `{class}`: no class names are known (pass --labels FILE or a class index)"),
+        None => {
+            let close: Vec<_> = names.iter().filter(|l| l.to_lowercase().contains(&want)).take(5).cloned().collect();
+            if close.is_empty() {
+                bail!("--class `{class}`: no class has that name; give an index (0…{}) or a name from the labels", num_classes - 1)
+            }
+            bail!("--class `{class}`: no class has exactly that name; did you mean {}?", close.join(" / "))
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn explain(image: &Path, class: &str, layer: &str, head: &str, weights: Option<PathBuf>, variant: Option<Variant>, labels: Option<PathBuf>, json: bool, out: Option<&Path>) -> Result<()> {
+    let head = explain::Head::parse(head).with_context(|| format!("--head `{head}`: expected main, aux1 or aux2"))?;
+    let block = explain::block_index(layer)?;
+    let device = device()?;
+    let path = weights_or_default(weights)?;
+    let (model, report) = load(&path, variant, None, &device)?;
+    if head != explain::Head::Main && report.aux_fresh {
+        bail!("--head {head:?}: {} holds no trained aux heads (the BVLC release has none); fine-tune with the aux losses on first", path.display());
+    }
+    let model = model.valid();
+    let names = class_names(labels, &report)?;
+    let class = class_index(class, &names, report.num_classes)?;
+    let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
+    let prepared = preprocess::prepare(&bytes, report.variant).with_context(|| format!("{}", image.display()))?;
+    let s = preprocess::INPUT_SIZE;
+    let x = Tensor::<4>::from_data(TensorData::new(prepared.chw, [1, 3, s, s]), &device);
+    let e = futures_lite::future::block_on(explain::grad_cam(&model, x, class, block, head, &names)).with_context(|| format!("{}", image.display()))?;
+    if let Some(out) = out {
+        let crop = preprocess::resize_crop(&preprocess::decode(&bytes)?);
+        explain::overlay(&crop, &e.grid).save(out).with_context(|| format!("writing {}", out.display()))?;
+    }
+    if json {
+        let v = serde_json::json!({
+            "image": image.display().to_string(), "class": e.class, "label": e.label, "layer": e.layer,
+            "head": e.head, "score": e.score, "grid": e.grid,
+        });
+        println!("{}", serde_json::to_string(&v)?);
+    } else {
+        let (h, w) = (e.grid.len(), e.grid[0].len());
+        let (mut best, mut at) = (0f32, (0, 0));
+        for (y, row) in e.grid.iter().enumerate() {
+            for (x, &v) in row.iter().enumerate() {
+                if v > best {
+                    (best, at) = (v, (y, x));
+                }
+            }
+        }
+        println!("{}: {} (#{}), logit {:.2}, on {} ({h}×{w}), {:.0} ms", image.display(), e.label, e.class, e.score, e.layer, e.ms);
+        if best > 0.0 {
+            let cell = s as f32 / h as f32;
+            println!("  strongest evidence around pixel ({:.0}, {:.0}) of the 224×224 crop (x, y)", (at.1 as f32 + 0.5) * cell, (at.0 as f32 + 0.5) * cell);
+        } else {
+            println!("  no positive evidence for this class in {}", e.layer);
+        }
+        if let Some(out) = out {
+            println!("  overlay written to {}", out.display());
         }
     }
     Ok(())
@@ -399,14 +519,17 @@ fn print_summary(s: &Summary) {
     }
 }
 
-fn convert(from: &Path, variant: Option<Variant>, transform_input: Option<bool>, to: &Path) -> Result<()> {
+fn convert(from: &Path, variant: Option<Variant>, transform_input: Option<bool>, to: &Path, dtype: StoreDtype) -> Result<()> {
     let device = device()?;
     let (model, report) = load(from, variant, transform_input, &device)?;
     let info = SaveInfo { labels: report.labels.clone(), aux_trained: !report.aux_fresh };
-    std::fs::write(to, weights::save_model(&model, &info)).with_context(|| format!("writing {}", to.display()))?;
+    let bytes = weights::save_model_as(&model, &info, dtype)?;
+    std::fs::write(to, &bytes).with_context(|| format!("writing {}", to.display()))?;
     eprintln!(
-        "wrote {} ({} variant, {} classes, {} tensors{})",
+        "wrote {} ({:?}, {:.1} MB; {} variant, {} classes, {} tensors{})",
         to.display(),
+        dtype,
+        bytes.len() as f64 / 1e6,
         report.variant,
         report.num_classes,
         report.loaded,
@@ -480,7 +603,7 @@ fn fetch_weights(url: &str) -> Result<()> {
         bail!("download failed ({status}); fetch {url} by hand and run `googlenet convert --from FILE --variant torchvision --transform-input true --to {}`", dest.display());
     }
     // torchvision's pretrained weights expect transform_input=True.
-    convert(&pth, Some(Variant::Torchvision), Some(true), &dest)
+    convert(&pth, Some(Variant::Torchvision), Some(true), &dest, StoreDtype::F32)
 }
 
 /// The class folders of a fine-tune data set, sorted by name, with their image files.

@@ -51,6 +51,8 @@ pub enum WeightsError {
     Metadata { key: String, message: String },
     #[error("{}", non_finite_message(key, *index, *value))]
     NonFinite { key: String, index: usize, value: f64 },
+    #[error("tensor `{key}` holds {value} at index {index}, beyond float16's range (±65504); keep this model in F32")]
+    HalfRange { key: String, index: usize, value: f32 },
 }
 
 fn non_finite_message(key: &str, index: usize, value: f64) -> String {
@@ -741,7 +743,7 @@ pub fn load_model(map: &TensorMap, opts: &LoadOptions, device: &Device) -> Resul
         KeyScheme::Pytorch => Some(k.to_string()),
         KeyScheme::Caffe => caffe_key(k),
     };
-    let is_aux = |k: &str| k.starts_with("aux1.") || k.starts_with("aux2.");
+    let is_aux = is_aux_key;
     let aux_present = expected_keys(&model)
         .iter()
         .filter(|(k, _)| is_aux(k))
@@ -785,6 +787,11 @@ pub fn load_model(map: &TensorMap, opts: &LoadOptions, device: &Device) -> Resul
     Ok((model, LoadReport { variant, num_classes, scheme, loaded, aux_fresh, labels }))
 }
 
+/// A key of an aux head's tensor (project and PyTorch names).
+fn is_aux_key(k: &str) -> bool {
+    k.starts_with("aux1.") || k.starts_with("aux2.")
+}
+
 // ---------------------------------------------------------------------------------------
 // Writing files
 
@@ -796,9 +803,58 @@ pub struct SaveInfo {
     pub aux_trained: bool,
 }
 
-/// Serialise tensors (already read to the host, in file layout) as safetensors with the
+/// How a saved file stores its values. F16 halves the download; values are computed in f32
+/// after loading either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StoreDtype {
+    #[default]
+    F32,
+    F16,
+}
+
+impl StoreDtype {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "float32" => Some(Self::F32),
+            "f16" | "float16" | "half" => Some(Self::F16),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "F32",
+            Self::F16 => "F16",
+        }
+    }
+
+    fn size(self) -> usize {
+        match self {
+            Self::F32 => 4,
+            Self::F16 => 2,
+        }
+    }
+}
+
+/// Serialise tensors (already read to the host, in file layout) as F32 safetensors with the
 /// project's metadata.
 pub fn write_safetensors(model: &GoogLeNet, tensors: Vec<(String, Vec<usize>, Vec<f32>)>, info: &SaveInfo) -> Vec<u8> {
+    write_safetensors_as(model, tensors, info, StoreDtype::F32).expect("every finite f32 is storable as F32")
+}
+
+/// Serialise tensors as safetensors in `dtype`. F16 refuses a value beyond its range rather
+/// than store an infinity (which the loader would then refuse with a less helpful message).
+/// Aux heads that were never trained are left out: they are random, the loader initialises
+/// them afresh when absent, and they would be more than half of the file.
+pub fn write_safetensors_as(
+    model: &GoogLeNet,
+    mut tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+    info: &SaveInfo,
+    dtype: StoreDtype,
+) -> Result<Vec<u8>, WeightsError> {
+    if !info.aux_trained {
+        tensors.retain(|(k, _, _)| !is_aux_key(k));
+    }
     let mut meta = serde_json::Map::new();
     let mut put = |k: &str, v: String| meta.insert(k.to_string(), serde_json::Value::String(v));
     put(META_VARIANT, model.variant.to_string());
@@ -813,10 +869,10 @@ pub fn write_safetensors(model: &GoogLeNet, tensors: Vec<(String, Vec<usize>, Ve
     header.insert("__metadata__".into(), serde_json::Value::Object(meta));
     let mut offset = 0usize;
     for (k, shape, data) in &tensors {
-        let len = data.len() * 4;
+        let len = data.len() * dtype.size();
         header.insert(
             k.clone(),
-            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + len]}),
+            serde_json::json!({"dtype": dtype.name(), "shape": shape, "data_offsets": [offset, offset + len]}),
         );
         offset += len;
     }
@@ -827,17 +883,32 @@ pub fn write_safetensors(model: &GoogLeNet, tensors: Vec<(String, Vec<usize>, Ve
     let mut out = Vec::with_capacity(8 + h.len() + offset);
     out.extend_from_slice(&(h.len() as u64).to_le_bytes());
     out.extend_from_slice(&h);
-    for (_, _, data) in &tensors {
-        for v in data {
-            out.extend_from_slice(&v.to_le_bytes());
+    for (key, _, data) in &tensors {
+        match dtype {
+            StoreDtype::F32 => data.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+            StoreDtype::F16 => {
+                for (index, &v) in data.iter().enumerate() {
+                    let half = half::f16::from_f32(v);
+                    if !half.is_finite() {
+                        return Err(WeightsError::HalfRange { key: key.clone(), index, value: v });
+                    }
+                    out.extend_from_slice(&half.to_le_bytes());
+                }
+            }
         }
     }
-    out
+    Ok(out)
 }
 
-/// Save a model as the project's safetensors (native: reads tensors synchronously).
+/// Save a model as the project's F32 safetensors (native: reads tensors synchronously).
 #[cfg(not(target_family = "wasm"))]
 pub fn save_model(model: &GoogLeNet, info: &SaveInfo) -> Vec<u8> {
+    save_model_as(model, info, StoreDtype::F32).expect("every finite f32 is storable as F32")
+}
+
+/// Save a model as the project's safetensors in `dtype` (native).
+#[cfg(not(target_family = "wasm"))]
+pub fn save_model_as(model: &GoogLeNet, info: &SaveInfo, dtype: StoreDtype) -> Result<Vec<u8>, WeightsError> {
     let tensors = named_tensors(model)
         .into_iter()
         .map(|(k, shape, t)| {
@@ -845,7 +916,7 @@ pub fn save_model(model: &GoogLeNet, info: &SaveInfo) -> Vec<u8> {
             (k, shape, data)
         })
         .collect();
-    write_safetensors(model, tensors, info)
+    write_safetensors_as(model, tensors, info, dtype)
 }
 
 #[cfg(test)]

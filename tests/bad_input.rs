@@ -123,8 +123,12 @@ fn a_torchvision_file_is_not_taken_for_bvlc() {
 fn partial_aux_heads_are_an_error_absent_ones_a_fresh_init() {
     let device = Device::flex();
     let model = GoogLeNetConfig::new().with_variant(Variant::Seed).with_num_classes(3).init(&device);
-    let bytes = weights::save_model(&model, &Default::default());
+    // Untrained aux heads are not saved (random, and more than half of the file).
+    let untrained = weights::read_safetensors(&weights::save_model(&model, &Default::default())).unwrap();
+    assert!(!untrained.tensors.is_empty() && untrained.tensors.keys().all(|k| !k.starts_with("aux")));
+    let bytes = weights::save_model(&model, &weights::SaveInfo { aux_trained: true, ..Default::default() });
     let map = weights::read_safetensors(&bytes).unwrap();
+    assert!(map.tensors.contains_key("aux2.fc1.weight"));
 
     let mut no_aux = map.clone();
     no_aux.tensors.retain(|k, _| !k.starts_with("aux"));

@@ -76,3 +76,91 @@ fn cli_classify_json_matches_the_reference() {
         check(image, &got, &want);
     }
 }
+
+/// The page's default download: the BVLC weights as float16 (`googlenet convert --dtype f16`),
+/// computed in f32 after loading. On every shared photo the top-5 labels equal those of the f32
+/// file; the largest logit difference is printed (BENCHMARKS.md records it).
+#[test]
+fn f16_weights_keep_every_top5_of_f32() {
+    let Some(shared) = common::shared() else { return };
+    let device = Device::flex();
+    let f32_path = shared.join("weights/bvlc_googlenet.safetensors");
+    let (full, _) = weights::load_model(&weights::read_file(&f32_path).unwrap(), &LoadOptions::default(), &device).unwrap();
+    let full = full.valid();
+    let half_bytes = weights::save_model_as(&full, &weights::SaveInfo::default(), weights::StoreDtype::F16).unwrap();
+    let f32_len = std::fs::metadata(&f32_path).unwrap().len() as usize;
+    assert!(half_bytes.len() * 2 < f32_len + 64 * 1024, "f16 file {} bytes vs f32 {f32_len}", half_bytes.len());
+    let (half, report) = weights::load_model(&weights::read_bytes(&half_bytes).unwrap(), &LoadOptions::default(), &device).unwrap();
+    assert_eq!(report.variant, Variant::Bvlc);
+    let half = half.valid();
+    let labels = parse_labels(&std::fs::read_to_string(shared.join("data/synset_words.txt")).unwrap());
+    let mut images: Vec<_> = std::fs::read_dir(shared.join("images"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg" || e == "jpeg" || e == "png"))
+        .collect();
+    images.sort();
+    assert!(images.len() >= 2);
+    let mut worst = 0f32;
+    for path in &images {
+        let p = preprocess::prepare(&std::fs::read(path).unwrap(), Variant::Bvlc).unwrap();
+        let x = Tensor::<4>::from_data(TensorData::new(p.chw, [1, 3, 224, 224]), &device);
+        let a = full.forward(x.clone()).into_data().try_to_vec::<f32>().unwrap();
+        let b = half.forward(x).into_data().try_to_vec::<f32>().unwrap();
+        let names = |l: &[f32]| top_k(l, 5, &labels).into_iter().map(|p| p.label).collect::<Vec<_>>();
+        assert_eq!(names(&b), names(&a), "{}: top-5 with f16 weights differs from f32", path.display());
+        let diff = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        let range = a.iter().fold(0f32, |m, x| m.max(x.abs()));
+        assert!(diff < 0.01 * range, "{}: logits differ by {diff} (largest |logit| {range})", path.display());
+        worst = worst.max(diff);
+    }
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "f16 vs f32 weights: largest logit difference {worst:.5} over {} photos", images.len());
+}
+
+#[test]
+fn f16_refuses_values_beyond_its_range_and_the_cli_converts() {
+    let Some(shared) = common::shared() else { return };
+    let device = Device::flex();
+    let model = googlenet::GoogLeNetConfig::new().init(&device);
+    let mut tensors: Vec<_> = weights::named_tensors(&model)
+        .into_iter()
+        .map(|(k, shape, t)| (k, shape, t.into_data().try_to_vec::<f32>().unwrap()))
+        .collect();
+    tensors[3].2[17] = 1.0e6;
+    let key = tensors[3].0.clone();
+    let err = weights::write_safetensors_as(&model, tensors, &weights::SaveInfo::default(), weights::StoreDtype::F16).unwrap_err();
+    assert!(err.to_string().contains(&format!("`{key}` holds 1000000 at index 17, beyond float16's range")), "{err}");
+
+    let dir = std::env::temp_dir().join(format!("googlenet-f16-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("half.safetensors");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_googlenet"))
+        .args(["convert", "--dtype", "f16", "--from"])
+        .arg(shared.join("weights/bvlc_googlenet.safetensors"))
+        .arg("--to")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let bytes = std::fs::read(&out).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    assert_eq!(header["inception4e.branch2.1.conv.weight"]["dtype"], "F16");
+    // The converted file classifies like the reference.
+    let cls = std::process::Command::new(env!("CARGO_BIN_EXE_googlenet"))
+        .args(["classify", "--json", "--weights"])
+        .arg(&out)
+        .arg(shared.join("images/cat.jpg"))
+        .output()
+        .unwrap();
+    assert!(cls.status.success(), "{}", String::from_utf8_lossy(&cls.stderr));
+    let json: Value = serde_json::from_slice(&cls.stdout).unwrap();
+    assert_eq!(json[0]["top"][0]["label"], "Egyptian cat");
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_googlenet"))
+        .args(["convert", "--dtype", "f8", "--from", "x", "--to", "y"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected f32 or f16"));
+    std::fs::remove_dir_all(&dir).ok();
+}
