@@ -14,6 +14,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::error::{Error, ErrorKind};
+use crate::explain::{self, Head};
 use crate::explore::{self, Classification};
 use crate::labels::{Prediction, parse_labels, top_probs};
 use crate::model::summary::Summary;
@@ -106,6 +107,18 @@ struct ModelInfo {
     /// A fine-tuned model whose starting point is kept for before/after block views.
     has_base: bool,
     summary: Summary,
+    /// The class names, in the classifier's order (the explanation's class search).
+    labels: Vec<String>,
+    /// What can be explained: per head, the block explained by default and the last block
+    /// whose output the head depends on. The aux heads only when they hold trained weights.
+    explain: Vec<ExplainHead>,
+}
+
+#[derive(Serialize)]
+struct ExplainHead {
+    head: Head,
+    default_block: usize,
+    last_block: usize,
 }
 
 struct Loaded {
@@ -279,6 +292,25 @@ impl Session {
         })
     }
 
+    /// Grad-CAM on the last classified image: where block `block` holds the evidence for
+    /// `class` under `head` (`main`, `aux1`, `aux2`). Resolves to an `explain::Explanation`.
+    pub fn explain(&self, class: usize, block: usize, head: String) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let head = Head::parse(&head).ok_or_else(|| js_error(Error::Request(format!("unknown head `{head}`; expected main, aux1 or aux2"))))?;
+            let (model, x, labels) = {
+                let l = inner.loaded.borrow();
+                let l = l.as_ref().ok_or_else(|| js_error(not_ready("the model is still loading")))?;
+                let (x, _) = l.last.as_ref().ok_or_else(|| js_error(not_ready("classify an image first, then ask why")))?;
+                if head != Head::Main && !l.aux_trained {
+                    return Err(js_error(not_ready("the aux heads hold no trained weights; fine-tune with the aux losses on and apply the result first")));
+                }
+                (l.model.clone(), x.clone(), l.labels.clone())
+            };
+            to_js(&explain::grad_cam(&model, x, class, block, head, &labels).await.map_err(js_error)?)
+        })
+    }
+
     /// The fine-tune's limits and default settings.
     pub fn finetune_settings(&self) -> Result<JsValue, JsValue> {
         to_js(&FinetuneSettings { limits: LIMITS, defaults: FinetuneConfig::default(), example_side: train::EXAMPLE_SIDE })
@@ -395,7 +427,10 @@ impl Session {
         if labels.len() != n {
             labels = (0..n).map(|i| format!("class {i}")).collect();
         }
+        let heads = if aux_trained && model.has_aux() { vec![Head::Main, Head::Aux1, Head::Aux2] } else { vec![Head::Main] };
         let info = ModelInfo {
+            explain: heads.into_iter().map(|head| ExplainHead { head, default_block: head.default_block(), last_block: head.last_block() }).collect(),
+            labels: labels.clone(),
             variant: model.variant,
             num_classes: n,
             tensors: weights::expected_keys(&model).len(),

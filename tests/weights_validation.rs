@@ -461,7 +461,7 @@ fn a_safetensors_file_whose_header_length_starts_with_0x80_is_not_taken_for_a_pi
     // A header of 0x0280 = 640 bytes: the file's first bytes are 0x80 0x02, as a pickle's are.
     let labels: Vec<String> = (0..5).map(|i| format!("class {i}")).collect();
     let model = GoogLeNetConfig::new().with_variant(Variant::Seed).with_num_classes(5).init(&Device::flex());
-    let mut bytes = weights::save_model(&model, &SaveInfo { labels: Some(labels), aux_trained: false });
+    let mut bytes = weights::save_model(&model, &SaveInfo { labels: Some(labels), aux_trained: true });
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     // Re-pad the header with spaces to the next length whose low byte is 0x80, second 0x02.
     let target = (n + 1..).find(|l| l % 256 == 0x80 && (l >> 8) % 256 == 2).unwrap();
