@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startServer, launch, shared, root, generate, addImages } from '../tests/e2e/harness.mjs';
+import { startServer, launch, shared, root, generate, addImages, dropTwoObjects } from '../tests/e2e/harness.mjs';
 
 const out = path.resolve(process.argv[2] || path.join(root, 'docs/screenshots'));
 const backend = process.argv[3] || 'cpu';
@@ -27,6 +27,14 @@ try {
   await page.screenshot({ path: path.join(out, `explorer${backend === 'cpu' ? '' : '-' + backend}.png`) });
   // The whole page, to look at (not committed).
   await page.screenshot({ path: path.join(os.tmpdir(), `googlenet-full${backend === 'cpu' ? '' : '-' + backend}.png`), fullPage: true });
+  // "Why?": the cat and the dog in one photo; the evidence for "Egyptian cat".
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await dropTwoObjects(page);
+  await page.getByTestId('explain-find').fill('Egyptian cat');
+  await page.getByTestId('explain-find').dispatchEvent('change');
+  await page.waitForFunction(() => document.querySelector('[data-testid="explain"]').dataset.state === 'shown', null, { timeout: 300_000 });
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.screenshot({ path: path.join(out, `explain${backend === 'cpu' ? '' : '-' + backend}.png`) });
   // The fine-tune view after a short run on generated images.
   await page.getByTestId('finetune-tab').click();
   await page.getByTestId('class-name-0').fill('red disc');

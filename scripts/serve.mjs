@@ -1,6 +1,7 @@
 // Static server for the demo on 127.0.0.1: serves the repository root, precompressed .gz
 // files when the browser accepts gzip, and /weights/* from the shared data folder (or from
-// ./weights/ where `googlenet fetch-weights` puts them).
+// ./weights/ where `googlenet fetch-weights` and build-web.sh put them; `X.f16.safetensors`
+// falls back to `X.safetensors`).
 // usage: node scripts/serve.mjs [PORT]
 import http from 'node:http';
 import fs from 'node:fs';
@@ -20,6 +21,13 @@ const types = {
 function resolve(urlPath) {
   if (urlPath.startsWith('/weights/')) {
     const name = path.basename(urlPath);
+    // Half-size weights (`googlenet convert --dtype f16`, made by build-web.sh) when present,
+    // else the float32 file they were made from (the page reads either).
+    const half = /^(.*)\.f16\.safetensors$/.exec(name);
+    if (half) {
+      return [path.join(root, 'weights', name), path.join(shared, 'weights', name)].find((p) => fs.existsSync(p))
+        || resolve(`/weights/${half[1]}.safetensors`);
+    }
     const candidates = name === 'synset_words.txt'
       ? [path.join(shared, 'data', name), path.join(root, 'weights', name)]
       : name === 'bvlc_googlenet.onnx'

@@ -533,7 +533,7 @@ fn convert(from: &Path, variant: Option<Variant>, transform_input: Option<bool>,
         report.variant,
         report.num_classes,
         report.loaded,
-        if report.aux_fresh { ", aux heads absent in the source: freshly initialised" } else { "" }
+        if report.aux_fresh { "; no trained aux heads, so none saved" } else { "" }
     );
     Ok(())
 }

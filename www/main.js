@@ -3,12 +3,14 @@
 import { renderTop, renderAux } from './ui/results.js';
 import { renderMap, renderDifferences, drawHeat } from './ui/explorer.js';
 import { setupFinetune } from './ui/finetune.js';
+import { setupExplain } from './ui/explain.js';
 import { WorkerClient, Req, Event, Kind, RequestError, restartBudget } from './lib/protocol.js';
 import { chooseEngine, cpuEngine, decide, describeAdapter, describeMeasurement, engineLabel, measureKey, median } from './lib/backend.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const WEIGHTS_URL = new URL(params.get('weights') || 'weights/bvlc_googlenet.safetensors', location.href).href;
+// Half-size (float16) weights by default; the server falls back to the float32 file.
+const WEIGHTS_URL = new URL(params.get('weights') || 'weights/bvlc_googlenet.f16.safetensors', location.href).href;
 const LABELS_URL = new URL('weights/synset_words.txt', location.href).href;
 const MAX_BYTES = 50 * 1024 * 1024;
 const FAULT = params.get('fault') || '';
@@ -193,11 +195,13 @@ function showBackend(info) {
 
 function showReport(report) {
   state.report = report;
+  explain.setReport(report);
   renderDifferences($('differences'), report);
   renderMap($('network-map'), report.summary, loadBlock, state.settings);
 }
 
 function clearResults() {
+  explain.clear();
   $('top5').replaceChildren();
   $('aux').replaceChildren();
   $('timing').textContent = '';
@@ -218,7 +222,9 @@ async function loadBlock(index) {
     state.blockCache.set(index, both);
   }
   const view = await state.blockCache.get(index);
+  explain.overlayTaken();
   drawHeat($('overlay'), view.heatmap, view.h, view.w, null);
+  $('overlay').dataset.kind = 'block';
   $('overlay').classList.add('shown');
   $('overlay').title = `${view.block}: where it responds`;
   return view;
@@ -255,6 +261,7 @@ async function classify(bytes) {
       renderAux($('aux'), res, state.report);
       drawPreview(bytes);
       $('overlay').classList.remove('shown');
+      explain.setResult(res.top);
       state.firstResultAt ??= performance.now();
       const t = $('timing');
       t.dataset.warmMs = res.ms.toFixed(1);
@@ -438,6 +445,15 @@ function wireTabs() {
 
 wireInput();
 wireTabs();
+const explain = setupExplain({
+  request: (type, payload) => client.request(type, payload),
+  recover: (e) => recover(e, null),
+  engine: () => state.label || 'this engine',
+});
+$('top5').addEventListener('click', (e) => {
+  const li = e.target.closest('li[data-index]');
+  if (li) explain.explainClass(Number(li.dataset.index));
+});
 const finetune = setupFinetune({
   request: (type, payload, transfer) => client.request(type, payload, transfer),
   recover: (e) => recover(e, null),

@@ -184,6 +184,11 @@ const handlers = {
     const v = await session.block_view(m.index, m.k || 12, Boolean(m.before));
     return { ...v, heatmap: Float32Array.from(v.heatmap), branches: v.branches.map((b) => ({ ...b, maps: Float32Array.from(b.maps) })) };
   },
+  async [Req.EXPLAIN](m) {
+    const t0 = performance.now();
+    const e = await session.explain(m.class, m.block, m.head || 'main');
+    return { ...e, ms: performance.now() - t0 };
+  },
   [Req.FT_ADD_CLASS]: (m) => session.ft_add_class(m.name),
   [Req.FT_RENAME]: (m) => session.ft_rename(m.id, m.name),
   [Req.FT_REMOVE_CLASS]: (m) => session.ft_remove_class(m.id),

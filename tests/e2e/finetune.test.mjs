@@ -71,6 +71,14 @@ async function run({ webgpu }) {
     await block.locator('.block-head').click();
     await block.locator('.before-after').filter({ hasText: /Unchanged/ }).waitFor({ timeout: SLOW });
     assert.equal(await block.locator('.before-after canvas').count(), 4);
+    // The aux heads are trained now: "Why?" offers them, from the blocks up to their tap.
+    await page.getByTestId('explain-head').selectOption('aux1');
+    await page.waitForFunction(() => document.querySelector('[data-testid="explain"]').dataset.state === 'shown', null, { timeout: SLOW, polling: 250 });
+    const ex = page.getByTestId('explain');
+    assert.equal(await ex.getAttribute('data-head'), 'aux1');
+    assert.equal(await ex.getAttribute('data-layer'), 'inception_4a');
+    assert.equal(await page.getByTestId('explain-block').locator('option:disabled').count(), 6, 'aux1 reads 4a: 4b … 5b cannot explain it');
+    assert.match(await page.getByTestId('explain-status').textContent(), /aux1 \(after 4a\)/);
     // Trained and applied, a block open with its before/after row: no leftovers in the text.
     await assertCleanText(page, assert);
     await block.locator('.block-head').click();

@@ -84,3 +84,25 @@ export async function addImages(page, cls, n, { from = 0, wait = true } = {}) {
   await page.getByTestId(`class-files-${cls}`).setInputFiles(files);
   if (wait) await page.locator('.ft-class').nth(cls).locator('.count').filter({ hasText: `${n} image` }).waitFor({ timeout: 60_000 });
 }
+
+/** Drop a 448×448 PNG: the cat (centre-cropped) top left, the dog bottom right, grey elsewhere. */
+export async function dropTwoObjects(page) {
+  const b64 = (name) => fs.readFileSync(path.join(shared, 'images', name)).toString('base64');
+  await page.getByTestId('status').evaluate((e) => { e.textContent = 'sent'; });
+  await page.evaluate(async ({ cat, dog }) => {
+    const c = new OffscreenCanvas(448, 448);
+    const g = c.getContext('2d');
+    g.fillStyle = '#808080';
+    g.fillRect(0, 0, 448, 448);
+    for (const [b, x, y] of [[cat, 0, 0], [dog, 224, 224]]) {
+      const bmp = await createImageBitmap(new Blob([Uint8Array.from(atob(b), (ch) => ch.charCodeAt(0))]));
+      const s = Math.min(bmp.width, bmp.height);
+      g.drawImage(bmp, (bmp.width - s) / 2, (bmp.height - s) / 2, s, s, x, y, 224, 224);
+    }
+    const file = new File([await c.convertToBlob({ type: 'image/png' })], 'cat-and-dog.png', { type: 'image/png' });
+    const dt = new DataTransfer();
+    dt.items.add(file);
+    document.querySelector('[data-testid="drop-zone"]').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+  }, { cat: b64('cat.jpg'), dog: b64('dog.jpg') });
+  await page.getByTestId('status').filter({ hasText: /^ready$/ }).waitFor({ timeout: 300_000 });
+}

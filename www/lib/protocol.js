@@ -8,6 +8,7 @@ export const Req = Object.freeze({
   LOAD_WEIGHTS: 'load-weights', // {bytes, name, variant} → {report}
   CLASSIFY: 'classify',         // {bytes} → {top, aux1, aux2, ms, ms_forward, ms_preprocess, wasmBytes}
   BLOCK: 'block',               // {index, k, before} → BlockView
+  EXPLAIN: 'explain',           // {class, block, head} → Explanation (Grad-CAM on the last image)
   FT_ADD_CLASS: 'ft-add-class', // {name} → id
   FT_RENAME: 'ft-rename',       // {id, name}
   FT_REMOVE_CLASS: 'ft-remove-class', // {id}
@@ -35,7 +36,7 @@ export const REPLAYED = new Set([Req.FT_ADD_CLASS, Req.FT_RENAME, Req.FT_REMOVE_
 
 /** Longest wait for each request (SwiftShader emulates WebGPU on the CPU: generous, but finite). */
 export const TIMEOUT_MS = Object.freeze({
-  [Req.INIT]: 600_000, [Req.CLASSIFY]: 300_000, [Req.BLOCK]: 300_000, [Req.FT_STEP]: 600_000,
+  [Req.INIT]: 600_000, [Req.CLASSIFY]: 300_000, [Req.BLOCK]: 300_000, [Req.EXPLAIN]: 300_000, [Req.FT_STEP]: 600_000,
   [Req.FT_PREDICT]: 300_000, [Req.FT_APPLY]: 120_000, [Req.EXPORT]: 300_000, default: 120_000,
 });
 
