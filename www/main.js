@@ -3,6 +3,7 @@
 import { renderTop, renderAux } from './ui/results.js';
 import { renderMap, renderDifferences, drawHeat } from './ui/explorer.js';
 import { setupFinetune } from './ui/finetune.js';
+import { setupOffline } from './ui/offline.js';
 import { WorkerClient, Req, Event, Kind, RequestError, restartBudget } from './lib/protocol.js';
 import { chooseEngine, cpuEngine, decide, describeAdapter, describeMeasurement, engineLabel, measureKey, median } from './lib/backend.js';
 
@@ -35,6 +36,8 @@ const state = {
   choice: null,
   /** The race between the CPU engine and WebGPU, when auto asked for one. */
   measuring: null,
+  /** The user has done something (a click, a key, a drop): an update then waits for a Reload. */
+  touched: false,
 };
 
 /** ?threads=N: the CPU engine's thread count (benchmarks); default: every logical core. */
@@ -121,6 +124,7 @@ async function boot(requested, reason = '') {
     showReport(info.report);
     $('weights-text').textContent += ` · ${info.report.variant}, ${info.report.num_classes} classes`;
     finetune.setSettings(info.settings);
+    offline.modelReady({ engine: info.engine });
     setStatus('waiting for an image');
     const pending = state.waiting;
     state.waiting = null;
@@ -438,6 +442,8 @@ function wireTabs() {
 
 wireInput();
 wireTabs();
+for (const ev of ['pointerdown', 'keydown', 'drop', 'paste']) document.addEventListener(ev, () => { state.touched = true; }, { capture: true, once: true });
+const offline = setupOffline({ params, weightsUrl: WEIGHTS_URL, touched: () => state.touched, $ });
 const finetune = setupFinetune({
   request: (type, payload, transfer) => client.request(type, payload, transfer),
   recover: (e) => recover(e, null),
@@ -451,4 +457,6 @@ const finetune = setupFinetune({
   },
 });
 loadGallery();
-boot(state.requested);
+// (Not isolated on a host without COOP/COEP: the service worker may add them; the page then
+// reloads once before starting the model.)
+if (await offline.beforeBoot()) boot(state.requested);

@@ -1,0 +1,146 @@
+// The page's side of the service worker (sw.js): registration under the build id, one reload
+// for cross-origin isolation where the host sends no COOP/COEP, updates that never mix two
+// builds in one open page, and the "available offline" line. `?sw=0` turns it all off (and
+// unregisters): the page then runs from the network only, as before.
+import { RELOAD_FLAG, versionOf, isolationStep, updateStep, offlineText } from '../lib/offline.js';
+
+const WEIGHTS_CACHE = 'googlenet-weights-v1';
+const SCOPE = new URL('../../', import.meta.url);
+const SW_URL = new URL('sw.js', SCOPE);
+
+const withTimeout = (promise, ms, value = null) => Promise.race([promise, new Promise((r) => setTimeout(() => r(value), ms))]);
+
+function flag(op, value) {
+  try {
+    if (op === 'get') return sessionStorage.getItem(RELOAD_FLAG) === '1';
+    if (value) sessionStorage.setItem(RELOAD_FLAG, '1'); else sessionStorage.removeItem(RELOAD_FLAG);
+  } catch { return op === 'get'; } // no storage: behave as if reloaded already (no loop possible)
+  return false;
+}
+
+/** build-id.json: `{id, files}`; `null` when the server has none; `undefined` when it cannot be asked (offline). */
+async function fetchBuildId() {
+  try {
+    const res = await fetch(new URL('build-id.json', SCOPE), { cache: 'no-store', signal: AbortSignal.timeout(8000) });
+    if (!res.ok) return null;
+    const list = await res.json();
+    return typeof list?.id === 'string' && list.files ? list : null;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * @param {object} o
+ * @param {URLSearchParams} o.params
+ * @param {string} o.weightsUrl  the default weights (kept by the worker in the weights cache)
+ * @param {() => boolean} o.touched  whether the user has done anything on the page yet
+ * @param {(id: string) => HTMLElement} o.$
+ */
+export function setupOffline({ params, weightsUrl, touched, $ }) {
+  const sw = globalThis.navigator?.serviceWorker;
+  const usable = Boolean(sw) && globalThis.isSecureContext;
+  let reg = null;
+  let build; // see fetchBuildId
+  let updating = false;
+  let readyRun = 0;
+
+  function show(state, reason = '') {
+    document.body.dataset.offline = state;
+    const line = $('offline-status');
+    line.textContent = offlineText({ state, reason });
+    line.classList.toggle('warn', state === 'failed');
+  }
+
+  async function disable() {
+    for (const r of await sw.getRegistrations()) await r.unregister();
+    for (const name of await caches.keys()) if (name.startsWith('googlenet-app-')) await caches.delete(name);
+    document.body.dataset.offline = 'off';
+  }
+
+  function offerUpdate() {
+    const w = reg?.waiting;
+    if (!w) return;
+    const step = updateStep({
+      waiting: true,
+      pageVersion: sw.controller ? versionOf(sw.controller.scriptURL) : null,
+      waitingVersion: versionOf(w.scriptURL),
+      touched: touched(),
+    });
+    if (step === 'none') return;
+    const take = () => { updating = true; w.postMessage({ type: 'skip-waiting' }); };
+    if (step === 'reload') { take(); return; }
+    const note = $('update-note');
+    note.hidden = false;
+    note.querySelector('button').onclick = take;
+  }
+
+  function watchUpdates() {
+    reg.addEventListener('updatefound', () => {
+      const next = reg.installing;
+      next?.addEventListener('statechange', () => { if (next.state === 'installed') offerUpdate(); });
+    });
+    sw.addEventListener('controllerchange', () => { if (updating) location.reload(); });
+    offerUpdate();
+  }
+
+  /**
+   * Before the model starts: register, and reload once under the service worker when the page
+   * is not cross-origin isolated. Resolves to false when the page is about to reload.
+   */
+  async function beforeBoot() {
+    if (!usable) { document.body.dataset.offline = 'unsupported'; return true; }
+    if (params.get('sw') === '0') { await disable().catch(() => {}); return true; }
+    build = await fetchBuildId();
+    try {
+      // Offline, the registration in place stays as it is (its copy is what runs now).
+      reg = build === undefined
+        ? await sw.getRegistration(SCOPE.href) || null
+        : await sw.register(build ? `${SW_URL.href}?v=${build.id}` : SW_URL.href, { scope: SCOPE.href, updateViaCache: 'none' });
+    } catch (e) {
+      console.warn('service worker not registered:', e);
+      reg = null;
+    }
+    if (reg) watchUpdates();
+    const isolated = Boolean(globalThis.crossOriginIsolated);
+    const reloadedBefore = flag('get');
+    if (isolated && reloadedBefore) { document.body.dataset.isolation = 'service-worker'; flag('set', false); }
+    let step = isolationStep({ isolated, canRegister: Boolean(reg), controlled: Boolean(sw.controller), reloadedBefore });
+    if (step === 'wait') {
+      const controlled = await withTimeout(new Promise((r) => sw.addEventListener('controllerchange', () => r(true), { once: true })), 10_000, false);
+      step = controlled ? 'reload' : 'go';
+    }
+    if (step === 'reload') {
+      flag('set', true);
+      location.reload();
+      return false;
+    }
+    return true;
+  }
+
+  /** The model runs on `engine` with the default weights: make sure all of it is kept, and say so. */
+  async function modelReady({ engine }) {
+    if (!usable || !reg || params.get('sw') === '0') return;
+    const run = ++readyRun;
+    show('saving');
+    const failed = (reason) => { if (run === readyRun) show('failed', reason); };
+    if (build === null) return failed('this server has no build-id.json (see scripts/build-id.mjs)');
+    const ready = await withTimeout(sw.ready, 120_000);
+    const active = ready?.active;
+    if (!active) return failed('the service worker did not start');
+    const reply = await withTimeout(new Promise((resolve) => {
+      const channel = new MessageChannel();
+      channel.port1.onmessage = (e) => resolve(e.data);
+      active.postMessage({ type: 'keep', engines: [engine] }, [channel.port2]);
+    }), 600_000, { ok: false, error: 'no answer from the service worker' });
+    if (!reply.ok) return failed(reply.error);
+    const weights = await caches.open(WEIGHTS_CACHE).then((c) => c.match(weightsUrl)).catch(() => null);
+    if (!weights) return failed('the weights are not in the cache');
+    if (run !== readyRun) return;
+    document.body.dataset.offlineBuild = reply.version;
+    show('ready');
+    navigator.storage?.persist?.().catch(() => {});
+  }
+
+  return { beforeBoot, modelReady };
+}
