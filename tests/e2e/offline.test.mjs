@@ -1,0 +1,158 @@
+// End-to-end: the page offline after one visit (service worker sw.js), one copy of the weights,
+// a new build replacing the old copy, and cross-origin isolation added by the service worker on
+// a host that sends no COOP/COEP.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { startServer, launch, shared, haveShared, assertCleanText, addImages } from './harness.mjs';
+
+const SKIP = haveShared() ? false : `needs the shared data (weights, test photos) at ${shared}`;
+const expected = SKIP ? {} : JSON.parse(fs.readFileSync(path.join(shared, 'images/expected_top5.json'), 'utf8'));
+const SLOW = 300_000;
+const servers = [];
+after(async () => { for (const s of servers) await s.close(); });
+
+async function serve(opts) {
+  const s = await startServer(opts);
+  servers.push(s);
+  return s;
+}
+
+/** Polls `fn` in the page until it returns a truthy value, across the page's own reloads. */
+async function until(page, fn, arg, timeout = SLOW) {
+  const end = Date.now() + timeout;
+  for (;;) {
+    try {
+      const v = await page.evaluate(fn, arg);
+      if (v) return v;
+    } catch { /* the page navigated meanwhile */ }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${fn}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+const loaded = (page) => page.getByTestId('status').filter({ hasText: /waiting for an image/ }).waitFor({ timeout: SLOW });
+const offlineReady = (page) => until(page, () => document.body.dataset.offline === 'ready' && document.body.dataset.offlineBuild);
+
+async function classify(page, name) {
+  await page.getByTestId('status').evaluate((e) => { e.textContent = 'sent'; });
+  await page.getByTestId('file-input').setInputFiles(path.join(shared, 'images', name));
+  await page.getByTestId('status').filter({ hasText: /^ready$/ }).waitFor({ timeout: SLOW });
+  const li = page.getByTestId('top5').locator('li').first();
+  assert.equal(await li.getAttribute('data-label'), expected[name][0].label, `${name} top-1`);
+}
+
+/** Cache Storage as the page sees it: cache name → request URLs. */
+const cachesOf = (page) => page.evaluate(async () => {
+  const out = {};
+  for (const name of await caches.keys()) out[name] = (await (await caches.open(name)).keys()).map((r) => r.url);
+  return out;
+});
+
+test('after one visit the page works with no network: reload, classify, explore, fine-tune', { skip: SKIP, timeout: 1_200_000 }, async () => {
+  const server = await serve();
+  const { context, close } = await launch();
+  try {
+    const page = await context.newPage();
+    page.on('pageerror', (e) => console.error('pageerror:', e.message));
+    await page.goto(`${server.url}?backend=cpu`);
+    await loaded(page);
+    await classify(page, 'cat.jpg');
+    const build = await offlineReady(page);
+    assert.equal(await page.getByTestId('offline-status').textContent(), 'available offline');
+    // One copy of the weights: in the worker's cache only; the build's cache holds the page,
+    // www/ and the one engine in use (threads), nothing under weights/.
+    const stored = await cachesOf(page);
+    assert.deepEqual(Object.keys(stored).sort(), [`googlenet-app-${build}`, 'googlenet-weights-v1']);
+    const app = stored[`googlenet-app-${build}`].map((u) => new URL(u).pathname);
+    assert.ok(!app.some((p) => p.startsWith('/weights/')), `no weights in the app cache: ${app}`);
+    for (const p of ['/index.html', '/www/main.js', '/www/worker.js', '/www/lib/protocol.js', '/manifest.webmanifest', '/pkg/threads/googlenet_bg.wasm']) assert.ok(app.includes(p), `${p} kept`);
+    assert.ok(app.some((p) => /^\/pkg\/threads\/snippets\/.*workerHelpers/.test(p)), 'the thread pool helper kept');
+    assert.ok(!app.some((p) => p.startsWith('/pkg/webgpu/') || p.startsWith('/pkg/cpu/')), 'only the engine in use');
+    assert.deepEqual(stored['googlenet-weights-v1'].map((u) => new URL(u).pathname).sort(), ['/weights/bvlc_googlenet.safetensors', '/weights/synset_words.txt']);
+
+    await server.close();
+    assert.equal(await page.evaluate(() => fetch('build-id.json', { cache: 'no-store' }).then(() => 'online', () => 'offline')), 'offline');
+    await page.reload();
+    await loaded(page);
+    assert.match(await page.locator('#weights-text').textContent(), /offline cache/);
+    assert.deepEqual(await page.evaluate(() => [crossOriginIsolated, document.querySelector('[data-testid="backend"]').dataset.engine]), [true, 'threads']);
+    await classify(page, 'cat.jpg');
+    assert.equal(await page.getByTestId('top5').locator('li .label').first().textContent(), 'Egyptian cat');
+    await offlineReady(page);
+    // The explorer reads a block from the model.
+    const block = page.getByTestId('block-inception_4c');
+    await block.locator('.block-head').click();
+    await block.locator('canvas[data-branch="pool"]').waitFor({ timeout: SLOW });
+    assert.equal(await block.locator('canvas[data-branch]').count(), 4);
+    await assertCleanText(page, assert);
+    // A short fine-tune, offline.
+    await page.getByTestId('finetune-tab').click();
+    for (const cls of [0, 1]) await addImages(page, cls, 3);
+    await page.getByTestId('finetune-steps').fill('2');
+    await page.locator('#ft-batch').fill('2');
+    await page.getByTestId('finetune-start').click();
+    await page.waitForFunction(() => JSON.parse(document.querySelector('[data-testid="finetune-log"]').dataset.steps).length >= 2, null, { timeout: SLOW, polling: 500 });
+    await page.getByTestId('finetune-stop').and(page.locator(':disabled')).waitFor({ timeout: SLOW });
+    assert.equal(await page.locator('#ft-error').isVisible(), false);
+    await assertCleanText(page, assert);
+  } finally { await close(); }
+});
+
+test('a new build replaces the offline copy on the next online visit; the weights are not fetched again', { skip: SKIP, timeout: 900_000 }, async () => {
+  const first = await serve();
+  const { context, close } = await launch();
+  try {
+    const page = await context.newPage();
+    page.on('pageerror', (e) => console.error('pageerror:', e.message));
+    await page.goto(`${first.url}?backend=cpu`);
+    await loaded(page);
+    const old = await offlineReady(page);
+    await first.close();
+    // The same origin serves a new build.
+    const second = await serve({ port: first.port, env: { GOOGLENET_BUILD_SALT: 'next deploy' } });
+    const weightRequests = [];
+    page.on('request', (r) => { if (new URL(r.url()).pathname.startsWith('/weights/')) weightRequests.push(r.url()); });
+    let navigations = 0;
+    page.on('framenavigated', (f) => { if (f === page.mainFrame()) navigations++; });
+    await page.reload();
+    // The old build's page finds the new build, lets it take over (nothing was done on the page
+    // yet) and reloads once into it.
+    const now = await until(page, (old) => document.body.dataset.offline === 'ready' && document.body.dataset.offlineBuild !== old && document.body.dataset.offlineBuild, old);
+    assert.notEqual(now, old);
+    assert.equal(navigations, 2, 'the reload asked for, and one more into the new build');
+    const names = Object.keys(await cachesOf(page)).sort();
+    assert.deepEqual(names, [`googlenet-app-${now}`, 'googlenet-weights-v1'], 'the old build\'s cache is gone');
+    assert.deepEqual(weightRequests.filter((u) => u.endsWith('.safetensors')), [], 'weights from the cache');
+    // The new copy works offline too.
+    await second.close();
+    await page.reload();
+    await loaded(page);
+    await classify(page, 'dog.jpg');
+    assert.equal(await page.evaluate(() => document.body.dataset.offlineBuild), now);
+    await assertCleanText(page, assert);
+  } finally { await close(); }
+});
+
+test('on a host without COOP/COEP the service worker isolates the page: one reload, threaded engine', { skip: SKIP, timeout: 600_000 }, async () => {
+  const server = await serve();
+  const { context, close } = await launch();
+  try {
+    const page = await context.newPage();
+    page.on('pageerror', (e) => console.error('pageerror:', e.message));
+    let navigations = 0;
+    page.on('framenavigated', (f) => { if (f === page.mainFrame()) navigations++; });
+    await page.goto(`${server.url}?backend=cpu&isolate=0`);
+    await until(page, () => document.body.dataset.isolation === 'service-worker');
+    await loaded(page);
+    assert.equal(navigations, 2, 'exactly one reload');
+    assert.equal(await page.evaluate(() => crossOriginIsolated), true);
+    const badge = page.getByTestId('backend');
+    assert.equal(await badge.getAttribute('data-engine'), 'threads');
+    assert.ok(Number(await badge.getAttribute('data-threads')) >= 1);
+    assert.doesNotMatch(await page.locator('#backend-reason').textContent(), /not cross-origin isolated/);
+    await classify(page, 'cat.jpg');
+    await assertCleanText(page, assert);
+  } finally { await close(); }
+});
