@@ -4,6 +4,7 @@ import { renderTop, renderAux } from './ui/results.js';
 import { renderMap, renderDifferences, drawHeat } from './ui/explorer.js';
 import { setupFinetune } from './ui/finetune.js';
 import { setupOffline } from './ui/offline.js';
+import { setupPresenter } from './ui/presenter.js';
 import { WorkerClient, Req, Event, Kind, RequestError, restartBudget } from './lib/protocol.js';
 import { chooseEngine, cpuEngine, decide, describeAdapter, describeMeasurement, engineLabel, measureKey, median } from './lib/backend.js';
 
@@ -199,6 +200,7 @@ function showReport(report) {
   state.report = report;
   renderDifferences($('differences'), report);
   renderMap($('network-map'), report.summary, loadBlock, state.settings);
+  presenter.update();
 }
 
 function clearResults() {
@@ -208,7 +210,8 @@ function clearResults() {
   $('overlay').classList.remove('shown');
 }
 
-async function loadBlock(index) {
+/** Block `index`'s live view; `overlay`: also shown over the preview (where the block responds). */
+async function loadBlock(index, { overlay = true } = {}) {
   if (!state.lastImage) throw new Error('Classify an image first to see this block\'s activations.');
   if (!state.blockCache.has(index)) {
     const after = client.request(Req.BLOCK, { index, k: 16 });
@@ -222,6 +225,7 @@ async function loadBlock(index) {
     state.blockCache.set(index, both);
   }
   const view = await state.blockCache.get(index);
+  if (!overlay) return view;
   drawHeat($('overlay'), view.heatmap, view.h, view.w, null);
   $('overlay').classList.add('shown');
   $('overlay').title = `${view.block}: where it responds`;
@@ -233,11 +237,13 @@ async function drawPreview(bytes) {
     const bmp = await createImageBitmap(new Blob([bytes]), { imageOrientation: 'from-image' });
     const c = $('preview');
     const ctx = c.getContext('2d');
-    // Same crop as the model: shorter side to 256, centre 224.
-    const s = 256 / Math.min(bmp.width, bmp.height);
+    // Same crop as the model: shorter side to 256, centre 224 (drawn at the canvas's size,
+    // twice the model's, sharp on a projector in presenter mode).
+    const n = c.width;
+    const s = (256 / 224) * n / Math.min(bmp.width, bmp.height);
     const w = bmp.width * s, h = bmp.height * s;
-    ctx.clearRect(0, 0, 224, 224);
-    ctx.drawImage(bmp, (224 - w) / 2, (224 - h) / 2, w, h);
+    ctx.clearRect(0, 0, n, n);
+    ctx.drawImage(bmp, (n - w) / 2, (n - h) / 2, w, h);
   } catch { /* the model reports what is wrong with the file */ }
 }
 
@@ -271,6 +277,7 @@ async function classify(bytes) {
       for (const card of document.querySelectorAll('.block.open .block-head')) {
         card.click(); card.click(); // refresh open blocks for the new image
       }
+      presenter.update();
     } catch (e) {
       if (e.kind === Kind.RESTART) return; // the model restarted (backend switch): nothing to show
       // A stale answer must not sit beside an error.
@@ -455,6 +462,11 @@ const finetune = setupFinetune({
     state.blockCache.clear();
     if (state.lastImage) classify(state.lastImage);
   },
+});
+const presenter = setupPresenter({
+  $, params, classify, loadBlock,
+  summary: () => state.report?.summary || null,
+  hasImage: () => Boolean(state.lastImage),
 });
 loadGallery();
 // (Not isolated on a host without COOP/COEP: the service worker may add them; the page then
