@@ -263,7 +263,8 @@ async function classify(bytes) {
       state.blockCache.clear();
       renderTop($('top5'), res.top);
       renderAux($('aux'), res, state.report);
-      drawPreview(bytes);
+      // Before any block view is drawn over it (their heatmaps use the preview as the base).
+      await drawPreview(bytes);
       $('overlay').classList.remove('shown');
       state.firstResultAt ??= performance.now();
       const t = $('timing');
