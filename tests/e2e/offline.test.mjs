@@ -61,6 +61,11 @@ test('after one visit the page works with no network: reload, classify, explore,
     await classify(page, 'cat.jpg');
     const build = await offlineReady(page);
     assert.equal(await page.getByTestId('offline-status').textContent(), 'available offline');
+    // Installable: Chromium's own check (manifest, icons, service worker) finds nothing missing.
+    const cdp = await context.newCDPSession(page);
+    const manifest = await cdp.send('Page.getAppManifest');
+    assert.deepEqual(manifest.errors, [], 'the manifest parses');
+    assert.deepEqual((await cdp.send('Page.getInstallabilityErrors')).installabilityErrors, []);
     // One copy of the weights: in the worker's cache only; the build's cache holds the page,
     // www/ and the one engine in use (threads), nothing under weights/.
     const stored = await cachesOf(page);

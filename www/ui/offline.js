@@ -44,6 +44,8 @@ export function setupOffline({ params, weightsUrl, touched, $ }) {
   let build; // see fetchBuildId
   let updating = false;
   let readyRun = 0;
+  /** The registration under way (beforeBoot starts it). */
+  let registered = Promise.resolve();
 
   function show(state, reason = '') {
     document.body.dataset.offline = state;
@@ -88,9 +90,7 @@ export function setupOffline({ params, weightsUrl, touched, $ }) {
    * Before the model starts: register, and reload once under the service worker when the page
    * is not cross-origin isolated. Resolves to false when the page is about to reload.
    */
-  async function beforeBoot() {
-    if (!usable) { document.body.dataset.offline = 'unsupported'; return true; }
-    if (params.get('sw') === '0') { await disable().catch(() => {}); return true; }
+  async function register() {
     build = await fetchBuildId();
     try {
       // Offline, the registration in place stays as it is (its copy is what runs now).
@@ -102,9 +102,19 @@ export function setupOffline({ params, weightsUrl, touched, $ }) {
       reg = null;
     }
     if (reg) watchUpdates();
+  }
+
+  async function beforeBoot() {
+    if (!usable) { document.body.dataset.offline = 'unsupported'; return true; }
+    if (params.get('sw') === '0') { await disable().catch(() => {}); return true; }
+    registered = register();
     const isolated = Boolean(globalThis.crossOriginIsolated);
     const reloadedBefore = flag('get');
     if (isolated && reloadedBefore) { document.body.dataset.isolation = 'service-worker'; flag('set', false); }
+    // Isolated already (the host sends the headers, or the service worker did): the model
+    // starts at once, the registration goes on beside it.
+    if (isolated) return true;
+    await registered;
     let step = isolationStep({ isolated, canRegister: Boolean(reg), controlled: Boolean(sw.controller), reloadedBefore });
     if (step === 'wait') {
       const controlled = await withTimeout(new Promise((r) => sw.addEventListener('controllerchange', () => r(true), { once: true })), 10_000, false);
@@ -120,7 +130,9 @@ export function setupOffline({ params, weightsUrl, touched, $ }) {
 
   /** The model runs on `engine` with the default weights: make sure all of it is kept, and say so. */
   async function modelReady({ engine }) {
-    if (!usable || !reg || params.get('sw') === '0') return;
+    if (!usable || params.get('sw') === '0') return;
+    await registered;
+    if (!reg) return;
     const run = ++readyRun;
     show('saving');
     const failed = (reason) => { if (run === readyRun) show('failed', reason); };
