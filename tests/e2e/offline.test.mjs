@@ -56,10 +56,13 @@ test('after one visit the page works with no network: reload, classify, explore,
   try {
     const page = await context.newPage();
     page.on('pageerror', (e) => console.error('pageerror:', e.message));
+    let navigations = 0;
+    page.on('framenavigated', (f) => { if (f === page.mainFrame()) navigations++; });
     await page.goto(`${server.url}?backend=cpu`);
     await loaded(page);
     await classify(page, 'cat.jpg');
     const build = await offlineReady(page);
+    assert.equal(navigations, 1, 'the first visit is not reloaded (the host isolates it)');
     assert.equal(await page.getByTestId('offline-status').textContent(), 'available offline');
     // Installable: Chromium's own check (manifest, icons, service worker) finds nothing missing.
     const cdp = await context.newCDPSession(page);
@@ -105,37 +108,59 @@ test('after one visit the page works with no network: reload, classify, explore,
   } finally { await close(); }
 });
 
-test('a new build replaces the offline copy on the next online visit; the weights are not fetched again', { skip: SKIP, timeout: 900_000 }, async () => {
-  const first = await serve();
+test('a new build replaces the offline copy on the next online visit, never under a page in use; the weights are not fetched again', { skip: SKIP, timeout: 900_000 }, async () => {
+  let server = await serve();
+  const port = server.port;
   const { context, close } = await launch();
   try {
     const page = await context.newPage();
     page.on('pageerror', (e) => console.error('pageerror:', e.message));
-    await page.goto(`${first.url}?backend=cpu`);
-    await loaded(page);
-    const old = await offlineReady(page);
-    await first.close();
-    // The same origin serves a new build.
-    const second = await serve({ port: first.port, env: { GOOGLENET_BUILD_SALT: 'next deploy' } });
+    // A page load marked in sessionStorage counts as "the user did something" from the start.
+    await page.addInitScript(() => {
+      if (sessionStorage.getItem('test-touch') !== '1') return;
+      sessionStorage.removeItem('test-touch');
+      document.addEventListener('DOMContentLoaded', () => document.dispatchEvent(new Event('pointerdown')));
+    });
     const weightRequests = [];
-    page.on('request', (r) => { if (new URL(r.url()).pathname.startsWith('/weights/')) weightRequests.push(r.url()); });
+    page.on('request', (r) => { if (/\.safetensors/.test(r.url())) weightRequests.push(r.url()); });
     let navigations = 0;
     page.on('framenavigated', (f) => { if (f === page.mainFrame()) navigations++; });
+    await page.goto(`${server.url}?backend=cpu`);
+    await loaded(page);
+    const a = await offlineReady(page);
+    const redeploy = async (salt) => { await server.close(); server = await serve({ port, env: { GOOGLENET_BUILD_SALT: salt } }); };
+
+    // Build B while the page is in use: it installs beside A and waits; the page keeps running A
+    // and offers a reload.
+    await redeploy('build b');
+    await page.evaluate(() => sessionStorage.setItem('test-touch', '1'));
     await page.reload();
-    // The old build's page finds the new build, lets it take over (nothing was done on the page
-    // yet) and reloads once into it.
-    const now = await until(page, (old) => document.body.dataset.offline === 'ready' && document.body.dataset.offlineBuild !== old && document.body.dataset.offlineBuild, old);
-    assert.notEqual(now, old);
+    await page.getByTestId('update-note').waitFor({ state: 'visible', timeout: SLOW });
+    await offlineReady(page);
+    assert.equal(await page.evaluate(() => document.body.dataset.offlineBuild), a, 'still build A');
+    const both = Object.keys(await cachesOf(page)).filter((n) => n.startsWith('googlenet-app-'));
+    assert.equal(both.length, 2, `A in use, B ready: ${both}`);
+    assert.ok(both.includes(`googlenet-app-${a}`));
+    await page.getByTestId('update-note').getByRole('button', { name: 'Reload' }).click();
+    const b = await until(page, (a) => document.body.dataset.offline === 'ready' && document.body.dataset.offlineBuild !== a && document.body.dataset.offlineBuild, a);
+    assert.deepEqual(Object.keys(await cachesOf(page)).sort(), [`googlenet-app-${b}`, 'googlenet-weights-v1'], 'A\'s cache is gone');
+
+    // Build C, the page opened and left alone: C takes over at once, with one more reload.
+    await redeploy('build c');
+    navigations = 0;
+    await page.reload();
+    const c = await until(page, (b) => document.body.dataset.offline === 'ready' && document.body.dataset.offlineBuild !== b && document.body.dataset.offlineBuild, b);
+    assert.notEqual(c, a);
     assert.equal(navigations, 2, 'the reload asked for, and one more into the new build');
-    const names = Object.keys(await cachesOf(page)).sort();
-    assert.deepEqual(names, [`googlenet-app-${now}`, 'googlenet-weights-v1'], 'the old build\'s cache is gone');
-    assert.deepEqual(weightRequests.filter((u) => u.endsWith('.safetensors')), [], 'weights from the cache');
+    assert.equal(await page.getByTestId('update-note').isVisible(), false);
+    assert.deepEqual(Object.keys(await cachesOf(page)).sort(), [`googlenet-app-${c}`, 'googlenet-weights-v1'], 'B\'s cache is gone');
+    assert.equal(weightRequests.length, 1, `the weights were downloaded once: ${weightRequests}`);
     // The new copy works offline too.
-    await second.close();
+    await server.close();
     await page.reload();
     await loaded(page);
     await classify(page, 'dog.jpg');
-    assert.equal(await page.evaluate(() => document.body.dataset.offlineBuild), now);
+    assert.equal(await page.evaluate(() => document.body.dataset.offlineBuild), c);
     await assertCleanText(page, assert);
   } finally { await close(); }
 });
@@ -159,5 +184,28 @@ test('on a host without COOP/COEP the service worker isolates the page: one relo
     assert.doesNotMatch(await page.locator('#backend-reason').textContent(), /not cross-origin isolated/);
     await classify(page, 'cat.jpg');
     await assertCleanText(page, assert);
+  } finally { await close(); }
+});
+
+test('a host without build-id.json: the page works as before, says it is not available offline', { skip: SKIP, timeout: 600_000 }, async () => {
+  const server = await serve();
+  const { context, close } = await launch();
+  try {
+    const page = await context.newPage();
+    page.on('pageerror', (e) => console.error('pageerror:', e.message));
+    // (The context's route: the page's requests and, once it controls the page, the service worker's.)
+    await context.route('**/build-id.json', (r) => r.fulfill({ status: 404, contentType: 'text/plain', body: 'not found' }));
+    let navigations = 0;
+    page.on('framenavigated', (f) => { if (f === page.mainFrame()) navigations++; });
+    await page.goto(`${server.url}?backend=cpu`);
+    await loaded(page);
+    await until(page, () => document.body.dataset.offline === 'failed');
+    assert.match(await page.getByTestId('offline-status').textContent(), /^not available offline: this server has no build-id\.json/);
+    // Only the isolation headers and the weights route: a service worker without a build id.
+    assert.equal(await page.evaluate(async () => new URL((await navigator.serviceWorker.ready).active.scriptURL).search), '');
+    assert.deepEqual(Object.keys(await cachesOf(page)), ['googlenet-weights-v1']);
+    await classify(page, 'cat.jpg');
+    await assertCleanText(page, assert);
+    assert.equal(navigations, 1, 'no reload');
   } finally { await close(); }
 });

@@ -22,11 +22,13 @@ export function isolationStep({ isolated, canRegister, controlled, reloadedBefor
 }
 
 /**
- * An update found (a service worker of another build installed and waiting): take it over now
- * (the page reloads) only while the user has not done anything yet; otherwise offer a reload.
+ * An update found (a service worker of another build installed and waiting while another one
+ * controls the page): take it over now (the page reloads) only while the user has not done
+ * anything yet; otherwise offer a reload. A first install (nothing controls the page yet) takes
+ * over by itself, with no reload.
  */
-export function updateStep({ waiting, pageVersion, waitingVersion, touched }) {
-  if (!waiting || waitingVersion === pageVersion) return 'none';
+export function updateStep({ waiting, controlled, pageVersion, waitingVersion, touched }) {
+  if (!waiting || !controlled || waitingVersion === pageVersion) return 'none';
   return touched ? 'offer' : 'reload';
 }
 

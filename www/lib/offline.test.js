@@ -33,11 +33,13 @@ test('an update takes over an untouched page, and is offered on a used one', () 
   assert.equal(versionOf('http://h/sw.js?v=12ab'), '12ab');
   assert.equal(versionOf('http://h/sw.js'), '');
   assert.equal(versionOf('not a url'), '');
-  assert.equal(updateStep({ waiting: false, pageVersion: 'a', waitingVersion: '', touched: false }), 'none');
-  assert.equal(updateStep({ waiting: true, pageVersion: 'a', waitingVersion: 'a', touched: false }), 'none');
-  assert.equal(updateStep({ waiting: true, pageVersion: 'a', waitingVersion: 'b', touched: false }), 'reload');
-  assert.equal(updateStep({ waiting: true, pageVersion: 'a', waitingVersion: 'b', touched: true }), 'offer');
-  assert.equal(updateStep({ waiting: true, pageVersion: 'a', waitingVersion: '', touched: true }), 'offer');
+  assert.equal(updateStep({ waiting: false, controlled: true, pageVersion: 'a', waitingVersion: '', touched: false }), 'none');
+  assert.equal(updateStep({ waiting: true, controlled: true, pageVersion: 'a', waitingVersion: 'a', touched: false }), 'none');
+  assert.equal(updateStep({ waiting: true, controlled: true, pageVersion: 'a', waitingVersion: 'b', touched: false }), 'reload');
+  assert.equal(updateStep({ waiting: true, controlled: true, pageVersion: 'a', waitingVersion: 'b', touched: true }), 'offer');
+  assert.equal(updateStep({ waiting: true, controlled: true, pageVersion: 'a', waitingVersion: '', touched: true }), 'offer');
+  // The first install: nothing to replace, no reload.
+  assert.equal(updateStep({ waiting: true, controlled: false, pageVersion: null, waitingVersion: 'a', touched: false }), 'none');
   assert.equal(offlineText({ state: 'ready' }), 'available offline');
   assert.equal(offlineText({ state: 'failed', reason: 'x' }), 'not available offline: x');
   assert.equal(offlineText({ state: 'off' }), '');

@@ -8,6 +8,8 @@ const WEIGHTS_CACHE = 'googlenet-weights-v1';
 const SCOPE = new URL('../../', import.meta.url);
 const SW_URL = new URL('sw.js', SCOPE);
 
+/** How long an open page goes without looking for a new build (checked when it is shown again). */
+const RECHECK_MS = 30 * 60 * 1000;
 const withTimeout = (promise, ms, value = null) => Promise.race([promise, new Promise((r) => setTimeout(() => r(value), ms))]);
 
 function flag(op, value) {
@@ -18,13 +20,17 @@ function flag(op, value) {
   return false;
 }
 
-/** build-id.json: `{id, files}`; `null` when the server has none; `undefined` when it cannot be asked (offline). */
+/**
+ * build-id.json: `{id, files}`; `null` when the server has none (404); `undefined` when there is
+ * no clear answer (offline, a server error, a damaged file): the registration in place is kept.
+ */
 async function fetchBuildId() {
   try {
     const res = await fetch(new URL('build-id.json', SCOPE), { cache: 'no-store', signal: AbortSignal.timeout(8000) });
-    if (!res.ok) return null;
+    if (res.status === 404) return null;
+    if (!res.ok) return undefined;
     const list = await res.json();
-    return typeof list?.id === 'string' && list.files ? list : null;
+    return typeof list?.id === 'string' && /^[\w-]+$/.test(list.id) && list.files ? list : undefined;
   } catch {
     return undefined;
   }
@@ -46,6 +52,7 @@ export function setupOffline({ params, weightsUrl, touched, $ }) {
   let readyRun = 0;
   /** The registration under way (beforeBoot starts it). */
   let registered = Promise.resolve();
+  let lastCheck = 0;
 
   function show(state, reason = '') {
     document.body.dataset.offline = state;
@@ -65,6 +72,7 @@ export function setupOffline({ params, weightsUrl, touched, $ }) {
     if (!w) return;
     const step = updateStep({
       waiting: true,
+      controlled: Boolean(sw.controller && reg.active),
       pageVersion: sw.controller ? versionOf(sw.controller.scriptURL) : null,
       waitingVersion: versionOf(w.scriptURL),
       touched: touched(),
@@ -77,12 +85,16 @@ export function setupOffline({ params, weightsUrl, touched, $ }) {
     note.querySelector('button').onclick = take;
   }
 
+  const watched = new WeakSet();
   function watchUpdates() {
-    reg.addEventListener('updatefound', () => {
-      const next = reg.installing;
-      next?.addEventListener('statechange', () => { if (next.state === 'installed') offerUpdate(); });
-    });
-    sw.addEventListener('controllerchange', () => { if (updating) location.reload(); });
+    if (!watched.has(reg)) {
+      watched.add(reg);
+      const r = reg;
+      r.addEventListener('updatefound', () => {
+        const next = r.installing;
+        next?.addEventListener('statechange', () => { if (next.state === 'installed') offerUpdate(); });
+      });
+    }
     offerUpdate();
   }
 
@@ -91,6 +103,7 @@ export function setupOffline({ params, weightsUrl, touched, $ }) {
    * is not cross-origin isolated. Resolves to false when the page is about to reload.
    */
   async function register() {
+    lastCheck = Date.now();
     build = await fetchBuildId();
     try {
       // Offline, the registration in place stays as it is (its copy is what runs now).
@@ -107,6 +120,11 @@ export function setupOffline({ params, weightsUrl, touched, $ }) {
   async function beforeBoot() {
     if (!usable) { document.body.dataset.offline = 'unsupported'; return true; }
     if (params.get('sw') === '0') { await disable().catch(() => {}); return true; }
+    sw.addEventListener('controllerchange', () => { if (updating) location.reload(); });
+    // A page left open (a classroom day) looks for a new build when it is shown again.
+    document.addEventListener('visibilitychange', () => {
+      if (document.visibilityState === 'visible' && Date.now() - lastCheck > RECHECK_MS) registered = register();
+    });
     registered = register();
     const isolated = Boolean(globalThis.crossOriginIsolated);
     const reloadedBefore = flag('get');
@@ -137,6 +155,7 @@ export function setupOffline({ params, weightsUrl, touched, $ }) {
     show('saving');
     const failed = (reason) => { if (run === readyRun) show('failed', reason); };
     if (build === null) return failed('this server has no build-id.json (see scripts/build-id.mjs)');
+    if (build === undefined && !reg.active && !reg.waiting && !reg.installing) return failed('the build id could not be read');
     const ready = await withTimeout(sw.ready, 120_000);
     const active = ready?.active;
     if (!active) return failed('the service worker did not start');
