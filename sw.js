@@ -18,7 +18,8 @@
 //             build-id.json, sw.js, URLs with a query (test hooks such as ?delay=) and anything
 //             else go to the network. Every response gets COOP/COEP headers.
 //   message   {type: 'keep', engines} stores those engine builds (pkg/<engine>/…) and answers
-//             whether the copy is complete; {type: 'skip-waiting'} lets an update take over.
+//             whether the copy is complete; {type: 'skip-waiting'} lets an update take over
+//             ({alone: true}: only if the asking page is the only one open, see www/ui/offline.js).
 // Without a build id (`sw.js` with no ?v=, build-id.json missing) nothing is stored: only the
 // isolation headers and the weights cache route.
 // A classic script (module service workers are not everywhere yet); its pure helpers are
@@ -147,7 +148,15 @@ if (typeof self.addEventListener === 'function' && typeof caches !== 'undefined'
 
   self.addEventListener('message', (event) => {
     const m = event.data || {};
-    if (m.type === 'skip-waiting') { self.skipWaiting(); return; }
+    if (m.type === 'skip-waiting') {
+      event.waitUntil((async () => {
+        const open = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
+        const ok = !m.alone || open.length <= 1;
+        if (ok) await self.skipWaiting();
+        event.ports[0]?.postMessage({ ok });
+      })());
+      return;
+    }
     if (m.type !== 'keep') return;
     const answer = (value) => event.ports[0]?.postMessage(value);
     event.waitUntil((async () => {

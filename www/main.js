@@ -99,6 +99,9 @@ const client = new WorkerClient(() => new Worker(WORKER_URL, { type: 'module' })
  * Resolves to whether the model is ready (on failure, `recover` has said what happened).
  */
 async function boot(requested, reason = '') {
+  // A new build took over in another tab: a worker started now would be the new build's code
+  // under this page's old code. Reload instead (the page says so before).
+  if (offline.stale()) { location.reload(); return false; }
   state.ready = false;
   // How many times the model was started (tests read it: no restart loops).
   document.body.dataset.boots = String(Number(document.body.dataset.boots || 0) + 1);
@@ -298,6 +301,7 @@ async function classify(bytes) {
  */
 async function race(bytes) {
   const choice = state.choice;
+  if (offline.stale()) return; // (its worker would be another build's code)
   const cpuLabel = engineLabel(choice);
   const reason = $('backend-reason');
   const say = (text) => { reason.textContent = text; };

@@ -53,6 +53,9 @@ export function setupOffline({ params, weightsUrl, touched, $ }) {
   /** The registration under way (beforeBoot starts it). */
   let registered = Promise.resolve();
   let lastCheck = 0;
+  /** The build of this page's code (null: not known yet). */
+  let loadedVersion = null;
+  let isStale = false;
 
   function show(state, reason = '') {
     document.body.dataset.offline = state;
@@ -78,11 +81,37 @@ export function setupOffline({ params, weightsUrl, touched, $ }) {
       touched: touched(),
     });
     if (step === 'none') return;
-    const take = () => { updating = true; w.postMessage({ type: 'skip-waiting' }); };
-    if (step === 'reload') { take(); return; }
+    /** `alone`: only if no other tab runs this page (their builds must not change under them). */
+    const take = (alone) => new Promise((resolve) => {
+      updating = true;
+      const channel = new MessageChannel();
+      channel.port1.onmessage = (e) => { if (!e.data.ok) updating = false; resolve(e.data.ok); };
+      w.postMessage({ type: 'skip-waiting', alone }, [channel.port2]);
+    });
+    if (step === 'reload') take(true).then((ok) => { if (!ok) offer('A new version of this page is ready.', () => take(false)); });
+    else offer('A new version of this page is ready.', () => take(false));
+  }
+
+  function offer(text, act) {
     const note = $('update-note');
+    note.firstChild.textContent = `${text} `;
     note.hidden = false;
-    note.querySelector('button').onclick = take;
+    note.querySelector('button').onclick = act;
+  }
+
+  /**
+   * Another tab let a new build take over: this page's code is the old build, and anything it
+   * loads from now on (a restarted worker, another engine) would be the new one. Untouched, it
+   * reloads; in use, it says so, and restarts the model only by reloading (see `stale`).
+   */
+  function takenOver() {
+    if (updating) { location.reload(); return; }
+    const now = versionOf(sw.controller?.scriptURL || '');
+    if (!sw.controller || loadedVersion === null || now === loadedVersion) return;
+    isStale = true;
+    document.body.dataset.offline = 'stale';
+    if (!touched()) { location.reload(); return; }
+    offer('A new version of this page was installed in another tab.', () => location.reload());
   }
 
   const watched = new WeakSet();
@@ -105,6 +134,7 @@ export function setupOffline({ params, weightsUrl, touched, $ }) {
   async function register() {
     lastCheck = Date.now();
     build = await fetchBuildId();
+    if (loadedVersion === null && build !== undefined) loadedVersion = build ? build.id : '';
     try {
       // Offline, the registration in place stays as it is (its copy is what runs now).
       reg = build === undefined
@@ -120,7 +150,9 @@ export function setupOffline({ params, weightsUrl, touched, $ }) {
   async function beforeBoot() {
     if (!usable) { document.body.dataset.offline = 'unsupported'; return true; }
     if (params.get('sw') === '0') { await disable().catch(() => {}); return true; }
-    sw.addEventListener('controllerchange', () => { if (updating) location.reload(); });
+    // The build this page's code is: the copy that served it, or (first visit) the server's.
+    loadedVersion = sw.controller ? versionOf(sw.controller.scriptURL) : null;
+    sw.addEventListener('controllerchange', takenOver);
     // A page left open (a classroom day) looks for a new build when it is shown again.
     document.addEventListener('visibilitychange', () => {
       if (document.visibilityState === 'visible' && Date.now() - lastCheck > RECHECK_MS) registered = register();
@@ -173,5 +205,7 @@ export function setupOffline({ params, weightsUrl, touched, $ }) {
     navigator.storage?.persist?.().catch(() => {});
   }
 
-  return { beforeBoot, modelReady };
+  /** Whether the page's code is older than what the service worker now serves (reload first). */
+  const stale = () => isStale;
+  return { beforeBoot, modelReady, stale };
 }
