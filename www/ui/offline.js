@@ -127,10 +127,7 @@ export function setupOffline({ params, weightsUrl, touched, $ }) {
     offerUpdate();
   }
 
-  /**
-   * Before the model starts: register, and reload once under the service worker when the page
-   * is not cross-origin isolated. Resolves to false when the page is about to reload.
-   */
+  /** Registers the service worker of the server's build (offline: keeps the one in place). */
   async function register() {
     lastCheck = Date.now();
     build = await fetchBuildId();
@@ -147,6 +144,10 @@ export function setupOffline({ params, weightsUrl, touched, $ }) {
     if (reg) watchUpdates();
   }
 
+  /**
+   * Before the model starts: register, and reload once under the service worker when the page
+   * is not cross-origin isolated. Resolves to false when the page is about to reload.
+   */
   async function beforeBoot() {
     if (!usable) { document.body.dataset.offline = 'unsupported'; return true; }
     if (params.get('sw') === '0') { await disable().catch(() => {}); return true; }
