@@ -142,7 +142,7 @@ export function setupPresenter({ $, params, classify, loadBlock, summary, hasIma
   }
 
   function explain() {
-    const toggle = document.getElementById('explain-toggle');
+    const toggle = document.querySelector('#explain-toggle, [data-testid="explain-toggle"]');
     if (toggle && !toggle.disabled) toggle.click();
     else note('explanation not available yet');
   }
