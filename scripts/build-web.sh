@@ -84,6 +84,9 @@ mkdir -p www/samples
 if [ -d "$SHARED/images" ]; then cp "$SHARED"/images/*.jpg www/samples/; fi
 node -e 'const fs=require("fs");console.log(JSON.stringify(fs.readdirSync("www/samples").filter(f=>/\.(jpe?g|png)$/i.test(f)).sort()))' > www/samples/index.json
 
+# The build id the service worker versions its cache by (every served file's SHA-256).
+node scripts/build-id.mjs
+
 for engine in $ENGINES; do
   echo "wasm $engine: $(stat -c %s "pkg/$engine/googlenet_bg.wasm") bytes raw, $(stat -c %s "pkg/$engine/googlenet_bg.wasm.gz") bytes gzip"
 done

@@ -27,6 +27,14 @@ try {
   await page.screenshot({ path: path.join(out, `explorer${backend === 'cpu' ? '' : '-' + backend}.png`) });
   // The whole page, to look at (not committed).
   await page.screenshot({ path: path.join(os.tmpdir(), `googlenet-full${backend === 'cpu' ? '' : '-' + backend}.png`), fullPage: true });
+  // Presenter mode at 1280×720 (the harness's viewport), the photo at inception 4c.
+  await page.getByTestId('present-btn').click();
+  for (let i = 0; i < 4; i++) await page.keyboard.press('ArrowRight');
+  await page.locator('#p-block-name[data-block="inception_4c"]').waitFor({ timeout: 60_000 });
+  await page.locator('#p-block-view canvas[data-branch="pool"]').waitFor({ timeout: 300_000 });
+  await page.waitForFunction(() => !document.querySelector('#p-block-view').classList.contains('loading'));
+  await page.screenshot({ path: path.join(out, `presenter${backend === 'cpu' ? '' : '-' + backend}.png`) });
+  await page.locator('#p-exit').click();
   // "Why?": the cat and the dog in one photo; the evidence for "Egyptian cat".
   await page.evaluate(() => window.scrollTo(0, 0));
   await dropTwoObjects(page);

@@ -7,6 +7,7 @@ import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildInfo } from './build-id.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const shared = path.resolve(process.env.GOOGLENET_SHARED || path.join(root, '..', 'shared'));
@@ -15,8 +16,12 @@ const types = {
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript', '.css': 'text/css',
   '.wasm': 'application/wasm', '.json': 'application/json', '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg',
   '.png': 'image/png', '.txt': 'text/plain; charset=utf-8', '.safetensors': 'application/octet-stream',
-  '.onnx': 'application/octet-stream',
+  '.onnx': 'application/octet-stream', '.webmanifest': 'application/manifest+json',
 };
+// build-id.json is computed live (unchanged files are not hashed again), so an edit is a new
+// build for the service worker without running scripts/build-id.mjs. Test hook:
+// GOOGLENET_BUILD_SALT changes the id without changing a file (a "new deploy").
+const hashes = new Map();
 
 function resolve(urlPath) {
   if (urlPath.startsWith('/weights/')) {
@@ -47,6 +52,12 @@ const server = http.createServer(async (req, res) => {
   // Test hook: `?delay=MS` on any URL holds the answer back (a slow network for the tests).
   const delay = Math.min(Number(url.searchParams.get('delay')) || 0, 60_000);
   if (delay) await new Promise((r) => setTimeout(r, delay));
+  if (url.pathname === '/build-id.json') {
+    const body = JSON.stringify(buildInfo(root, { memo: hashes, salt: process.env.GOOGLENET_BUILD_SALT || '' }));
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store', 'cross-origin-resource-policy': 'same-origin' });
+    res.end(body);
+    return;
+  }
   const file = resolve(decodeURIComponent(url.pathname));
   if (!file || !fs.existsSync(file) || fs.statSync(file).isDirectory()) {
     res.writeHead(404, { 'content-type': 'text/plain' });

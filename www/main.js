@@ -4,6 +4,8 @@ import { renderTop, renderAux } from './ui/results.js';
 import { renderMap, renderDifferences, drawHeat } from './ui/explorer.js';
 import { setupFinetune } from './ui/finetune.js';
 import { setupExplain } from './ui/explain.js';
+import { setupOffline } from './ui/offline.js';
+import { setupPresenter } from './ui/presenter.js';
 import { WorkerClient, Req, Event, Kind, RequestError, restartBudget } from './lib/protocol.js';
 import { chooseEngine, cpuEngine, decide, describeAdapter, describeMeasurement, engineLabel, measureKey, median } from './lib/backend.js';
 
@@ -37,6 +39,8 @@ const state = {
   choice: null,
   /** The race between the CPU engine and WebGPU, when auto asked for one. */
   measuring: null,
+  /** The user has done something (a click, a key, a drop): an update then waits for a Reload. */
+  touched: false,
 };
 
 /** ?threads=N: the CPU engine's thread count (benchmarks); default: every logical core. */
@@ -97,6 +101,9 @@ const client = new WorkerClient(() => new Worker(WORKER_URL, { type: 'module' })
  * Resolves to whether the model is ready (on failure, `recover` has said what happened).
  */
 async function boot(requested, reason = '') {
+  // A new build took over in another tab: a worker started now would be the new build's code
+  // under this page's old code. Reload instead (the page says so before).
+  if (offline.stale()) { location.reload(); return false; }
   state.ready = false;
   // How many times the model was started (tests read it: no restart loops).
   document.body.dataset.boots = String(Number(document.body.dataset.boots || 0) + 1);
@@ -123,6 +130,7 @@ async function boot(requested, reason = '') {
     showReport(info.report);
     $('weights-text').textContent += ` · ${info.report.variant}, ${info.report.num_classes} classes`;
     finetune.setSettings(info.settings);
+    offline.modelReady({ engine: info.engine });
     setStatus('waiting for an image');
     const pending = state.waiting;
     state.waiting = null;
@@ -198,6 +206,7 @@ function showReport(report) {
   explain.setReport(report);
   renderDifferences($('differences'), report);
   renderMap($('network-map'), report.summary, loadBlock, state.settings);
+  presenter.update();
 }
 
 function clearResults() {
@@ -208,7 +217,8 @@ function clearResults() {
   $('overlay').classList.remove('shown');
 }
 
-async function loadBlock(index) {
+/** Block `index`'s live view; `overlay`: also shown over the preview (where the block responds). */
+async function loadBlock(index, { overlay = true } = {}) {
   if (!state.lastImage) throw new Error('Classify an image first to see this block\'s activations.');
   if (!state.blockCache.has(index)) {
     const after = client.request(Req.BLOCK, { index, k: 16 });
@@ -222,6 +232,7 @@ async function loadBlock(index) {
     state.blockCache.set(index, both);
   }
   const view = await state.blockCache.get(index);
+  if (!overlay) return view;
   explain.overlayTaken();
   drawHeat($('overlay'), view.heatmap, view.h, view.w, null);
   $('overlay').dataset.kind = 'block';
@@ -235,11 +246,13 @@ async function drawPreview(bytes) {
     const bmp = await createImageBitmap(new Blob([bytes]), { imageOrientation: 'from-image' });
     const c = $('preview');
     const ctx = c.getContext('2d');
-    // Same crop as the model: shorter side to 256, centre 224.
-    const s = 256 / Math.min(bmp.width, bmp.height);
+    // Same crop as the model: shorter side to 256, centre 224 (drawn at the canvas's size,
+    // twice the model's, sharp on a projector in presenter mode).
+    const n = c.width;
+    const s = (256 / 224) * n / Math.min(bmp.width, bmp.height);
     const w = bmp.width * s, h = bmp.height * s;
-    ctx.clearRect(0, 0, 224, 224);
-    ctx.drawImage(bmp, (224 - w) / 2, (224 - h) / 2, w, h);
+    ctx.clearRect(0, 0, n, n);
+    ctx.drawImage(bmp, (n - w) / 2, (n - h) / 2, w, h);
   } catch { /* the model reports what is wrong with the file */ }
 }
 
@@ -259,7 +272,8 @@ async function classify(bytes) {
       state.blockCache.clear();
       renderTop($('top5'), res.top);
       renderAux($('aux'), res, state.report);
-      drawPreview(bytes);
+      // Before any block view is drawn over it (their heatmaps use the preview as the base).
+      await drawPreview(bytes);
       $('overlay').classList.remove('shown');
       explain.setResult(res.top);
       state.firstResultAt ??= performance.now();
@@ -274,6 +288,7 @@ async function classify(bytes) {
       for (const card of document.querySelectorAll('.block.open .block-head')) {
         card.click(); card.click(); // refresh open blocks for the new image
       }
+      presenter.update();
     } catch (e) {
       if (e.kind === Kind.RESTART) return; // the model restarted (backend switch): nothing to show
       // A stale answer must not sit beside an error.
@@ -293,6 +308,7 @@ async function classify(bytes) {
  */
 async function race(bytes) {
   const choice = state.choice;
+  if (offline.stale()) return; // (its worker would be another build's code)
   const cpuLabel = engineLabel(choice);
   const reason = $('backend-reason');
   const say = (text) => { reason.textContent = text; };
@@ -454,6 +470,8 @@ $('top5').addEventListener('click', (e) => {
   const li = e.target.closest('li[data-index]');
   if (li) explain.explainClass(Number(li.dataset.index));
 });
+for (const ev of ['pointerdown', 'keydown', 'drop', 'paste']) document.addEventListener(ev, () => { state.touched = true; }, { capture: true, once: true });
+const offline = setupOffline({ params, weightsUrl: WEIGHTS_URL, touched: () => state.touched, $ });
 const finetune = setupFinetune({
   request: (type, payload, transfer) => client.request(type, payload, transfer),
   recover: (e) => recover(e, null),
@@ -466,5 +484,12 @@ const finetune = setupFinetune({
     if (state.lastImage) classify(state.lastImage);
   },
 });
+const presenter = setupPresenter({
+  $, params, classify, loadBlock,
+  summary: () => state.report?.summary || null,
+  hasImage: () => Boolean(state.lastImage),
+});
 loadGallery();
-boot(state.requested);
+// (Not isolated on a host without COOP/COEP: the service worker may add them; the page then
+// reloads once before starting the model.)
+if (await offline.beforeBoot()) boot(state.requested);

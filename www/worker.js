@@ -115,8 +115,24 @@ async function createSession(m) {
   event({ type: Event.BACKEND, ...backendInfo });
 }
 
+/**
+ * The class names: from the weights cache, else downloaded and kept there (small; the page then
+ * has them offline, next to the weights). None is fine: the model shows class numbers.
+ */
+async function loadLabels(url) {
+  if (!url) return '';
+  const cache = await caches.open(CACHE).catch(() => null);
+  const hit = cache && (await cache.match(url).catch(() => null));
+  if (hit) return hit.text();
+  const res = await fetch(url).catch(() => null);
+  if (!res?.ok) return '';
+  const text = await res.text();
+  await cache?.put(url, new Response(text, { headers: { 'content-type': 'text/plain; charset=utf-8' } })).catch(() => {});
+  return text;
+}
+
 async function loadDefaultWeights(url, labelsUrl) {
-  labelsText = labelsUrl ? await fetch(labelsUrl).then((r) => (r.ok ? r.text() : '')).catch(() => '') : '';
+  labelsText = await loadLabels(labelsUrl);
   let got = await fetchWithProgress(url, 'weights');
   let report;
   try {
@@ -130,6 +146,11 @@ async function loadDefaultWeights(url, labelsUrl) {
   }
   if (!got.cached && got.cache) {
     await got.cache.put(url, new Response(got.bytes, { headers: { 'content-type': 'application/octet-stream' } })).catch(() => {});
+    // One weights file kept (the one just loaded, e.g. after the default changes to f16), plus
+    // the labels: the cache never grows by a whole model per file ever used.
+    for (const req of await got.cache.keys().catch(() => [])) {
+      if (req.url !== url && req.url !== labelsUrl) await got.cache.delete(req).catch(() => {});
+    }
   }
   return { report, cached: got.cached };
 }

@@ -159,7 +159,8 @@ test('WebGPU failures fall back to the CPU automatically', { skip: SKIP, timeout
 test('CPU engine without cross-origin isolation: one thread, same answers, and says why', { skip: SKIP, timeout: 600_000 }, async () => {
   const { context, close } = await launch();
   try {
-    const page = await open(context, '?backend=cpu&isolate=0');
+    // (?sw=0: no service worker, which would otherwise add the headers; see offline.test.mjs.)
+    const page = await open(context, '?backend=cpu&isolate=0&sw=0');
     assert.equal(await page.evaluate(() => crossOriginIsolated), false);
     assert.deepEqual(await engineOf(page), { backend: 'cpu', engine: 'cpu', threads: 1 });
     assert.match(await page.locator('#backend-reason').textContent(), /one thread: the page is not cross-origin isolated/);

@@ -16,14 +16,18 @@ export function haveShared() {
   return ok;
 }
 
-export async function startServer() {
-  const port = 20000 + Math.floor(Math.random() * 20000);
-  const proc = spawn(process.execPath, [path.join(root, 'scripts/serve.mjs'), String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+/**
+ * The demo server on a random port (or `port`: the same origin again, e.g. after `close()`, for
+ * the offline tests); `env` adds to its environment (GOOGLENET_BUILD_SALT: a new build id).
+ */
+export async function startServer({ port = 20000 + Math.floor(Math.random() * 20000), env = {} } = {}) {
+  const proc = spawn(process.execPath, [path.join(root, 'scripts/serve.mjs'), String(port)], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
   await new Promise((resolve, reject) => {
     proc.stdout.on('data', (d) => { if (String(d).includes('http://')) resolve(); });
     proc.on('exit', (code) => reject(new Error(`server exited with ${code}`)));
   });
-  return { url: `http://127.0.0.1:${port}/`, close: () => proc.kill() };
+  const exited = new Promise((r) => proc.once('exit', r));
+  return { url: `http://127.0.0.1:${port}/`, port, close: () => { proc.kill(); return exited; } };
 }
 
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';

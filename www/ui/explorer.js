@@ -85,6 +85,22 @@ function blockCard(b, index, loadBlock) {
   return card;
 }
 
+/**
+ * One block's live view, on its own (presenter mode): the four branches and where the block
+ * responds, without the card around it and without the parameter arithmetic.
+ * @param {HTMLElement} container
+ * @param {object} b  the block's entry in the model's summary (`summary.blocks[i]`)
+ * @param {object} view  the block view (Req.BLOCK's answer)
+ */
+export function renderBlockView(container, b, view) {
+  const [branches, , extra] = blockBody(b, view);
+  const heat = extra.querySelector('figure');
+  container.replaceChildren(el('div', { class: 'block-view' }, branches, heat));
+}
+
+/** The block's name as the page shows it ("inception 4c"). */
+export const blockName = (b) => b.name.replace('_', ' ');
+
 function blockBody(b, view) {
   const energy = shares(view.energy);
   const cols = view.branches.map((br, j) => {
