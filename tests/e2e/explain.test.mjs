@@ -65,7 +65,7 @@ test('CPU engine: "Why?" puts each class\'s evidence on its own animal; any clas
     let q = await quarters(page);
     assert.ok(q.shown && q.tl > 1.5 * q.br, `cat: overlay top-left ${q.tl} vs bottom-right ${q.br}`);
     const status = await page.getByTestId('explain-status').textContent();
-    assert.match(status, /^Evidence for “Egyptian cat” \(main classifier, logit -?\d+\.\d\d\) in inception_4e: strongest at the [a-z ]*left/);
+    assert.match(status, /^Evidence for “Egyptian cat” in inception_4e: strongest at the [a-z ]*left[a-z ]*\. \(main classifier, logit -?\d+\.\d\d\) \d+% of the image/);
     assert.match(status, /\d+ ms on CPU, \d+ threads?\.$/);
     // Pembroke, from a click on its top-5 row: bottom right.
     await page.getByTestId('top5').locator('li[data-index="263"] .label').click();

@@ -75,23 +75,25 @@ test('presenter mode: keys step blocks and images, folders are stepped through, 
     await fits(page);
     await assertCleanText(page, assert);
 
-    // E: no explanation in this build yet says so; an enabled #explain-toggle is clicked.
+    // E: the explanation (Grad-CAM of the top-1) over the image, E again hides it.
+    const explained = () => page.evaluate(() => ({
+      state: document.querySelector('[data-testid="explain"]').dataset.state,
+      pressed: document.getElementById('explain-toggle').getAttribute('aria-pressed'),
+      overlay: document.getElementById('overlay').dataset.kind === 'explain' && document.getElementById('overlay').classList.contains('shown'),
+    }));
     await page.keyboard.press('e');
-    await page.getByTestId('present-note').filter({ hasText: 'explanation not available yet' }).waitFor({ timeout: 5_000 });
-    await page.evaluate(() => {
-      const b = Object.assign(document.createElement('button'), { id: 'explain-toggle', type: 'button', textContent: 'Explain' });
-      b.dataset.testid = 'explain-toggle';
-      b.dataset.clicks = '0';
-      b.addEventListener('click', () => { b.dataset.clicks = String(Number(b.dataset.clicks) + 1); });
-      document.querySelector('.result-col').append(b);
-    });
+    await page.waitForFunction(() => document.querySelector('[data-testid="explain"]').dataset.state === 'shown', null, { timeout: 300_000, polling: 250 });
+    assert.deepEqual(await explained(), { state: 'shown', pressed: 'true', overlay: true });
+    assert.match(await page.getByTestId('explain-status').textContent(), /^Evidence for “Pembroke” in inception_4e/);
+    await fits(page);
     await page.keyboard.press('E');
-    assert.equal(await page.locator('#explain-toggle').getAttribute('data-clicks'), '1');
+    assert.deepEqual({ ...(await explained()), state: undefined }, { state: undefined, pressed: 'false', overlay: false });
+    // A toggle that cannot be used (no image yet, or the model restarting): said, not clicked.
     await page.evaluate(() => { document.getElementById('explain-toggle').disabled = true; });
-    await page.evaluate(() => { document.querySelector('[data-testid="present-note"]').hidden = true; });
     await page.keyboard.press('e');
     await page.getByTestId('present-note').filter({ hasText: 'explanation not available yet' }).waitFor({ timeout: 5_000 });
-    assert.equal(await page.locator('#explain-toggle').getAttribute('data-clicks'), '1');
+    assert.equal((await explained()).pressed, 'false');
+    await page.evaluate(() => { document.getElementById('explain-toggle').disabled = false; });
 
     // Dropped images: stepped through in name order (img2 before img10), space advances.
     const files = [];

@@ -25,7 +25,18 @@ export function setupExplain({ request, recover, engine }) {
   /** Requests in flight are numbered: only the latest one draws. */
   let seq = 0;
 
-  const say = (text, kind = '') => { status.textContent = text; status.className = `note ${kind}`.trim(); };
+  /** The status line: `lead` always shown, `more` (how to read it, the time) hidden when presenting. */
+  const say = (lead, kind = '', more = '') => {
+    status.className = `note ${kind}`.trim();
+    if (!lead && !more) { status.replaceChildren(); return; }
+    const a = document.createElement('span');
+    a.className = 'lead';
+    a.textContent = lead;
+    const b = document.createElement('span');
+    b.className = 'more';
+    b.textContent = more ? ` ${more}` : '';
+    status.replaceChildren(a, b);
+  };
 
   function heads() { return report?.explain || [{ head: 'main', default_block: 6, last_block: 8 }]; }
   function headInfo() { return heads().find((h) => h.head === headSel.value) || heads()[0]; }
@@ -73,8 +84,11 @@ export function setupExplain({ request, recover, engine }) {
       overlay.dataset.kind = 'explain';
       overlay.title = `Grad-CAM: where ${e.layer} holds the evidence for ${shortName(e.label)}`;
       Object.assign(box.dataset, { state: 'shown', cls: String(e.class), layer: e.layer, head: e.head, where: d.where, ms: e.ms.toFixed(0) });
-      say(`Evidence for “${shortName(e.label)}” (${HEAD_NAMES[e.head]}, logit ${e.score.toFixed(2)}) in ${e.layer}: ${d.text}. `
-        + `Bright = where the gradient of this class's score weights the block's channels most. ${e.ms.toFixed(0)} ms on ${engine()}.`);
+      const where = d.max > 0 ? `strongest at the ${d.where}` : d.text;
+      const lit = d.max > 0 ? ` ${Math.round(d.share * 100)}% of the image at half strength or more.` : '';
+      say(`Evidence for “${shortName(e.label)}” in ${e.layer}: ${where}.`, '',
+        `(${HEAD_NAMES[e.head]}, logit ${e.score.toFixed(2)})${lit} Bright = where the gradient of this class's score `
+        + `weights the block's channels most. ${e.ms.toFixed(0)} ms on ${engine()}.`);
     } catch (err) {
       if (mine !== seq) return;
       box.dataset.state = 'error';
