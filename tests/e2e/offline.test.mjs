@@ -78,7 +78,7 @@ test('after one visit the page works with no network: reload, classify, explore,
     for (const p of ['/index.html', '/www/main.js', '/www/worker.js', '/www/lib/protocol.js', '/manifest.webmanifest', '/pkg/threads/googlenet_bg.wasm']) assert.ok(app.includes(p), `${p} kept`);
     assert.ok(app.some((p) => /^\/pkg\/threads\/snippets\/.*workerHelpers/.test(p)), 'the thread pool helper kept');
     assert.ok(!app.some((p) => p.startsWith('/pkg/webgpu/') || p.startsWith('/pkg/cpu/')), 'only the engine in use');
-    assert.deepEqual(stored['googlenet-weights-v1'].map((u) => new URL(u).pathname).sort(), ['/weights/bvlc_googlenet.safetensors', '/weights/synset_words.txt']);
+    assert.deepEqual(stored['googlenet-weights-v1'].map((u) => new URL(u).pathname).sort(), ['/weights/bvlc_googlenet.f16.safetensors', '/weights/synset_words.txt']);
 
     await server.close();
     assert.equal(await page.evaluate(() => fetch('build-id.json', { cache: 'no-store' }).then(() => 'online', () => 'offline')), 'offline');
