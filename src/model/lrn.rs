@@ -28,6 +28,16 @@ impl Lrn {
     /// - input: `[batch, channels, h, w]`
     /// - output: the same
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        // Inference on burn-flex: one direct pass (`kernels.rs`).
+        #[cfg(any(not(target_family = "wasm"), feature = "engine-cpu"))]
+        if let Some(y) = super::kernels::lrn(&x, self.size, self.alpha, self.beta, self.k) {
+            return y;
+        }
+        self.forward_composed(x)
+    }
+
+    /// The same as tensor ops: under autodiff and on WebGPU.
+    pub fn forward_composed(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
         let before = (self.size - 1) / 2;
         let after = self.size - 1 - before;

@@ -7,6 +7,8 @@ pub mod basic_conv;
 pub mod config;
 pub mod googlenet;
 pub mod inception;
+#[cfg(any(not(target_family = "wasm"), feature = "engine-cpu"))]
+pub mod kernels;
 pub mod lrn;
 pub mod pool;
 pub mod summary;

@@ -43,6 +43,21 @@ impl MaxPool {
     /// - input: `[batch, channels, h, w]`
     /// - output: `[batch, channels, h', w']`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        // Inference on burn-flex: one direct pass (`kernels.rs`).
+        #[cfg(any(not(target_family = "wasm"), feature = "engine-cpu"))]
+        {
+            let [_, _, h, w] = x.dims();
+            let (k, s, p) = (self.kernel, self.stride, self.padding);
+            let (oh, ow) = (pool_out(h, k, s, p, self.ceil), pool_out(w, k, s, p, self.ceil));
+            if let Some(y) = super::kernels::max_pool(&x, k, s, p, oh, ow) {
+                return y;
+            }
+        }
+        self.forward_composed(x)
+    }
+
+    /// The same as tensor ops: under autodiff and on WebGPU.
+    pub fn forward_composed(&self, x: Tensor<4>) -> Tensor<4> {
         let [_, _, h, w] = x.dims();
         let (k, s, p) = (self.kernel, self.stride, self.padding);
         let (oh, ow) = (pool_out(h, k, s, p, self.ceil), pool_out(w, k, s, p, self.ceil));
