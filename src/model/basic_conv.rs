@@ -50,6 +50,29 @@ impl BasicConv2d {
     /// - input: `[batch, in_channels, h, w]`
     /// - output: `[batch, out_channels, h', w']`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        // Inference on burn-flex: one direct GEMM kernel with the bias and ReLU fused.
+        #[cfg(any(not(target_family = "wasm"), feature = "engine-cpu"))]
+        if self.bn.is_none()
+            && let Some(y) = self.forward_kernel(&x)
+        {
+            return y;
+        }
+        self.forward_composed(x)
+    }
+
+    #[cfg(any(not(target_family = "wasm"), feature = "engine-cpu"))]
+    fn forward_kernel(&self, x: &Tensor<4>) -> Option<Tensor<4>> {
+        let c = &self.conv;
+        if c.dilation != [1, 1] || c.groups != 1 {
+            return None;
+        }
+        let PaddingConfig2d::Explicit(top, left, bottom, right) = c.padding else { return None };
+        let bias = c.bias.as_ref().map(|b| b.val());
+        super::kernels::conv2d(x, &c.weight.val(), bias.as_ref(), c.stride, [top, left, bottom, right], true)
+    }
+
+    /// The same as burn's ops: under autodiff, on WebGPU, and with BatchNorm.
+    pub fn forward_composed(&self, x: Tensor<4>) -> Tensor<4> {
         let x = self.conv.forward(x); // [batch, out, h', w']
         let x = match &self.bn {
             Some(bn) => bn.forward(x),

@@ -14,7 +14,7 @@ use burn::backend::{DispatchDevice, Flex};
 use burn::tensor::{Bytes, DType, Shape, Tensor};
 
 /// The tensor's burn-flex primitive, contiguous f32, when `x` is on burn-flex without autodiff.
-fn flex_f32(x: &Tensor<4>) -> Option<FlexTensor> {
+fn flex_f32<const D: usize>(x: &Tensor<D>) -> Option<FlexTensor> {
     if x.is_autodiff() || !matches!(x.device().as_dispatch(), DispatchDevice::Flex(_)) {
         return None;
     }
@@ -41,6 +41,239 @@ fn for_each_chunk(src: &[f32], src_len: usize, dst: &mut [f32], dst_len: usize, 
     for (i, (d, s)) in dst.chunks_mut(dst_len).zip(src.chunks(src_len)).enumerate() {
         f(i, s, d);
     }
+}
+
+/// A convolution's geometry for one image: `[cin, h, w]` in, `[cout, oh, ow]` out.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ConvGeom {
+    pub cin: usize,
+    pub h: usize,
+    pub w: usize,
+    pub cout: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: [usize; 2],
+    /// Top and left padding (bottom and right are implied by `oh`, `ow`).
+    pub pad: [usize; 2],
+    pub oh: usize,
+    pub ow: usize,
+}
+
+impl ConvGeom {
+    /// Rows of the im2col matrix: `cin · kh · kw`, the weights' row length.
+    fn depth(&self) -> usize {
+        self.cin * self.kh * self.kw
+    }
+
+    fn positions(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    /// A 1×1 stride-1 unpadded conv: the input itself is the GEMM's right operand.
+    fn pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.stride == [1, 1] && self.pad == [0, 0] && self.oh == self.h && self.ow == self.w
+    }
+}
+
+/// A pointer rayon tasks share to write disjoint elements of one output buffer.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+// SAFETY: every task writes its own rows × columns of the output; none reads another's.
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+impl Out {
+    /// The pointer `at` elements on (a method, so closures capture the `Send` wrapper).
+    fn at(self, at: usize) -> *mut f32 {
+        self.0.wrapping_add(at)
+    }
+}
+
+/// Columns per GEMM tile, and the number of row chunks each tile is split into, for a conv of
+/// `positions` output positions and `cout` rows over `images` images on `threads` threads.
+/// A tile's im2col block (`depth × cols`) stays around 256 KiB so it is read from cache.
+fn plan(g: &ConvGeom, images: usize, threads: usize) -> (usize, usize) {
+    let n = g.positions();
+    let target = (65536 / g.depth().max(1)).clamp(96, 512);
+    let tiles = n.div_ceil(target).max(1);
+    let cols = n.div_ceil(tiles);
+    // Too few tiles for the threads (the 7×7 and 14×14 blocks): split the output channels too.
+    let tasks = tiles * images;
+    let want = 2 * threads;
+    let row_chunks = if threads > 1 && tasks < want { want.div_ceil(tasks).min(g.cout / 16).max(1) } else { 1 };
+    (cols, row_chunks)
+}
+
+thread_local! {
+    /// Each thread's im2col block, kept between calls.
+    static COLUMNS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// im2col for output positions `n0..n1` of one image: row `(ci, ky, kx)` of `col` (row length
+/// `n1 - n0`) holds the input value each position's window reads there, 0 in the padding.
+fn im2col(src: &[f32], g: &ConvGeom, n0: usize, n1: usize, col: &mut [f32]) {
+    let cols = n1 - n0;
+    let [sy, sx] = g.stride;
+    let [py, px] = g.pad;
+    let mut row = 0;
+    for ci in 0..g.cin {
+        let plane = &src[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let dst = &mut col[row * cols..(row + 1) * cols];
+                row += 1;
+                // Output columns whose input column `ox·sx + kx − px` is inside the image.
+                let lo = px.saturating_sub(kx).div_ceil(sx).min(g.ow);
+                let hi = if g.w + px > kx { (g.w + px - kx).div_ceil(sx).min(g.ow) } else { 0 }.max(lo);
+                let mut n = n0;
+                while n < n1 {
+                    let (oy, ox0) = (n / g.ow, n % g.ow);
+                    let ox1 = g.ow.min(ox0 + n1 - n);
+                    let out = &mut dst[n - n0..n - n0 + ox1 - ox0];
+                    n += ox1 - ox0;
+                    let iy = (oy * sy + ky).wrapping_sub(py);
+                    if iy >= g.h {
+                        out.fill(0.0);
+                        continue;
+                    }
+                    let line = &plane[iy * g.w..(iy + 1) * g.w];
+                    let (a, b) = (lo.clamp(ox0, ox1), hi.clamp(ox0, ox1));
+                    out[..a - ox0].fill(0.0);
+                    out[b - ox0..].fill(0.0);
+                    let inside = &mut out[a - ox0..b - ox0];
+                    if inside.is_empty() {
+                        continue;
+                    }
+                    let ix0 = a * sx + kx - px;
+                    if sx == 1 {
+                        inside.copy_from_slice(&line[ix0..ix0 + inside.len()]);
+                    } else {
+                        for (o, v) in inside.iter_mut().zip(line[ix0..].iter().step_by(sx)) {
+                            *o = *v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One image's convolution, `+ bias`, then ReLU if `relu`: output channel `co` is written at
+/// `dst + co · oh·ow` (so `dst` may point into a larger tensor, e.g. one branch of a block).
+///
+/// # Safety
+/// `dst` must be valid for `cout · oh·ow` writes that nothing else reads or writes meanwhile.
+unsafe fn conv_image(src: &[f32], g: &ConvGeom, weight: &[f32], bias: Option<&[f32]>, relu: bool, dst: Out, threads: usize) {
+    let (n, k, m) = (g.positions(), g.depth(), g.cout);
+    let (cols, row_chunks) = plan(g, 1, threads);
+    let rows = m.div_ceil(row_chunks);
+    let tasks = n.div_ceil(cols) * row_chunks;
+    let task = |t: usize| {
+        let (n0, m0) = ((t / row_chunks) * cols, (t % row_chunks) * rows);
+        let (n1, m1) = ((n0 + cols).min(n), (m0 + rows).min(m));
+        if m0 >= m1 {
+            return;
+        }
+        let width = n1 - n0;
+        // SAFETY: rows m0..m1, columns n0..n1 of the output belong to this task alone.
+        let out = |co: usize| unsafe { std::slice::from_raw_parts_mut(dst.at(co * n + n0), width) };
+        if let Some(bias) = bias {
+            for co in m0..m1 {
+                out(co).fill(bias[co]);
+            }
+        }
+        let gemm = |rhs: *const f32, rhs_rs: usize| unsafe {
+            gemm::gemm(
+                m1 - m0,
+                width,
+                k,
+                dst.at(m0 * n + n0),
+                1,
+                n as isize,
+                bias.is_some(),
+                weight.as_ptr().add(m0 * k),
+                1,
+                k as isize,
+                rhs,
+                1,
+                rhs_rs as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            )
+        };
+        if g.pointwise() {
+            gemm(src.as_ptr().wrapping_add(n0), n);
+        } else {
+            COLUMNS.with_borrow_mut(|col| {
+                if col.len() < k * width {
+                    col.resize(k * width, 0.0);
+                }
+                im2col(src, g, n0, n1, &mut col[..k * width]);
+                gemm(col.as_ptr(), width);
+            });
+        }
+        if relu {
+            for co in m0..m1 {
+                for v in out(co) {
+                    *v = v.max(0.0);
+                }
+            }
+        }
+    };
+    #[cfg(any(not(target_family = "wasm"), feature = "engine-threads"))]
+    if tasks > 1 {
+        use rayon::prelude::*;
+        (0..tasks).into_par_iter().for_each(task);
+        return;
+    }
+    (0..tasks).for_each(task);
+}
+
+fn threads() -> usize {
+    #[cfg(any(not(target_family = "wasm"), feature = "engine-threads"))]
+    return rayon::current_num_threads();
+    #[allow(unreachable_code)]
+    1
+}
+
+/// `relu(conv2d(x, weight) + bias)` (ReLU only if `relu`), dilation 1, one group, padding
+/// `[top, left, bottom, right]`. The weights' `[cout, cin, kh, kw]` buffer is the GEMM's left
+/// operand as it is (no packing); each tile of output positions builds its im2col block
+/// straight from NCHW, and the bias and ReLU are applied on the tile while it is in cache.
+/// `None` when the tensors are not burn-flex f32 without autodiff.
+pub fn conv2d(x: &Tensor<4>, weight: &Tensor<4>, bias: Option<&Tensor<1>>, stride: [usize; 2], pad: [usize; 4], relu: bool) -> Option<Tensor<4>> {
+    let xt = flex_f32(x)?;
+    let wt = flex_f32(weight)?;
+    let bt = match bias {
+        Some(b) => Some(flex_f32(b)?),
+        None => None,
+    };
+    let [b, cin, h, w] = x.dims();
+    let [cout, wcin, kh, kw] = weight.dims();
+    if wcin != cin || h + pad[0] + pad[2] < kh || w + pad[1] + pad[3] < kw {
+        return None;
+    }
+    let oh = (h + pad[0] + pad[2] - kh) / stride[0] + 1;
+    let ow = (w + pad[1] + pad[3] - kw) / stride[1] + 1;
+    let g = ConvGeom { cin, h, w, cout, kh, kw, stride, pad: [pad[0], pad[1]], oh, ow };
+    let src = xt.as_slice::<f32>()?;
+    let weight = wt.as_slice::<f32>()?;
+    let bias = match &bt {
+        Some(t) => Some(t.as_slice::<f32>()?),
+        None => None,
+    };
+    let per_image = cout * oh * ow;
+    let mut out = vec![0f32; b * per_image];
+    let threads = threads();
+    for i in 0..b {
+        // SAFETY: image i's output is `per_image` elements of the allocation, written only here.
+        unsafe { conv_image(&src[i * cin * h * w..(i + 1) * cin * h * w], &g, weight, bias, relu, Out(out.as_mut_ptr().add(i * per_image)), threads) };
+    }
+    Some(from_vec(out, [b, cout, oh, ow]))
 }
 
 /// Max pool with window `k`, stride `s`, padding `p`, output `oh × ow` (the caller's rounding).
@@ -146,6 +379,38 @@ mod tests {
     }
 
     #[test]
+    fn conv_kernel_equals_burns_conv2d() {
+        use burn::tensor::module::conv2d as burn_conv2d;
+        use burn::tensor::ops::ConvOptions;
+        let device = Device::flex();
+        // (cin, h, w, cout, k, stride, pad, bias): GoogLeNet's shapes and awkward ones (odd
+        // sizes, padding wider than a row, more outputs than 16-row chunks, tiny images).
+        let cases = [
+            (3, 37, 29, 64, 7, 2, 3, true),
+            (64, 14, 14, 192, 3, 1, 1, true),
+            (16, 9, 11, 33, 5, 1, 2, false),
+            (32, 7, 7, 128, 1, 1, 0, true),
+            (5, 3, 2, 7, 3, 2, 1, true),
+            (4, 1, 40, 6, 3, 1, 1, true),
+            (8, 600, 3, 5, 1, 1, 0, false),
+            (3, 2, 2, 4, 5, 1, 2, true),
+        ];
+        for (cin, h, w, cout, k, s, p, with_bias) in cases {
+            let x = Tensor::<4>::random([2, cin, h, w], Distribution::Normal(0.0, 1.0), &device);
+            let weight = Tensor::<4>::random([cout, cin, k, k], Distribution::Normal(0.0, 0.3), &device);
+            let bias = with_bias.then(|| Tensor::<1>::random([cout], Distribution::Normal(0.0, 1.0), &device));
+            let reference = burn_conv2d(x.clone(), weight.clone(), bias.clone(), ConvOptions::new([s, s], [p, p], [1, 1], 1));
+            for relu in [false, true] {
+                let fast = conv2d(&x, &weight, bias.as_ref(), [s, s], [p; 4], relu).expect("flex tensors");
+                let expected = if relu { burn::tensor::activation::relu(reference.clone()) } else { reference.clone() };
+                assert_eq!(fast.dims(), expected.dims(), "{cin}x{h}x{w} -> {cout} k{k} s{s} p{p}");
+                let d = max_abs(fast, expected);
+                assert!(d < 1e-4, "{cin}x{h}x{w} -> {cout} k{k} s{s} p{p} relu {relu}: {d}");
+            }
+        }
+    }
+
+    #[test]
     fn lrn_kernel_equals_the_composition() {
         let device = Device::flex();
         let x = Tensor::<4>::random([2, 9, 5, 3], Distribution::Normal(0.0, 30.0), &device);
@@ -162,5 +427,7 @@ mod tests {
         let x = Tensor::<4>::random([1, 2, 6, 6], Distribution::Normal(0.0, 1.0), &Device::flex()).autodiff();
         assert!(max_pool(&x, 3, 2, 0, 3, 3).is_none());
         assert!(lrn(&x, 5, 1e-4, 0.75, 1.0).is_none());
+        let w = Tensor::<4>::random([3, 2, 3, 3], Distribution::Normal(0.0, 1.0), &Device::flex());
+        assert!(conv2d(&x, &w, None, [1, 1], [1; 4], true).is_none());
     }
 }
