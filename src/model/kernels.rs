@@ -276,6 +276,13 @@ pub fn conv2d(x: &Tensor<4>, weight: &Tensor<4>, bias: Option<&Tensor<1>>, strid
     Some(from_vec(out, [b, cout, oh, ow]))
 }
 
+/// The larger of two values, as one `maxps` (`f32::max`'s NaN rule costs a blend). The inputs
+/// are finite: the weights are checked at load and images are 8-bit.
+#[inline(always)]
+fn max(a: f32, b: f32) -> f32 {
+    if a > b { a } else { b }
+}
+
 /// Max pool with window `k`, stride `s`, padding `p`, output `oh × ow` (the caller's rounding).
 /// Windows are clipped to the input, as Caffe does (the padding never wins a maximum).
 /// `None` when `x` is not a burn-flex tensor without autodiff.
@@ -284,6 +291,9 @@ pub fn max_pool(x: &Tensor<4>, k: usize, s: usize, p: usize, oh: usize, ow: usiz
     let src = t.as_slice::<f32>()?;
     let [b, c, h, w] = x.dims();
     let mut out = vec![0f32; b * c * oh * ow];
+    // Output columns whose window lies wholly inside the row: no clipping, fixed offsets.
+    let inner_lo = p.div_ceil(s).min(ow);
+    let inner_hi = if w + p >= k { ((w + p - k) / s + 1).min(ow) } else { 0 }.max(inner_lo);
     for_each_chunk(src, h * w, &mut out, oh * ow, |_, plane, dst| {
         let mut row = vec![f32::NEG_INFINITY; w];
         for oy in 0..oh {
@@ -294,13 +304,33 @@ pub fn max_pool(x: &Tensor<4>, k: usize, s: usize, p: usize, oh: usize, ow: usiz
             row.copy_from_slice(&plane[y0 * w..y0 * w + w]);
             for y in y0 + 1..y1 {
                 for (m, &v) in row.iter_mut().zip(&plane[y * w..y * w + w]) {
-                    *m = m.max(v);
+                    *m = max(*m, v);
                 }
             }
-            for (ox, o) in dst[oy * ow..oy * ow + ow].iter_mut().enumerate() {
+            let out = &mut dst[oy * ow..oy * ow + ow];
+            let clipped = |ox: usize| {
                 let x0 = (ox * s).saturating_sub(p);
                 let x1 = (ox * s + k).saturating_sub(p).min(w);
-                *o = row[x0..x1].iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                row[x0..x1].iter().fold(f32::NEG_INFINITY, |m, &v| max(m, v))
+            };
+            for ox in (0..inner_lo).chain(inner_hi..ow) {
+                out[ox] = clipped(ox);
+            }
+            let inner = &mut out[inner_lo..inner_hi];
+            let first = (inner_lo * s).wrapping_sub(p);
+            if s == 1 {
+                // Shifted copies of the row, maxed elementwise (vectorised).
+                inner.copy_from_slice(&row[first..first + inner.len()]);
+                for kx in 1..k {
+                    for (o, &v) in inner.iter_mut().zip(&row[first + kx..]) {
+                        *o = max(*o, v);
+                    }
+                }
+            } else {
+                for (i, o) in inner.iter_mut().enumerate() {
+                    let window = &row[first + i * s..first + i * s + k];
+                    *o = window[1..].iter().fold(window[0], |m, &v| max(m, v));
+                }
             }
         }
     });
@@ -334,11 +364,19 @@ pub fn lrn(x: &Tensor<4>, n: usize, alpha: f64, beta: f64, k: f64) -> Option<Ten
             }
         }
         let own = &src[base + ci * plane..base + (ci + 1) * plane];
-        for ((o, &v), &s2) in dst.iter_mut().zip(own).zip(&sum) {
-            let d = k + scale * s2;
-            // beta = 0.75 (the paper's): d^0.75 = sqrt(d) · sqrt(sqrt(d)), far cheaper than powf.
-            let denom = if three_quarters { d.sqrt() * d.sqrt().sqrt() } else { d.powf(beta) };
-            *o = v / denom;
+        // Separate loops per case, so each one vectorises (sqrt and div have SIMD forms,
+        // powf does not).
+        if three_quarters {
+            // d^0.75 = sqrt(d) · sqrt(sqrt(d)), far cheaper than powf.
+            for ((o, &v), &s2) in dst.iter_mut().zip(own).zip(&sum) {
+                let d = k + scale * s2;
+                let r = d.sqrt();
+                *o = v / (r * r.sqrt());
+            }
+        } else {
+            for ((o, &v), &s2) in dst.iter_mut().zip(own).zip(&sum) {
+                *o = v / (k + scale * s2).powf(beta);
+            }
         }
     };
     #[cfg(any(not(target_family = "wasm"), feature = "engine-threads"))]
@@ -431,3 +469,4 @@ mod tests {
         assert!(conv2d(&x, &w, None, [1, 1], [1; 4], true).is_none());
     }
 }
+
