@@ -52,23 +52,34 @@ impl BasicConv2d {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         // Inference on burn-flex: one direct GEMM kernel with the bias and ReLU fused.
         #[cfg(any(not(target_family = "wasm"), feature = "engine-cpu"))]
-        if self.bn.is_none()
-            && let Some(y) = self.forward_kernel(&x)
-        {
+        if let Some(y) = self.forward_kernel(&x) {
             return y;
         }
         self.forward_composed(x)
     }
 
+    /// This layer on `x` as a direct kernel (burn-flex inference, no BatchNorm); `None` where
+    /// it does not apply.
     #[cfg(any(not(target_family = "wasm"), feature = "engine-cpu"))]
-    fn forward_kernel(&self, x: &Tensor<4>) -> Option<Tensor<4>> {
+    pub fn direct(&self, x: &Tensor<4>) -> Option<super::kernels::Conv> {
         let c = &self.conv;
-        if c.dilation != [1, 1] || c.groups != 1 {
+        let PaddingConfig2d::Explicit(top, left, bottom, right) = c.padding else { return None };
+        if !self.kernel_applies() {
             return None;
         }
-        let PaddingConfig2d::Explicit(top, left, bottom, right) = c.padding else { return None };
         let bias = c.bias.as_ref().map(|b| b.val());
-        super::kernels::conv2d(x, &c.weight.val(), bias.as_ref(), c.stride, [top, left, bottom, right], true)
+        super::kernels::Conv::new(x, &c.weight.val(), bias.as_ref(), c.stride, [top, left, bottom, right])
+    }
+
+    /// Whether [`Self::direct`] can run this layer (on a burn-flex input without autodiff).
+    pub fn kernel_applies(&self) -> bool {
+        let c = &self.conv;
+        self.bn.is_none() && c.dilation == [1, 1] && c.groups == 1 && matches!(c.padding, PaddingConfig2d::Explicit(..))
+    }
+
+    #[cfg(any(not(target_family = "wasm"), feature = "engine-cpu"))]
+    fn forward_kernel(&self, x: &Tensor<4>) -> Option<Tensor<4>> {
+        Some(self.direct(x)?.output(true))
     }
 
     /// The same as burn's ops: under autodiff, on WebGPU, and with BatchNorm.

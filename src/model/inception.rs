@@ -75,7 +75,45 @@ impl Inception {
     /// - input: `[batch, in_channels, h, w]`
     /// - output: `[batch, c1x1 + c3x3 + c5x5 + pool_proj, h, w]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        #[cfg(any(not(target_family = "wasm"), feature = "engine-cpu"))]
+        if let Some(y) = self.forward_kernel(&x) {
+            return y;
+        }
         Tensor::cat(self.forward_branches(x).to_vec(), 1)
+    }
+
+    /// Inference on burn-flex: each branch's last conv writes its channels of one block output
+    /// (no concatenation copy), the four branches at once. `None` where the kernels do not
+    /// apply (autodiff, WebGPU, BatchNorm).
+    #[cfg(any(not(target_family = "wasm"), feature = "engine-cpu"))]
+    fn forward_kernel(&self, x: &Tensor<4>) -> Option<Tensor<4>> {
+        use super::kernels::Concat;
+        // Every conv must take the kernel path, or the block output would be left half written.
+        let last = [&self.branch1, &self.branch2, &self.branch3, &self.branch4];
+        if !super::kernels::flex_inference(x) || !last.iter().all(|c| c.kernel_applies()) {
+            return None;
+        }
+        let [b, _, h, w] = x.dims();
+        let [c1, _, c3, _, c5, cp] = self.channels();
+        let out = Concat::new([b, c1 + c3 + c5 + cp, h, w]);
+        let write = |conv: &BasicConv2d, input: Tensor<4>, offset: usize| match conv.direct(&input) {
+            Some(k) => {
+                out.write(&k, offset, true);
+                true
+            }
+            None => false,
+        };
+        let b1 = || write(&self.branch1, x.clone(), 0);
+        let b2 = || write(&self.branch2, self.branch2_reduce.forward(x.clone()), c1);
+        let b3 = || write(&self.branch3, self.branch3_reduce.forward(x.clone()), c1 + c3);
+        let b4 = || write(&self.branch4, self.branch4_pool.forward(x.clone()), c1 + c3 + c5);
+        #[cfg(any(not(target_family = "wasm"), feature = "engine-threads"))]
+        let ((b1, b2), (b3, b4)) = rayon::join(|| rayon::join(b1, b2), || rayon::join(b3, b4));
+        #[cfg(not(any(not(target_family = "wasm"), feature = "engine-threads")))]
+        let (b1, b2, b3, b4) = (b1(), b2(), b3(), b4());
+        // (A branch input off burn-flex cannot happen once `x` is on it; were it to, the
+        // composition below recomputes the block.)
+        (b1 && b2 && b3 && b4).then(|| out.into_tensor())
     }
 
     /// The block's row of the table, read back from the layers.

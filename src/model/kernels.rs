@@ -25,6 +25,11 @@ fn flex_f32<const D: usize>(x: &Tensor<D>) -> Option<FlexTensor> {
     Some(if t.as_slice::<f32>().is_some() { t } else { t.to_contiguous() })
 }
 
+/// Whether `x` is on burn-flex without autodiff, where these kernels run.
+pub fn flex_inference(x: &Tensor<4>) -> bool {
+    !x.is_autodiff() && matches!(x.device().as_dispatch(), DispatchDevice::Flex(_))
+}
+
 fn from_vec(v: Vec<f32>, shape: [usize; 4]) -> Tensor<4> {
     let t = FlexTensor::new(Bytes::from_elems(v), Layout::contiguous(Shape::from(shape.to_vec())), DType::F32);
     Tensor::from_primitive::<Flex>(t)
@@ -240,40 +245,124 @@ fn threads() -> usize {
     1
 }
 
-/// `relu(conv2d(x, weight) + bias)` (ReLU only if `relu`), dilation 1, one group, padding
-/// `[top, left, bottom, right]`. The weights' `[cout, cin, kh, kw]` buffer is the GEMM's left
-/// operand as it is (no packing); each tile of output positions builds its im2col block
-/// straight from NCHW, and the bias and ReLU are applied on the tile while it is in cache.
-/// `None` when the tensors are not burn-flex f32 without autodiff.
+/// A convolution ready to run on burn-flex buffers: `relu(conv2d(x, weight) + bias)` (ReLU
+/// only if asked), dilation 1, one group. The weights' `[cout, cin, kh, kw]` buffer is the
+/// GEMM's left operand as it is (no packing); each tile of output positions builds its im2col
+/// block straight from NCHW, and the bias and ReLU are applied on the tile while it is in cache.
+pub struct Conv {
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: Option<FlexTensor>,
+    g: ConvGeom,
+    batch: usize,
+}
+
+impl Conv {
+    /// `None` when the tensors are not burn-flex f32 without autodiff, or do not fit together.
+    /// `pad` is `[top, left, bottom, right]`.
+    pub fn new(x: &Tensor<4>, weight: &Tensor<4>, bias: Option<&Tensor<1>>, stride: [usize; 2], pad: [usize; 4]) -> Option<Conv> {
+        let [batch, cin, h, w] = x.dims();
+        let [cout, wcin, kh, kw] = weight.dims();
+        if wcin != cin || h + pad[0] + pad[2] < kh || w + pad[1] + pad[3] < kw || stride.contains(&0) {
+            return None;
+        }
+        if bias.is_some_and(|b| b.dims() != [cout]) {
+            return None;
+        }
+        let oh = (h + pad[0] + pad[2] - kh) / stride[0] + 1;
+        let ow = (w + pad[1] + pad[3] - kw) / stride[1] + 1;
+        let bias = match bias {
+            Some(b) => Some(flex_f32(b)?),
+            None => None,
+        };
+        Some(Conv {
+            x: flex_f32(x)?,
+            weight: flex_f32(weight)?,
+            bias,
+            g: ConvGeom { cin, h, w, cout, kh, kw, stride, pad: [pad[0], pad[1]], oh, ow },
+            batch,
+        })
+    }
+
+    /// `[batch, cout, oh, ow]`.
+    pub fn out_dims(&self) -> [usize; 4] {
+        [self.batch, self.g.cout, self.g.oh, self.g.ow]
+    }
+
+    /// The output as a new tensor.
+    pub fn output(&self, relu: bool) -> Tensor<4> {
+        let dims = self.out_dims();
+        let mut out = vec![0f32; dims.iter().product()];
+        // SAFETY: `out` is the whole `[batch, cout, oh, ow]` output, owned here.
+        unsafe { self.run(relu, Out(out.as_mut_ptr()), dims[1] * dims[2] * dims[3]) };
+        from_vec(out, dims)
+    }
+
+    /// Image `i`'s output channel `co` goes to `dst + i · image_stride + co · oh·ow`.
+    ///
+    /// # Safety
+    /// Those `batch · cout · oh·ow` elements must be valid for writes that nothing else reads
+    /// or writes meanwhile.
+    unsafe fn run(&self, relu: bool, dst: Out, image_stride: usize) {
+        let g = &self.g;
+        let (Some(src), Some(weight)) = (self.x.as_slice::<f32>(), self.weight.as_slice::<f32>()) else {
+            unreachable!("flex_f32 made both contiguous f32");
+        };
+        let bias = self.bias.as_ref().and_then(|b| b.as_slice::<f32>());
+        let image = g.cin * g.h * g.w;
+        let threads = threads();
+        for i in 0..self.batch {
+            // SAFETY: the caller's contract, image by image.
+            unsafe { conv_image(&src[i * image..(i + 1) * image], g, weight, bias, relu, Out(dst.at(i * image_stride)), threads) };
+        }
+    }
+}
+
+/// `relu(conv2d(x, weight) + bias)` (see [`Conv`]) as a new tensor; `None` when the tensors
+/// are not burn-flex f32 without autodiff.
 pub fn conv2d(x: &Tensor<4>, weight: &Tensor<4>, bias: Option<&Tensor<1>>, stride: [usize; 2], pad: [usize; 4], relu: bool) -> Option<Tensor<4>> {
-    let xt = flex_f32(x)?;
-    let wt = flex_f32(weight)?;
-    let bt = match bias {
-        Some(b) => Some(flex_f32(b)?),
-        None => None,
-    };
-    let [b, cin, h, w] = x.dims();
-    let [cout, wcin, kh, kw] = weight.dims();
-    if wcin != cin || h + pad[0] + pad[2] < kh || w + pad[1] + pad[3] < kw {
-        return None;
+    Some(Conv::new(x, weight, bias, stride, pad)?.output(relu))
+}
+
+/// One output tensor that several convolutions write their own channels of, at once (an
+/// Inception block's four branches, without a concatenation copy).
+pub struct Concat {
+    buf: Vec<f32>,
+    ptr: Out,
+    dims: [usize; 4],
+    /// Channel ranges written so far: a second writer of a channel is refused.
+    claimed: std::sync::Mutex<Vec<std::ops::Range<usize>>>,
+}
+
+impl Concat {
+    pub fn new(dims: [usize; 4]) -> Concat {
+        let mut buf = vec![0f32; dims.iter().product()];
+        let ptr = Out(buf.as_mut_ptr());
+        Concat { buf, ptr, dims, claimed: std::sync::Mutex::new(Vec::new()) }
     }
-    let oh = (h + pad[0] + pad[2] - kh) / stride[0] + 1;
-    let ow = (w + pad[1] + pad[3] - kw) / stride[1] + 1;
-    let g = ConvGeom { cin, h, w, cout, kh, kw, stride, pad: [pad[0], pad[1]], oh, ow };
-    let src = xt.as_slice::<f32>()?;
-    let weight = wt.as_slice::<f32>()?;
-    let bias = match &bt {
-        Some(t) => Some(t.as_slice::<f32>()?),
-        None => None,
-    };
-    let per_image = cout * oh * ow;
-    let mut out = vec![0f32; b * per_image];
-    let threads = threads();
-    for i in 0..b {
-        // SAFETY: image i's output is `per_image` elements of the allocation, written only here.
-        unsafe { conv_image(&src[i * cin * h * w..(i + 1) * cin * h * w], &g, weight, bias, relu, Out(out.as_mut_ptr().add(i * per_image)), threads) };
+
+    /// Runs `conv` into channels `offset..offset + cout` of every image.
+    ///
+    /// # Panics
+    /// When the output does not fit there, or those channels were already written.
+    pub fn write(&self, conv: &Conv, offset: usize, relu: bool) {
+        let [b, c, h, w] = self.dims;
+        let [cb, cc, ch, cw] = conv.out_dims();
+        assert!(cb == b && ch == h && cw == w && offset + cc <= c, "a {:?} output does not fit channel {offset} of {:?}", conv.out_dims(), self.dims);
+        let range = offset..offset + cc;
+        {
+            let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
+            assert!(claimed.iter().all(|r| r.end <= range.start || range.end <= r.start), "channels {range:?} were already written");
+            claimed.push(range);
+        }
+        // SAFETY: the channels are in bounds and claimed by this call alone; `buf` is not
+        // otherwise touched until `into_tensor` takes `self`.
+        unsafe { conv.run(relu, Out(self.ptr.at(offset * h * w)), c * h * w) };
     }
-    Some(from_vec(out, [b, cout, oh, ow]))
+
+    pub fn into_tensor(self) -> Tensor<4> {
+        from_vec(self.buf, self.dims)
+    }
 }
 
 /// The larger of two values, as one `maxps` (`f32::max`'s NaN rule costs a blend). The inputs
