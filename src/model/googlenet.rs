@@ -169,8 +169,8 @@ impl GoogLeNet {
             Stage::MaxPool3 => self.maxpool3.forward(x),
             Stage::MaxPool4 => self.maxpool4.forward(x),
             Stage::Block(i) => {
-                let branches = self.blocks[i].forward_branches(x);
-                return (Tensor::cat(branches.to_vec(), 1), Some(branches));
+                let (out, branches) = self.blocks[i].forward_with_branches(x);
+                return (out, Some(branches));
             }
         };
         (out, None)

@@ -75,11 +75,20 @@ impl Inception {
     /// - input: `[batch, in_channels, h, w]`
     /// - output: `[batch, c1x1 + c3x3 + c5x5 + pool_proj, h, w]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.forward_with_branches(x).0
+    }
+
+    /// The block output and its four branches (views of it where the kernels ran).
+    pub fn forward_with_branches(&self, x: Tensor<4>) -> (Tensor<4>, [Tensor<4>; 4]) {
         #[cfg(any(not(target_family = "wasm"), feature = "engine-cpu"))]
         if let Some(y) = self.forward_kernel(&x) {
-            return y;
+            let [c1, _, c3, _, c5, cp] = self.channels();
+            let view = |from, n| y.clone().narrow(1, from, n);
+            let branches = [view(0, c1), view(c1, c3), view(c1 + c3, c5), view(c1 + c3 + c5, cp)];
+            return (y, branches);
         }
-        Tensor::cat(self.forward_branches(x).to_vec(), 1)
+        let branches = self.forward_branches(x);
+        (Tensor::cat(branches.to_vec(), 1), branches)
     }
 
     /// Inference on burn-flex: each branch's last conv writes its channels of one block output

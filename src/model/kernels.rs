@@ -538,6 +538,52 @@ mod tests {
     }
 
     #[test]
+    fn the_network_on_kernels_equals_the_compositions() {
+        use crate::model::config::{GoogLeNetConfig, Variant};
+        let device = Device::flex();
+        let model = GoogLeNetConfig::new().with_num_classes(10).with_variant(Variant::Bvlc).init(&device);
+        // Batch 2 at an odd size: every stage, ragged tiles, both images in one call.
+        let x = Tensor::<4>::random([2, 3, 99, 99], Distribution::Normal(0.0, 40.0), &device);
+        let mut fast = x.clone();
+        let mut slow = x.clone().autodiff();
+        let close = |fast: &Tensor<4>, slow: &Tensor<4>, what: &str| {
+            let reference = Tensor::<4>::from_data(slow.clone().into_data(), &device);
+            let scale: f32 = reference.clone().abs().max().into_scalar();
+            let d = max_abs(fast.clone(), reference) / scale.max(1e-6);
+            assert!(d < 1e-5, "{what}: relative difference {d}");
+        };
+        for stage in model.stages() {
+            let (f, fast_branches) = model.stage(stage, fast);
+            let (s, slow_branches) = model.stage(stage, slow);
+            close(&f, &s, stage.name());
+            // A block's branches (views of its output on the kernel path) for the explorer.
+            for (i, (a, b)) in fast_branches.iter().flatten().zip(slow_branches.iter().flatten()).enumerate() {
+                close(a, b, &format!("{} branch {i}", stage.name()));
+            }
+            (fast, slow) = (f, s);
+        }
+    }
+
+    #[test]
+    fn a_block_output_refuses_a_second_writer() {
+        let device = Device::flex();
+        let x = Tensor::<4>::random([1, 4, 5, 5], Distribution::Normal(0.0, 1.0), &device);
+        let w = Tensor::<4>::random([3, 4, 1, 1], Distribution::Normal(0.0, 1.0), &device);
+        let conv = Conv::new(&x, &w, None, [1, 1], [0; 4]).unwrap();
+        let out = Concat::new([1, 6, 5, 5]);
+        out.write(&conv, 0, false);
+        out.write(&conv, 3, false);
+        let twice = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| out.write(&conv, 2, false)));
+        assert!(twice.is_err(), "channels 2..5 overlap 0..3 and 3..6");
+        let too_far = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Concat::new([1, 6, 5, 5]).write(&conv, 4, false)));
+        assert!(too_far.is_err(), "channels 4..7 of 6");
+        let y = out.into_tensor();
+        let direct = conv2d(&x, &w, None, [1, 1], [0; 4], false).unwrap();
+        assert_eq!(max_abs(y.clone().narrow(1, 0, 3), direct.clone()), 0.0);
+        assert_eq!(max_abs(y.narrow(1, 3, 3), direct), 0.0);
+    }
+
+    #[test]
     fn lrn_kernel_equals_the_composition() {
         let device = Device::flex();
         let x = Tensor::<4>::random([2, 9, 5, 3], Distribution::Normal(0.0, 30.0), &device);
