@@ -95,10 +95,24 @@ const cat = path.join(shared, 'images/cat.jpg');
 }
 
 // What the page downloads up to its first result besides the weights, as served (gzip), per
-// engine: the page's scripts plus that engine's build (and its thread helper).
-const page = ['index.html', 'www/style.css', 'www/main.js', 'www/worker.js', 'www/ui/results.js', 'www/ui/explorer.js', 'www/ui/finetune.js', 'www/lib/backend.js', 'www/lib/format.js', 'www/lib/chart.js', 'www/lib/protocol.js'];
+// engine: the page (index.html, its stylesheet, manifest and service worker, every module the
+// page and the worker import, followed from their import lines) plus that engine's build (and
+// its thread helper).
+function moduleGraph(entries) {
+  const seen = new Set();
+  const visit = (f) => {
+    if (seen.has(f)) return;
+    seen.add(f);
+    const src = fs.readFileSync(path.join(root, f), 'utf8');
+    for (const m of src.matchAll(/^\s*import\s[^'"]*['"](\.{1,2}\/[^'"]+)['"]/gm)) visit(path.join(path.dirname(f), m[1]));
+  };
+  entries.forEach(visit);
+  return [...seen];
+}
+const page = ['index.html', 'www/style.css', 'manifest.webmanifest', 'sw.js', ...moduleGraph(['www/main.js', 'www/worker.js'])];
 const gz = (f) => zlib.gzipSync(fs.readFileSync(path.join(root, f)), { level: 9 }).length;
 const files = (dir) => fs.readdirSync(path.join(root, dir), { recursive: true }).map((f) => path.join(dir, f)).filter((f) => /\.(js|wasm)$/.test(f));
+out.page_files = page;
 out.download = {};
 for (const engine of ['cpu', 'threads', 'webgpu']) {
   const own = files(`pkg/${engine}`);
