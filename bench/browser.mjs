@@ -54,13 +54,15 @@ const cat = path.join(shared, 'images/cat.jpg');
       const warm = [], fwd = [];
       for (let i = 0; i < ITERS; i++) { const r = await classify(p, cat); warm.push(r.warm); fwd.push(r.forward); }
       const engine = await p.getByTestId('backend').getAttribute('data-engine');
+      // Where the time goes, stage by stage (as `googlenet bench --layers` natively).
+      const stages = Object.fromEntries((await p.evaluate((n) => globalThis.googlenetBench.stageTimes(n), ITERS)).map((r) => [r.stage, Math.round(r.ms * 100) / 100]));
       await p.close();
-      return { engine, median_ms: median(fwd), min_ms: Math.min(...fwd), per_image_median_ms: median(warm), iters: ITERS };
+      return { engine, median_ms: median(fwd), min_ms: Math.min(...fwd), per_image_median_ms: median(warm), iters: ITERS, stages };
     };
-    out.ours = { one_thread_engine: await warmOf('?backend=cpu&isolate=0') };
+    out.ours = { one_thread_engine: await warmOf('?backend=cpu&isolate=0&sw=0&bench=1') };
     out.ort_web_wasm = {};
     for (const n of counts) {
-      out.ours[`threads_${n}`] = await warmOf(`?backend=cpu&threads=${n}`);
+      out.ours[`threads_${n}`] = await warmOf(`?backend=cpu&threads=${n}&bench=1`);
       const ortPage = await context.newPage();
       await ortPage.goto(`${server.url}bench/ort-web.html?iters=${ITERS}&threads=${n}`);
       await ortPage.waitForFunction(() => window.result, null, { timeout: 600_000 });

@@ -96,6 +96,9 @@ const client = new WorkerClient(() => new Worker(WORKER_URL, { type: 'module' })
   onFailure: (err) => recover(err, null),
 });
 
+// `?bench=1`: bench/browser.mjs asks for per-stage times through the page's own worker.
+if (params.get('bench') === '1') globalThis.googlenetBench = { stageTimes: (iters) => client.request(Req.STAGE_TIMES, { iters }) };
+
 /**
  * (Re)start the model on `requested`; `reason` says why when the page chose for the user.
  * Resolves to whether the model is ready (on failure, `recover` has said what happened).

@@ -210,6 +210,7 @@ const handlers = {
     const e = await session.explain(m.class, m.block, m.head || 'main');
     return { ...e, ms: performance.now() - t0 };
   },
+  [Req.STAGE_TIMES]: (m) => session.stage_times(m.iters || 10),
   [Req.FT_ADD_CLASS]: (m) => session.ft_add_class(m.name),
   [Req.FT_RENAME]: (m) => session.ft_rename(m.id, m.name),
   [Req.FT_REMOVE_CLASS]: (m) => session.ft_remove_class(m.id),

@@ -96,10 +96,11 @@ impl Out {
 
 /// Columns per GEMM tile, and the number of row chunks each tile is split into, for a conv of
 /// `positions` output positions and `cout` rows over `images` images on `threads` threads.
-/// A tile's im2col block (`depth × cols`) stays around 256 KiB so it is read from cache.
+/// gemm packs the weights on every call, so tiles are as wide as the cache allows: a tile's
+/// im2col block (`depth × cols`) stays around 1 MiB; a 1×1 conv (no im2col) is one tile.
 fn plan(g: &ConvGeom, images: usize, threads: usize) -> (usize, usize) {
     let n = g.positions();
-    let target = (65536 / g.depth().max(1)).clamp(96, 512);
+    let target = if g.pointwise() { n } else { (262_144 / g.depth().max(1)).clamp(128, 1024) };
     let tiles = n.div_ceil(target).max(1);
     let cols = n.div_ceil(tiles);
     // Too few tiles for the threads (the 7×7 and 14×14 blocks): split the output channels too.

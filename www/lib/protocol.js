@@ -18,6 +18,7 @@ export const Req = Object.freeze({
   FT_PREDICT: 'ft-predict',     // {bytes} → {main, aux1, aux2}
   FT_APPLY: 'ft-apply',         // → {report}
   EXPORT: 'export',             // → {bytes}
+  STAGE_TIMES: 'stage-times',   // {iters} → [{stage, ms}] (the benchmark's per-stage times on the last image)
 });
 
 /** Messages the worker sends on its own (no reply expected). */
