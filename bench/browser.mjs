@@ -87,9 +87,13 @@ const cat = path.join(shared, 'images/cat.jpg');
     for (const [mode, n] of [['heads', Number(process.env.FT_STEPS || 12)], ['all', 3]]) {
       await ft.locator('#ft-train').selectOption(mode);
       await ft.getByTestId('finetune-steps').fill(String(n));
+      // The previous run's log stays until this run's first step: wait for a new, finished one.
+      const before = await ft.getByTestId('finetune-log').getAttribute('data-ms');
       await ft.getByTestId('finetune-start').click();
-      await ft.waitForFunction((n) => JSON.parse(document.querySelector('[data-testid="finetune-log"]').dataset.steps).length >= n, n, { timeout: 900_000 });
-      await ft.getByTestId('finetune-stop').and(ft.locator(':disabled')).waitFor({ timeout: 900_000 });
+      await ft.waitForFunction(([n, before]) => {
+        const ms = document.querySelector('[data-testid="finetune-log"]').dataset.ms;
+        return ms !== before && JSON.parse(ms).length >= n && document.querySelector('[data-testid="finetune-stop"]').disabled;
+      }, [n, before], { timeout: 900_000 });
       const ms = JSON.parse(await ft.getByTestId('finetune-log').getAttribute('data-ms'));
       out.finetune_browser_cpu[mode] = { batch: 8, first_ms: ms[0], median_ms: median(ms), steps: ms.length, steps_per_s: 1000 / median(ms) };
     }

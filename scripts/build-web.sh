@@ -45,9 +45,12 @@ build() {
     # target folder: other RUSTFLAGS would rebuild the other engines' dependencies.
     target_dir=target/wasm-threads
     cargo_args+=(-Z build-std=panic_abort,std)
-    opt+=(--enable-threads)
+    # Relaxed SIMD in the GEMM's microkernels: their multiply-add fused (vendor/gemm-f32,
+    # `--cfg gemm_relaxed_simd`). The page runs this build where the browser has both shared
+    # memory and relaxed SIMD (it checks), the one-thread build elsewhere.
+    opt+=(--enable-threads --enable-relaxed-simd)
     export RUSTC_BOOTSTRAP=1
-    export RUSTFLAGS="-C target-feature=+simd128,+atomics,+bulk-memory,+mutable-globals -C link-arg=--max-memory=4294967296"
+    export RUSTFLAGS="-C target-feature=+simd128,+atomics,+bulk-memory,+mutable-globals --cfg gemm_relaxed_simd -C link-arg=--max-memory=4294967296"
   fi
   if [ "$engine" = webgpu ]; then
     # The math runs on the GPU: the wasm is optimised for size (the download budget).

@@ -7,7 +7,7 @@ import { setupExplain } from './ui/explain.js';
 import { setupOffline } from './ui/offline.js';
 import { setupPresenter } from './ui/presenter.js';
 import { WorkerClient, Req, Event, Kind, RequestError, restartBudget } from './lib/protocol.js';
-import { chooseEngine, cpuEngine, decide, describeAdapter, describeMeasurement, engineLabel, measureKey, median } from './lib/backend.js';
+import { chooseEngine, cpuEngine, decide, describeAdapter, describeMeasurement, engineLabel, hasRelaxedSimd, measureKey, median } from './lib/backend.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -74,9 +74,11 @@ async function chooseFor(requested) {
   const gpu = await gpuInfo();
   const isolated = Boolean(globalThis.crossOriginIsolated);
   const cores = navigator.hardwareConcurrency;
-  const cpu = cpuEngine({ isolated, cores, threads: THREADS });
+  // Test hook: `?relaxed=0` behaves as a browser without relaxed SIMD.
+  const relaxed = params.get('relaxed') !== '0' && hasRelaxedSimd();
+  const cpu = cpuEngine({ isolated, cores, threads: THREADS, relaxed });
   const measured = gpu.adapter ? remembered(measureKey(gpu.adapter.name, cpu)) : null;
-  return { ...chooseEngine({ requested, ...gpu, isolated, cores, threads: THREADS, measured }), adapter: gpu.adapter?.name || '' };
+  return { ...chooseEngine({ requested, ...gpu, isolated, cores, threads: THREADS, relaxed, measured }), adapter: gpu.adapter?.name || '' };
 }
 
 function setStatus(text) { $('status').textContent = text; }

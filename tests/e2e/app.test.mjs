@@ -156,7 +156,7 @@ test('WebGPU failures fall back to the CPU automatically', { skip: SKIP, timeout
   } finally { await plain.close(); }
 });
 
-test('CPU engine without cross-origin isolation: one thread, same answers, and says why', { skip: SKIP, timeout: 600_000 }, async () => {
+test('CPU engine without cross-origin isolation or relaxed SIMD: one thread, same answers, and says why', { skip: SKIP, timeout: 600_000 }, async () => {
   const { context, close } = await launch();
   try {
     // (?sw=0: no service worker, which would otherwise add the headers; see offline.test.mjs.)
@@ -171,6 +171,16 @@ test('CPU engine without cross-origin isolation: one thread, same answers, and s
     assert.match(await broken.locator('#backend-reason').textContent(), /^Fallback: .*threaded CPU engine failed to start/);
     await pick(broken, path.join(shared, 'images/dog.jpg'));
     assert.equal((await top1(broken)).label, expected['dog.jpg'][0].label);
+    // Isolated, but a browser without relaxed SIMD (which the threaded build needs): one
+    // thread, said so, still answering. Chromium itself has it: the default is threaded.
+    const plainSimd = await open(context, '?backend=cpu&relaxed=0');
+    assert.equal(await plainSimd.evaluate(() => crossOriginIsolated), true);
+    assert.deepEqual(await engineOf(plainSimd), { backend: 'cpu', engine: 'cpu', threads: 1 });
+    assert.match(await plainSimd.locator('#backend-reason').textContent(), /lacks WebAssembly relaxed SIMD/);
+    await pick(plainSimd, path.join(shared, 'images/cat.jpg'));
+    assert.equal((await top1(plainSimd)).label, expected['cat.jpg'][0].label);
+    const threaded = await open(context, '?backend=cpu');
+    assert.equal((await engineOf(threaded)).engine, 'threads', 'Chromium passes the relaxed SIMD probe');
   } finally { await close(); }
 });
 

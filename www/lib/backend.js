@@ -1,7 +1,8 @@
 // Which engine to run, and why: pure logic, tested with `node --test`.
 //
 // Three builds of the model (scripts/build-web.sh), the worker loads one:
-//   threads  the CPU engine on Web Worker threads (needs a cross-origin isolated page)
+//   threads  the CPU engine on Web Worker threads (needs a cross-origin isolated page, and
+//            WebAssembly relaxed SIMD: its GEMM uses the fused multiply-add)
 //   cpu      the CPU engine on one thread (any page)
 //   webgpu   burn's wgpu backend
 // "auto" starts on the CPU engine (small, starts fast) and, where a WebGPU adapter exists,
@@ -11,12 +12,18 @@
 export const MAX_THREADS = 16;
 
 /** The CPU engine this page can run: threaded where memory can be shared with workers. */
-export function cpuEngine({ isolated, cores, threads = null }) {
+export function cpuEngine({ isolated, cores, threads = null, relaxed = true }) {
   const logical = Math.max(1, Math.floor(Number(cores) || 1));
   if (!isolated) {
     return {
       engine: 'cpu', threads: 1,
       why: 'one thread: the page is not cross-origin isolated (its server sends no COOP/COEP headers), so it cannot share memory with worker threads',
+    };
+  }
+  if (!relaxed) {
+    return {
+      engine: 'cpu', threads: 1,
+      why: 'one thread: this browser lacks WebAssembly relaxed SIMD, which the threaded engine is built with (current Chrome and Edge have it)',
     };
   }
   const asked = Math.floor(Number(threads));
@@ -64,8 +71,8 @@ export function decide({ cpuMs, gpuMs, cpuLabel, note = '' }) {
  * @param {object|null} [o.measured]            the remembered race for this adapter (see decide)
  * @returns {{engine: string, threads: number, backend: 'webgpu'|'cpu', cpu: object, reason: string, fallback: boolean, probe: boolean}}
  */
-export function chooseEngine({ requested, hasGpu, adapter, isolated, cores, threads = null, measured = null }) {
-  const cpu = cpuEngine({ isolated, cores, threads });
+export function chooseEngine({ requested, hasGpu, adapter, isolated, cores, threads = null, relaxed = true, measured = null }) {
+  const cpu = cpuEngine({ isolated, cores, threads, relaxed });
   const onCpu = (reason, { fallback = false, probe = false } = {}) => ({
     engine: cpu.engine, threads: cpu.threads, backend: 'cpu', cpu, reason: `${reason}; ${cpu.why}`, fallback, probe,
   });
@@ -94,4 +101,13 @@ export function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/**
+ * Whether this browser validates WebAssembly relaxed SIMD: a one-function module that runs
+ * `i8x16.relaxed_swizzle` (the probe wasm-feature-detect uses).
+ */
+export function hasRelaxedSimd(wasm = globalThis.WebAssembly) {
+  const probe = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 15, 1, 13, 0, 65, 1, 253, 15, 65, 2, 253, 15, 253, 128, 2, 11]);
+  try { return Boolean(wasm?.validate(probe)); } catch { return false; }
 }

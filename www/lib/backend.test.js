@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chooseEngine, cpuEngine, decide, describeAdapter, describeMeasurement, engineLabel, measureKey, median, MAX_THREADS } from './backend.js';
+import { chooseEngine, cpuEngine, decide, describeAdapter, describeMeasurement, engineLabel, hasRelaxedSimd, measureKey, median, MAX_THREADS } from './backend.js';
 
 const gpu = { name: 'NVIDIA RTX', isFallback: false };
 const soft = { name: 'google swiftshader', isFallback: true };
@@ -77,4 +77,24 @@ test('adapter info is read from GPUAdapter.info', () => {
   const d = describeAdapter({ info: { vendor: 'google', architecture: 'swiftshader', isFallbackAdapter: true } });
   assert.deepEqual(d, { name: 'google swiftshader', isFallback: true });
   assert.equal(describeAdapter(null), null);
+});
+
+test('without relaxed SIMD the page runs the one-thread engine and says why', () => {
+  const c = cpuEngine({ isolated: true, cores: 8, relaxed: false });
+  assert.deepEqual([c.engine, c.threads], ['cpu', 1]);
+  assert.match(c.why, /relaxed SIMD/);
+  assert.equal(chooseEngine({ requested: 'cpu', hasGpu: false, isolated: true, cores: 8, relaxed: false }).engine, 'cpu');
+  assert.equal(cpuEngine({ isolated: true, cores: 8, relaxed: true }).engine, 'threads');
+});
+
+test('the relaxed SIMD probe is a module a relaxed-SIMD engine accepts, and nothing else', () => {
+  const seen = [];
+  const fake = (accept) => ({ validate: (bytes) => { seen.push(bytes); return accept; } });
+  assert.equal(hasRelaxedSimd(fake(true)), true);
+  assert.equal(hasRelaxedSimd(fake(false)), false);
+  assert.equal(hasRelaxedSimd({ validate: () => { throw new Error('no'); } }), false);
+  assert.equal(hasRelaxedSimd(undefined), false);
+  // The probe's code: i32.const 1, i8x16.splat, i32.const 2, i8x16.splat, i8x16.relaxed_swizzle
+  // (0xfd 0x100), end. (Chromium's acceptance of it is what the browser tests' threaded engine shows.)
+  assert.deepEqual([...seen[0].slice(-12)], [65, 1, 253, 15, 65, 2, 253, 15, 253, 128, 2, 11]);
 });
