@@ -265,11 +265,6 @@ impl Session {
             let (model, labels, aux_trained) = inner.model().map_err(js_error)?;
             let p = prepare(image, model.variant).map_err(js_error)?;
             let ms_preprocess = crate::clock::now_ms() - t0;
-            // The image is good: the previous image's activations (about 40 MB) go now, so the
-            // allocator reuses their memory for this forward instead of growing.
-            if let Some(l) = inner.loaded.borrow_mut().as_mut() {
-                l.last = None;
-            }
             let s = INPUT_SIZE;
             let x = Tensor::<4>::from_data(TensorData::new(p.chw, [1, 3, s, s]), &inner.device);
             let (c, acts) = explore::classify(&model, x.clone(), aux_trained, true, top, &labels).await.map_err(js_error)?;
