@@ -3,7 +3,8 @@
 # wasm-bindgen → pkg/<engine>/, wasm-opt and gzip, plus the sample gallery. The page loads
 # only the engine it runs:
 #   cpu      burn-flex, SIMD128, one thread: runs on any page (stable Rust)
-#   threads  burn-flex on rayon over Web Workers sharing one memory: +atomics, std rebuilt
+#   threads  burn-flex on rayon over Web Workers sharing one memory: +atomics, std rebuilt,
+#            relaxed-SIMD FMA in the GEMM (vendor/gemm-f32)
 #            (-Z build-std, through RUSTC_BOOTSTRAP on the pinned stable toolchain, which
 #            needs its rust-src); runs where the page is cross-origin isolated
 #   webgpu   burn's wgpu backend only
