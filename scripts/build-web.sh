@@ -3,10 +3,10 @@
 # wasm-bindgen → pkg/<engine>/, wasm-opt and gzip, plus the sample gallery. The page loads
 # only the engine it runs:
 #   cpu      burn-flex, SIMD128, one thread: runs on any page (stable Rust)
-#   threads  burn-flex on rayon over Web Workers sharing one memory: +atomics, std rebuilt,
-#            relaxed-SIMD FMA in the GEMM (vendor/gemm-f32)
+#   threads  burn-flex on rayon over Web Workers sharing one memory: +atomics, std rebuilt
 #            (-Z build-std, through RUSTC_BOOTSTRAP on the pinned stable toolchain, which
-#            needs its rust-src); runs where the page is cross-origin isolated
+#            needs its rust-src), relaxed-SIMD FMA in the GEMM (vendor/gemm-f32); runs where
+#            the page is cross-origin isolated and the browser has relaxed SIMD
 #   webgpu   burn's wgpu backend only
 # Installs the wasm target, rust-src, wasm-bindgen-cli and npm packages when missing.
 # GOOGLENET_ENGINES="cpu webgpu" builds a subset (development only; the page and the tests
