@@ -51,6 +51,41 @@ pub async fn classify(model: &GoogLeNet, x: Tensor<4>, aux: bool, record: bool, 
     Ok((c, acts))
 }
 
+/// One stage's median time (`bench --layers`, the page's `?bench=1`).
+#[derive(Debug, Clone, Serialize)]
+pub struct StageTime {
+    pub stage: &'static str,
+    pub ms: f64,
+}
+
+/// Where a forward's time goes: each stage's median over `iters` forwards of `x` (the head
+/// last). Each stage's output is read before the clock stops (one element: that waits for a
+/// GPU; the CPU engines have computed it already), so each time is the stage's own.
+pub async fn stage_times(model: &GoogLeNet, x: Tensor<4>, iters: usize) -> Vec<StageTime> {
+    let names: Vec<&'static str> = model.stages().map(|s| s.name()).chain(["head"]).collect();
+    let mut times = vec![Vec::new(); names.len()];
+    for _ in 0..iters.max(1) {
+        let mut h = x.clone();
+        for (i, stage) in model.stages().enumerate() {
+            let t = crate::clock::now_ms();
+            h = model.stage(stage, h).0;
+            let _ = h.clone().slice([0..1, 0..1, 0..1, 0..1]).into_data_async().await;
+            times[i].push(crate::clock::now_ms() - t);
+        }
+        let t = crate::clock::now_ms();
+        let _ = model.head(h, &mut crate::model::googlenet::no_dropout).into_data_async().await;
+        times[names.len() - 1].push(crate::clock::now_ms() - t);
+    }
+    names
+        .into_iter()
+        .zip(times)
+        .map(|(stage, mut v)| {
+            v.sort_by(f64::total_cmp);
+            StageTime { stage, ms: v[v.len() / 2] }
+        })
+        .collect()
+}
+
 /// One branch of a block view.
 #[derive(Debug, Clone, Serialize)]
 pub struct BranchView {

@@ -573,8 +573,8 @@ fn bench(variant: Variant, threads: Option<usize>, iters: usize, warmup: usize, 
     let backend = backend_name();
     if layers {
         let x = Tensor::<4>::from_data(TensorData::new(input.clone(), [1, 3, s, s]), &device);
-        for (name, ms) in stage_times(&model, x, iters) {
-            eprintln!("  {name:<12} {ms:>8.2} ms");
+        for explore::StageTime { stage, ms } in futures_lite::future::block_on(explore::stage_times(&model, x, iters)) {
+            eprintln!("  {stage:<12} {ms:>8.2} ms");
         }
     }
     if json {
@@ -668,28 +668,3 @@ fn finetune(weights: Option<PathBuf>, variant: Option<Variant>, data: &Path, ste
     Ok(())
 }
 
-/// Median time of each stage (burn-flex runs eagerly, so each stage's time is its own).
-fn stage_times(model: &GoogLeNet, x: Tensor<4>, iters: usize) -> Vec<(String, f64)> {
-    let names: Vec<&str> = model.stages().map(|s| s.name()).chain(["head"]).collect();
-    let mut times: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
-    for _ in 0..iters.max(1) {
-        let mut h = x.clone();
-        for (i, stage) in model.stages().enumerate() {
-            let t = Instant::now();
-            h = model.stage(stage, h).0;
-            let _ = h.clone().into_data(); // make sure it is computed
-            times[i].push(t.elapsed().as_secs_f64() * 1e3);
-        }
-        let t = Instant::now();
-        let _ = model.head(h, &mut googlenet::model::googlenet::no_dropout).into_data();
-        times[names.len() - 1].push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    names
-        .into_iter()
-        .zip(times)
-        .map(|(n, mut v)| {
-            v.sort_by(f64::total_cmp);
-            (n.to_string(), v[v.len() / 2])
-        })
-        .collect()
-}

@@ -177,12 +177,6 @@ impl Inner {
     }
 }
 
-#[derive(Serialize)]
-struct StageTime {
-    stage: String,
-    ms: f64,
-}
-
 #[wasm_bindgen]
 impl Session {
     /// `backend`: `"webgpu"` (burn's wgpu backend, in the WebGPU build) or `"cpu"` (burn-flex,
@@ -275,9 +269,8 @@ impl Session {
         })
     }
 
-    /// Where a forward's time goes: each stage's median over `iters` forwards of the last
-    /// classified image, as `[{stage, ms}]` (the head last). For `bench/browser.mjs`, as
-    /// `googlenet bench --layers` natively.
+    /// Where a forward's time goes on the last classified image: `explore::stage_times`, as
+    /// `[{stage, ms}]`. For `bench/browser.mjs`, as `googlenet bench --layers` natively.
     pub fn stage_times(&self, iters: usize) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
@@ -287,29 +280,7 @@ impl Session {
                 let last = l.as_ref().and_then(|l| l.last.as_ref());
                 last.map(|(x, _)| x.clone()).ok_or_else(|| js_error(not_ready("classify an image first")))?
             };
-            let names: Vec<&str> = model.stages().map(|s| s.name()).chain(["head"]).collect();
-            let mut times = vec![Vec::new(); names.len()];
-            for _ in 0..iters.clamp(1, 100) {
-                let mut h = x.clone();
-                for (i, stage) in model.stages().enumerate() {
-                    let t = crate::clock::now_ms();
-                    h = model.stage(stage, h).0;
-                    // Waits for a GPU; the CPU engines have computed it already.
-                    let _ = h.clone().slice([0..1, 0..1, 0..1, 0..1]).into_data_async().await;
-                    times[i].push(crate::clock::now_ms() - t);
-                }
-                let t = crate::clock::now_ms();
-                let _ = model.head(h, &mut crate::model::googlenet::no_dropout).into_data_async().await;
-                times[names.len() - 1].push(crate::clock::now_ms() - t);
-            }
-            let rows: Vec<StageTime> = names
-                .into_iter()
-                .zip(times)
-                .map(|(stage, mut v)| {
-                    v.sort_by(f64::total_cmp);
-                    StageTime { stage: stage.to_string(), ms: v[v.len() / 2] }
-                })
-                .collect();
+            let rows = explore::stage_times(&model, x, iters.clamp(1, 100)).await;
             to_js(&rows)
         })
     }

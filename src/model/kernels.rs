@@ -1,13 +1,13 @@
-//! Direct CPU kernels for the inference path on burn-flex: Caffe's max pool and LRN in one
-//! pass over memory each, planes (pool) or channels (LRN) spread over the rayon pool.
+//! Direct CPU kernels for the inference path on burn-flex: the convolutions (im2col tiles and
+//! `gemm`, bias and ReLU fused, an Inception block's branches writing into one output), Caffe's
+//! max pool and LRN (one pass over memory each), all spread over the rayon pool.
 //!
-//! The layers keep their tensor-op compositions (`pool.rs`, `lrn.rs`): those work under
-//! autodiff (the fine-tune, Grad-CAM's tail) and on WebGPU. Here, when the input lives on
-//! burn-flex without autodiff, the layer runs on the tensor's host buffer instead: burn's
-//! `extension` feature hands out the primitive (`try_into_primitive::<Flex>`, an `Arc` clone, no
-//! copy and no read of a device) and takes a new one back (`from_primitive`). The compositions
-//! made about 15 memory passes per pool and 12 per LRN, each on one thread; they took 26 of
-//! 115 ms at one thread natively (BENCHMARKS.md).
+//! The layers keep their tensor-op compositions (`basic_conv.rs`, `pool.rs`, `lrn.rs`): those
+//! work under autodiff (the fine-tune, Grad-CAM's tail) and on WebGPU. Here, when the input
+//! lives on burn-flex without autodiff, the layer runs on the tensor's host buffer instead:
+//! burn's `extension` feature hands out the primitive (`try_into_primitive::<Flex>`, an `Arc`
+//! clone, no copy and no read of a device) and takes a new one back (`from_primitive`).
+//! BENCHMARKS.md has what each step saved.
 
 use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::{DispatchDevice, Flex};
@@ -15,7 +15,7 @@ use burn::tensor::{Bytes, DType, Shape, Tensor};
 
 /// The tensor's burn-flex primitive, contiguous f32, when `x` is on burn-flex without autodiff.
 fn flex_f32<const D: usize>(x: &Tensor<D>) -> Option<FlexTensor> {
-    if x.is_autodiff() || !matches!(x.device().as_dispatch(), DispatchDevice::Flex(_)) {
+    if !flex_inference(x) {
         return None;
     }
     let t = x.clone().try_into_primitive::<Flex>().ok()?;
@@ -26,7 +26,7 @@ fn flex_f32<const D: usize>(x: &Tensor<D>) -> Option<FlexTensor> {
 }
 
 /// Whether `x` is on burn-flex without autodiff, where these kernels run.
-pub fn flex_inference(x: &Tensor<4>) -> bool {
+pub fn flex_inference<const D: usize>(x: &Tensor<D>) -> bool {
     !x.is_autodiff() && matches!(x.device().as_dispatch(), DispatchDevice::Flex(_))
 }
 
@@ -94,19 +94,18 @@ impl Out {
     }
 }
 
-/// Columns per GEMM tile, and the number of row chunks each tile is split into, for a conv of
-/// `positions` output positions and `cout` rows over `images` images on `threads` threads.
+/// Columns per GEMM tile, and the number of row chunks each tile is split into, for one
+/// image's conv (`positions` output positions, `cout` rows) on `threads` threads.
 /// gemm packs the weights on every call, so tiles are as wide as the cache allows: a tile's
 /// im2col block (`depth × cols`) stays around 1 MiB; a 1×1 conv (no im2col) is one tile.
-fn plan(g: &ConvGeom, images: usize, threads: usize) -> (usize, usize) {
+fn plan(g: &ConvGeom, threads: usize) -> (usize, usize) {
     let n = g.positions();
     let target = if g.pointwise() { n } else { (262_144 / g.depth().max(1)).clamp(128, 1024) };
     let tiles = n.div_ceil(target).max(1);
     let cols = n.div_ceil(tiles);
     // Too few tiles for the threads (the 7×7 and 14×14 blocks): split the output channels too.
-    let tasks = tiles * images;
     let want = 2 * threads;
-    let row_chunks = if threads > 1 && tasks < want { want.div_ceil(tasks).min(g.cout / 16).max(1) } else { 1 };
+    let row_chunks = if threads > 1 && tiles < want { want.div_ceil(tiles).min(g.cout / 16).max(1) } else { 1 };
     (cols, row_chunks)
 }
 
@@ -171,7 +170,7 @@ fn im2col(src: &[f32], g: &ConvGeom, n0: usize, n1: usize, col: &mut [f32]) {
 /// `dst` must be valid for `cout · oh·ow` writes that nothing else reads or writes meanwhile.
 unsafe fn conv_image(src: &[f32], g: &ConvGeom, weight: &[f32], bias: Option<&[f32]>, relu: bool, dst: Out, threads: usize) {
     let (n, k, m) = (g.positions(), g.depth(), g.cout);
-    let (cols, row_chunks) = plan(g, 1, threads);
+    let (cols, row_chunks) = plan(g, threads);
     let rows = m.div_ceil(row_chunks);
     let tasks = n.div_ceil(cols) * row_chunks;
     let task = |t: usize| {
