@@ -1,6 +1,8 @@
 //! Direct CPU kernels for the inference path on burn-flex: the convolutions (im2col tiles and
-//! `gemm`, bias and ReLU fused, an Inception block's branches writing into one output), Caffe's
-//! max pool and LRN (one pass over memory each), all spread over the rayon pool.
+//! `gemm`, bias and ReLU fused, an Inception block's branches writing into one output; the
+//! 3×3 layers on 14×14 and larger planes as Winograd F(2×2, 3×3), their transformed weights
+//! computed once per model), Caffe's max pool and LRN (one pass over memory each), all spread
+//! over the rayon pool.
 //!
 //! The layers keep their tensor-op compositions (`basic_conv.rs`, `pool.rs`, `lrn.rs`): those
 //! work under autodiff (the fine-tune, Grad-CAM's tail) and on WebGPU. Here, when the input
@@ -238,6 +240,280 @@ unsafe fn conv_image(src: &[f32], g: &ConvGeom, weight: &[f32], bias: Option<&[f
     (0..tasks).for_each(task);
 }
 
+/// Whether `g` is a 3×3, stride-1 convolution that keeps the image size (pad 1): every 3×3
+/// layer of GoogLeNet, run as Winograd F(2×2, 3×3) (see [`winograd_image`]).
+fn winograd_applies(g: &ConvGeom) -> bool {
+    g.kh == 3 && g.kw == 3 && g.stride == [1, 1] && g.pad == [1, 1] && g.oh == g.h && g.ow == g.w && g.h * g.w >= WINOGRAD_MIN_PLANE
+}
+
+/// Smaller planes (the 7×7 blocks) keep the direct GEMM: their 2×2 tiles cover an 8×8 plane
+/// and the weight transform is as large as the work it saves.
+const WINOGRAD_MIN_PLANE: usize = 14 * 14;
+
+/// The Winograd weights `U = G g Gᵀ` of a `[cout, cin, 3, 3]` filter bank, as 16 matrices
+/// `[16][cout][cin]` (element `(ξ, ν)` of every 4×4 `U` in matrix `4ξ + ν`), the GEMMs' left
+/// operands.
+fn winograd_weights(weight: &[f32], cout: usize, cin: usize) -> Vec<f32> {
+    let mut u = vec![0f32; 16 * cout * cin];
+    let plane = cout * cin;
+    for (f, g) in weight.chunks_exact(9).enumerate() {
+        // G g: 4×3, then (G g) Gᵀ: 4×4. G = [[1,0,0],[½,½,½],[½,−½,½],[0,0,1]].
+        let mut gg = [[0f32; 3]; 4];
+        for c in 0..3 {
+            let (a, b, d) = (g[c], g[3 + c], g[6 + c]);
+            gg[0][c] = a;
+            gg[1][c] = 0.5 * (a + b + d);
+            gg[2][c] = 0.5 * (a - b + d);
+            gg[3][c] = d;
+        }
+        for (r, row) in gg.iter().enumerate() {
+            let [a, b, d] = *row;
+            let t = [a, 0.5 * (a + b + d), 0.5 * (a - b + d), d];
+            for (c, v) in t.into_iter().enumerate() {
+                u[(4 * r + c) * plane + f] = v;
+            }
+        }
+    }
+    u
+}
+
+/// Transformed weights kept per weight buffer, so a model's are computed once, on its first
+/// forward, not on every call: the entry holds a clone of the weight tensor, which keeps that
+/// buffer alive and shared (burn-flex writes in place only into unshared buffers), so a buffer
+/// address seen again is the same, unchanged weights. Least recently used first; bounded.
+struct WinogradCache {
+    entries: Vec<(FlexTensor, std::sync::Arc<Vec<f32>>)>,
+}
+
+/// Transformed weights kept at most (BVLC GoogLeNet's take 14 MiB; a fine-tuned model and the
+/// model it started from both fit).
+const WINOGRAD_CACHE_BYTES: usize = 48 << 20;
+
+static WINOGRAD_CACHE: std::sync::Mutex<WinogradCache> = std::sync::Mutex::new(WinogradCache { entries: Vec::new() });
+
+fn same_buffer(a: &FlexTensor, b: &FlexTensor) -> bool {
+    match (a.as_slice::<f32>(), b.as_slice::<f32>()) {
+        (Some(a), Some(b)) => std::ptr::eq(a, b),
+        _ => false,
+    }
+}
+
+/// [`winograd_weights`] of `weight` (contiguous f32), from the cache when it has them.
+fn winograd_weights_cached(weight: &FlexTensor, cout: usize, cin: usize) -> std::sync::Arc<Vec<f32>> {
+    {
+        let mut cache = WINOGRAD_CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = cache.entries.iter().position(|(w, _)| same_buffer(w, weight)) {
+            let entry = cache.entries.remove(i);
+            let u = entry.1.clone();
+            cache.entries.push(entry);
+            return u;
+        }
+    }
+    // Outside the lock: two threads may both compute the same weights; each result is right.
+    let u = std::sync::Arc::new(winograd_weights(weight.as_slice::<f32>().expect("contiguous f32 weights"), cout, cin));
+    let mut cache = WINOGRAD_CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    cache.entries.push((weight.clone(), u.clone()));
+    while cache.entries.iter().map(|(_, u)| u.len() * 4).sum::<usize>() > WINOGRAD_CACHE_BYTES && cache.entries.len() > 1 {
+        cache.entries.remove(0);
+    }
+    u
+}
+
+thread_local! {
+    /// Each thread's Winograd input and product matrices, kept between calls.
+    static WINOGRAD: std::cell::RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+}
+
+/// Tiles (2×2 output blocks) per task: the 16 input matrices of a chunk (`16 · cin · tiles`)
+/// stay near 1 MiB.
+fn winograd_plan(g: &ConvGeom, threads: usize) -> (usize, usize, usize) {
+    let tiles = g.h.div_ceil(2) * g.w.div_ceil(2);
+    let chunk = (16_384 / g.cin.max(1)).clamp(16, 256).min(tiles);
+    let chunks = tiles.div_ceil(chunk);
+    let chunk = tiles.div_ceil(chunks);
+    let want = 2 * threads;
+    let row_chunks = if threads > 1 && chunks < want { want.div_ceil(chunks).min(g.cout / 16).max(1) } else { 1 };
+    (tiles, chunk, row_chunks)
+}
+
+/// The tiles `t0..t1` (row-major over a grid `tw` wide) as row segments: `(tile row, first
+/// tile column, end tile column, index of the first tile within t0..t1)`.
+fn segments(t0: usize, t1: usize, tw: usize) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+    let mut t = t0;
+    std::iter::from_fn(move || {
+        if t >= t1 {
+            return None;
+        }
+        let (ty, tx0) = (t / tw, t % tw);
+        let tx1 = tw.min(tx0 + t1 - t);
+        let seg = (ty, tx0, tx1, t - t0);
+        t += tx1 - tx0;
+        Some(seg)
+    })
+}
+
+/// One image's 3×3 stride-1 pad-1 convolution as Winograd F(2×2, 3×3) (Lavin & Gray 2015):
+/// each 2×2 output block is `Aᵀ [Σ_ci U ⊙ (Bᵀ d B)] A` over its 4×4 input block `d`, so 16
+/// GEMMs of `[cout × cin]·[cin × tiles]` replace one of `[cout × 9·cin]·[9·cin × 4·tiles]`:
+/// 2.25× fewer multiply-adds. `u` is [`winograd_weights`]; bias and ReLU are applied as each
+/// block is written. Same contract as [`conv_image`].
+unsafe fn winograd_image(src: &[f32], g: &ConvGeom, u: &[f32], bias: Option<&[f32]>, relu: bool, dst: Out, threads: usize) {
+    let (h, w, cin, cout) = (g.h, g.w, g.cin, g.cout);
+    let tw = w.div_ceil(2);
+    let (tiles, chunk, row_chunks) = winograd_plan(g, threads);
+    let rows = cout.div_ceil(row_chunks);
+    let tasks = tiles.div_ceil(chunk) * row_chunks;
+    let task = |t: usize| {
+        let (t0, m0) = ((t / row_chunks) * chunk, (t % row_chunks) * rows);
+        let (t1, m1) = ((t0 + chunk).min(tiles), (m0 + rows).min(cout));
+        if m0 >= m1 {
+            return;
+        }
+        let n = t1 - t0;
+        let m = m1 - m0;
+        WINOGRAD.with_borrow_mut(|(v, prod, rowbuf)| {
+            if v.len() < 16 * cin * n {
+                v.resize(16 * cin * n, 0.0);
+            }
+            if prod.len() < 16 * m * n {
+                prod.resize(16 * m * n, 0.0);
+            }
+            // V = Bᵀ d B for every (ci, tile): matrix 4ξ+ν, row ci, column tile. Bᵀ =
+            // [[1,0,−1,0],[0,1,1,0],[0,−1,1,0],[0,1,0,−1]]. Tile rows at a time: first Bᵀ d
+            // down the columns of four image rows (elementwise over the row, vectorised),
+            // then · B across each tile's four columns.
+            // Four image rows, zero-padded: column xx is image column xx − 1; the borders stay 0.
+            let span = 2 * tw + 2;
+            rowbuf.clear();
+            rowbuf.resize(8 * span, 0.0);
+            let (pad, bd) = rowbuf.split_at_mut(4 * span);
+            for ci in 0..cin {
+                let plane = &src[ci * h * w..(ci + 1) * h * w];
+                for (ty, tx0, tx1, j0) in segments(t0, t1, tw) {
+                    for r in 0..4 {
+                        let row = &mut pad[r * span + 1..r * span + 1 + w];
+                        match (2 * ty + r).checked_sub(1) {
+                            Some(y) if y < h => row.copy_from_slice(&plane[y * w..(y + 1) * w]),
+                            _ => row.fill(0.0),
+                        }
+                    }
+                    // Bᵀ d down each padded column (elementwise, vectorised).
+                    let (x0, x1) = (2 * tx0, 2 * tx1 + 2);
+                    let (p0, rest) = pad.split_at(span);
+                    let (p1, rest) = rest.split_at(span);
+                    let (p2, p3) = rest.split_at(span);
+                    let (b0, rest) = bd.split_at_mut(span);
+                    let (b1, rest) = rest.split_at_mut(span);
+                    let (b2, b3) = rest.split_at_mut(span);
+                    for xx in x0..x1 {
+                        let (d0, d1, d2, d3) = (p0[xx], p1[xx], p2[xx], p3[xx]);
+                        b0[xx] = d0 - d2;
+                        b1[xx] = d1 + d2;
+                        b2[xx] = d2 - d1;
+                        b3[xx] = d1 - d3;
+                    }
+                    // · B across each tile's four columns, into row ci of matrices 4r..4r+3.
+                    let len = tx1 - tx0;
+                    for (r, b) in [&*b0, &*b1, &*b2, &*b3].into_iter().enumerate() {
+                        let at = (4 * r * cin + ci) * n + j0;
+                        let step = cin * n;
+                        assert!(at + 3 * step + len <= v.len() && 2 * tx1 + 2 <= b.len());
+                        // SAFETY: the four row segments and the columns read are in bounds
+                        // (checked just above), and the four segments are disjoint.
+                        unsafe {
+                            let (v0, b) = (v.as_mut_ptr().add(at), b.as_ptr().add(2 * tx0));
+                            for k in 0..len {
+                                let (e0, o0, e1, o1) = (*b.add(2 * k), *b.add(2 * k + 1), *b.add(2 * k + 2), *b.add(2 * k + 3));
+                                *v0.add(k) = e0 - e1;
+                                *v0.add(step + k) = o0 + e1;
+                                *v0.add(2 * step + k) = e1 - o0;
+                                *v0.add(3 * step + k) = o0 - o1;
+                            }
+                        }
+                    }
+                }
+            }
+            for e in 0..16 {
+                // SAFETY: the matrices are in bounds of `u`, `v` and `prod`.
+                unsafe {
+                    gemm::gemm(
+                        m,
+                        n,
+                        cin,
+                        prod.as_mut_ptr().add(e * m * n),
+                        1,
+                        n as isize,
+                        false,
+                        u.as_ptr().add((e * cout + m0) * cin),
+                        1,
+                        cin as isize,
+                        v.as_ptr().add(e * cin * n),
+                        1,
+                        n as isize,
+                        1.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    )
+                };
+            }
+            // Y = Aᵀ M A, Aᵀ = [[1,1,1,0],[0,1,−1,−1]], + bias, ReLU as a floor of 0 (else −∞),
+            // written straight into the output; the last column and row of an odd-sized image
+            // are clipped.
+            let floor = if relu { 0.0 } else { f32::NEG_INFINITY };
+            let mn = m * n;
+            assert!(16 * mn <= prod.len());
+            for co in 0..m {
+                let b = bias.map_or(0.0, |b| b[m0 + co]);
+                for (ty, tx0, tx1, j0) in segments(t0, t1, tw) {
+                    let len = tx1 - tx0;
+                    // Tiles with both columns inside the image; the last one may have one.
+                    let full = if 2 * tx1 <= w { len } else { len - 1 };
+                    let (y, second) = (2 * ty, 2 * ty + 1 < h);
+                    // SAFETY: products 16·m·n are in bounds (asserted); the output columns
+                    // 2·tx0 ≤ x < min(2·tx1, w) of rows y and y+1 < h of channel m0+co are this
+                    // task's alone, inside the output (the caller's contract).
+                    unsafe {
+                        let pr = prod.as_ptr().add(co * n + j0);
+                        let top = dst.at((m0 + co) * h * w + y * w + 2 * tx0);
+                        let bottom = top.wrapping_add(w);
+                        let tile = |k: usize| {
+                            let q = |e: usize| *pr.add(e * mn + k);
+                            let (a0, a1, a2, a3) = (q(0) + q(4) + q(8), q(1) + q(5) + q(9), q(2) + q(6) + q(10), q(3) + q(7) + q(11));
+                            let (c0, c1, c2, c3) = (q(4) - q(8) - q(12), q(5) - q(9) - q(13), q(6) - q(10) - q(14), q(7) - q(11) - q(15));
+                            [(a0 + a1 + a2 + b).max(floor), (a1 - a2 - a3 + b).max(floor), (c0 + c1 + c2 + b).max(floor), (c1 - c2 - c3 + b).max(floor)]
+                        };
+                        for k in 0..full {
+                            let [y00, y01, y10, y11] = tile(k);
+                            *top.add(2 * k) = y00;
+                            *top.add(2 * k + 1) = y01;
+                            if second {
+                                *bottom.add(2 * k) = y10;
+                                *bottom.add(2 * k + 1) = y11;
+                            }
+                        }
+                        if full < len {
+                            let [y00, _, y10, _] = tile(full);
+                            *top.add(2 * full) = y00;
+                            if second {
+                                *bottom.add(2 * full) = y10;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    };
+    #[cfg(any(not(target_family = "wasm"), feature = "engine-threads"))]
+    if tasks > 1 {
+        use rayon::prelude::*;
+        (0..tasks).into_par_iter().for_each(task);
+        return;
+    }
+    (0..tasks).for_each(task);
+}
 fn threads() -> usize {
     #[cfg(any(not(target_family = "wasm"), feature = "engine-threads"))]
     return rayon::current_num_threads();
@@ -249,6 +525,7 @@ fn threads() -> usize {
 /// only if asked), dilation 1, one group. The weights' `[cout, cin, kh, kw]` buffer is the
 /// GEMM's left operand as it is (no packing); each tile of output positions builds its im2col
 /// block straight from NCHW, and the bias and ReLU are applied on the tile while it is in cache.
+/// 3×3 stride-1 pad-1 layers on planes of 14×14 or more take [`winograd_image`] instead.
 pub struct Conv {
     x: FlexTensor,
     weight: FlexTensor,
@@ -311,6 +588,14 @@ impl Conv {
         let bias = self.bias.as_ref().and_then(|b| b.as_slice::<f32>());
         let image = g.cin * g.h * g.w;
         let threads = threads();
+        if winograd_applies(g) {
+            let u = winograd_weights_cached(&self.weight, g.cout, g.cin);
+            for i in 0..self.batch {
+                // SAFETY: the caller's contract, image by image.
+                unsafe { winograd_image(&src[i * image..(i + 1) * image], g, &u, bias, relu, Out(dst.at(i * image_stride)), threads) };
+            }
+            return;
+        }
         for i in 0..self.batch {
             // SAFETY: the caller's contract, image by image.
             unsafe { conv_image(&src[i * image..(i + 1) * image], g, weight, bias, relu, Out(dst.at(i * image_stride)), threads) };
@@ -521,6 +806,12 @@ mod tests {
             (4, 1, 40, 6, 3, 1, 1, true),
             (8, 600, 3, 5, 1, 1, 0, false),
             (3, 2, 2, 4, 5, 1, 2, true),
+            // Winograd (3×3, stride 1, pad 1, planes of 14×14 and more): odd sides (clipped
+            // edge blocks), one row, no bias, more tiles than one chunk.
+            (24, 15, 17, 40, 3, 1, 1, false),
+            (3, 1, 300, 5, 3, 1, 1, true),
+            (17, 29, 28, 19, 3, 1, 1, true),
+            (64, 56, 56, 24, 3, 1, 1, true),
         ];
         for (cin, h, w, cout, k, s, p, with_bias) in cases {
             let x = Tensor::<4>::random([2, cin, h, w], Distribution::Normal(0.0, 1.0), &device);
@@ -535,6 +826,28 @@ mod tests {
                 assert!(d < 1e-4, "{cin}x{h}x{w} -> {cout} k{k} s{s} p{p} relu {relu}: {d}");
             }
         }
+    }
+
+    #[test]
+    fn winograd_weights_follow_the_weights() {
+        use burn::tensor::module::conv2d as burn_conv2d;
+        use burn::tensor::ops::ConvOptions;
+        let device = Device::flex();
+        let x = Tensor::<4>::random([1, 8, 16, 16], Distribution::Normal(0.0, 1.0), &device);
+        let w = Tensor::<4>::random([12, 8, 3, 3], Distribution::Normal(0.0, 0.3), &device);
+        let reference = |w: &Tensor<4>| burn_conv2d(x.clone(), w.clone(), None, ConvOptions::new([1, 1], [1, 1], [1, 1], 1));
+        let first = conv2d(&x, &w, None, [1, 1], [1; 4], false).unwrap();
+        assert!(max_abs(first.clone(), reference(&w)) < 1e-4);
+        // Same weights again: the cached transform, the same output.
+        assert_eq!(max_abs(conv2d(&x, &w, None, [1, 1], [1; 4], false).unwrap(), first), 0.0);
+        // New weights made from the old tensor (an update that could reuse its buffer in
+        // place if nothing else held it): the new weights' output, never the cached one.
+        let w = w.mul_scalar(-2.0);
+        let d = max_abs(conv2d(&x, &w, None, [1, 1], [1; 4], false).unwrap(), reference(&w));
+        assert!(d < 1e-4, "stale Winograd weights: {d}");
+        let w = w.add_scalar(0.5);
+        let d = max_abs(conv2d(&x, &w, None, [1, 1], [1; 4], false).unwrap(), reference(&w));
+        assert!(d < 1e-4, "stale Winograd weights: {d}");
     }
 
     #[test]
