@@ -5,17 +5,19 @@
 #   cpu      burn-flex, SIMD128, one thread: runs on any page (stable Rust)
 #   threads  burn-flex on rayon over Web Workers sharing one memory: +atomics, std rebuilt
 #            (-Z build-std, through RUSTC_BOOTSTRAP on the pinned stable toolchain, which
-#            needs its rust-src), relaxed-SIMD FMA in the GEMM (vendor/gemm-f32); runs where
-#            the page is cross-origin isolated and the browser has relaxed SIMD
+#            needs its rust-src); runs where the page is cross-origin isolated
+#   threads-relaxed  the same with relaxed-SIMD FMA in the GEMM (vendor/gemm-f32), for
+#            browsers that have relaxed SIMD (Chrome, Edge); shares the threads build's
+#            target folder, so only the crates above gemm-f32 are compiled again
 #   webgpu   burn's wgpu backend only
 # Installs the wasm target, rust-src, wasm-bindgen-cli and npm packages when missing.
 # GOOGLENET_ENGINES="cpu webgpu" builds a subset (development only; the page and the tests
-# expect all three).
+# expect all four).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${GOOGLENET_SHARED:-../shared}
 WBG_VERSION=0.2.130
-ENGINES=${GOOGLENET_ENGINES:-cpu threads webgpu}
+ENGINES=${GOOGLENET_ENGINES:-cpu threads threads-relaxed webgpu}
 TARGET=wasm32-unknown-unknown
 
 die() { echo "build-web.sh: $*" >&2; exit 1; }
@@ -23,7 +25,7 @@ die() { echo "build-web.sh: $*" >&2; exit 1; }
 TOOLCHAIN=$(rustup show active-toolchain | cut -d' ' -f1)
 rustup target list --installed | grep -q "$TARGET" || rustup target add "$TARGET" \
   || die "could not add the $TARGET target to $TOOLCHAIN (rustup target add $TARGET)"
-if [[ " $ENGINES " == *" threads "* ]]; then
+if [[ " $ENGINES " == *" threads"* ]]; then
   rustup component list --installed | grep -q '^rust-src' || rustup component add rust-src \
     || die "the threaded CPU engine rebuilds std and needs rust-src for $TOOLCHAIN (rustup component add rust-src)"
 fi
@@ -41,18 +43,18 @@ build() {
   local engine=$1 out=pkg/$1
   local -a cargo_args=(build --lib --target "$TARGET" --profile wasm --features "engine-$engine")
   local target_dir=target opt=(-O3 "${OPT_FEATURES[@]}")
-  if [ "$engine" = threads ]; then
-    # Shared memory (4 GiB at most, as the one-thread build), std with atomics. Its own
+  if [[ $engine == threads* ]]; then
+    # Shared memory (4 GiB at most, as the one-thread build), std with atomics. Their own
     # target folder: other RUSTFLAGS would rebuild the other engines' dependencies.
     target_dir=target/wasm-threads
     cargo_args+=(-Z build-std=panic_abort,std)
-    # Relaxed SIMD in the GEMM's microkernels: their multiply-add fused (vendor/gemm-f32,
-    # `--cfg gemm_relaxed_simd`). The page runs this build where the browser has both shared
-    # memory and relaxed SIMD (it checks), the one-thread build elsewhere.
-    opt+=(--enable-threads --enable-relaxed-simd)
+    opt+=(--enable-threads)
     export RUSTC_BOOTSTRAP=1
-    export RUSTFLAGS="-C target-feature=+simd128,+atomics,+bulk-memory,+mutable-globals --cfg gemm_relaxed_simd -C link-arg=--max-memory=4294967296"
+    export RUSTFLAGS="-C target-feature=+simd128,+atomics,+bulk-memory,+mutable-globals -C link-arg=--max-memory=4294967296"
   fi
+  # Relaxed SIMD in the GEMM's microkernels only (vendor/gemm-f32's feature): their
+  # multiply-add fused. The page runs this build where the browser validates relaxed SIMD.
+  if [ "$engine" = threads-relaxed ]; then opt+=(--enable-relaxed-simd); fi
   if [ "$engine" = webgpu ]; then
     # The math runs on the GPU: the wasm is optimised for size (the download budget).
     export CARGO_PROFILE_WASM_OPT_LEVEL=z
@@ -69,7 +71,7 @@ build() {
 }
 
 for engine in $ENGINES; do
-  case $engine in cpu|threads|webgpu) build "$engine" ;; *) die "unknown engine '$engine' (cpu, threads, webgpu)" ;; esac
+  case $engine in cpu|threads|threads-relaxed|webgpu) build "$engine" ;; *) die "unknown engine '$engine' (cpu, threads, threads-relaxed, webgpu)" ;; esac
 done
 
 find pkg -name '*.wasm' -o -name '*.js' | while read -r f; do gzip -9 -kf "$f"; done

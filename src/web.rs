@@ -26,8 +26,10 @@ use crate::weights::{self, LoadOptions, SaveInfo};
 #[cfg(not(any(feature = "engine-cpu", feature = "engine-webgpu")))]
 compile_error!("a browser build needs one engine feature: engine-cpu, engine-threads or engine-webgpu");
 
-/// Which engine this build carries: `threads`, `cpu` or `webgpu`.
-const ENGINE: &str = if cfg!(feature = "engine-threads") {
+/// Which engine this build carries: `threads-relaxed`, `threads`, `cpu` or `webgpu`.
+const ENGINE: &str = if cfg!(feature = "engine-threads-relaxed") {
+    "threads-relaxed"
+} else if cfg!(feature = "engine-threads") {
     "threads"
 } else if cfg!(feature = "engine-cpu") {
     "cpu"
@@ -40,7 +42,7 @@ const ENGINE: &str = if cfg!(feature = "engine-threads") {
 #[cfg(feature = "engine-threads")]
 pub use wasm_bindgen_rayon::init_thread_pool;
 
-/// The engine this build carries (`threads`, `cpu` or `webgpu`).
+/// The engine this build carries (`threads-relaxed`, `threads`, `cpu` or `webgpu`).
 #[wasm_bindgen]
 pub fn engine() -> String {
     ENGINE.to_string()

@@ -58,7 +58,7 @@ async function loadEngine(engine, threads) {
   const mod = await import(`../pkg/${engine}/googlenet.js`);
   const instance = await mod.default();
   if (mod.engine() !== engine) throw new Error(`pkg/${engine} holds the ${mod.engine()} engine (a stale build)`);
-  if (engine === 'threads') {
+  if (engine.startsWith('threads')) {
     if (fault === 'threads-init') throw new Error('simulated failure (test hook ?fault=threads-init)');
     if (typeof SharedArrayBuffer === 'undefined' || !self.crossOriginIsolated) throw new Error('this worker cannot share memory (not cross-origin isolated)');
     await mod.initThreadPool(threads);
@@ -87,9 +87,9 @@ async function createSession(m) {
       session = null;
     }
   }
-  if (engine === 'threads') {
+  if (engine.startsWith('threads')) {
     try {
-      await loadEngine('threads', threads);
+      await loadEngine(engine, threads);
       session = await Session.create('cpu');
     } catch (e) {
       reason += `; the threaded CPU engine failed to start (${e.message || e}), so it runs on one thread`;
@@ -108,7 +108,7 @@ async function createSession(m) {
     engine,
     threads,
     label: engineLabel({ engine, threads }),
-    adapter: engine === 'webgpu' ? (m.adapter || 'WebGPU adapter') : 'WebAssembly (burn-flex, SIMD128)',
+    adapter: engine === 'webgpu' ? (m.adapter || 'WebGPU adapter') : `WebAssembly (burn-flex, ${engine === 'threads-relaxed' ? 'relaxed SIMD' : 'SIMD128'})`,
     reason,
     fallback,
   };

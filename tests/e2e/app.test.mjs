@@ -96,7 +96,7 @@ test('CPU engine on threads: classifies the test photos, explorer shows live bra
     const cores = await page.evaluate(() => navigator.hardwareConcurrency);
     const n = Math.min(cores, 16);
     // (On one core the one-thread build runs: it is the faster one there.)
-    assert.deepEqual(await engineOf(page), { backend: 'cpu', engine: n > 1 ? 'threads' : 'cpu', threads: n });
+    assert.deepEqual(await engineOf(page), { backend: 'cpu', engine: n > 1 ? 'threads-relaxed' : 'cpu', threads: n });
     assert.match(await page.getByTestId('backend').textContent(), new RegExp(`^CPU, ${n} threads? · WebAssembly`));
     assert.equal(await page.getByTestId('weights-progress').evaluate((p) => p.value === p.max && p.max > 1), true);
     await checkPhotos(page);
@@ -133,7 +133,7 @@ test('WebGPU failures fall back to the CPU automatically', { skip: SKIP, timeout
   try {
     // Initialisation fails.
     let page = await open(context, '?backend=webgpu&fault=webgpu-init');
-    assert.equal((await engineOf(page)).engine, 'threads', 'falls back to the threaded CPU engine');
+    assert.equal((await engineOf(page)).engine, 'threads-relaxed', 'falls back to the threaded CPU engine');
     assert.match(await page.locator('#backend-reason').textContent(), /WebGPU failed to start/);
     await pick(page, path.join(shared, 'images/dog.jpg'));
     assert.equal((await top1(page)).label, expected['dog.jpg'][0].label);
@@ -156,7 +156,7 @@ test('WebGPU failures fall back to the CPU automatically', { skip: SKIP, timeout
   } finally { await plain.close(); }
 });
 
-test('CPU engine without cross-origin isolation or relaxed SIMD: one thread, same answers, and says why', { skip: SKIP, timeout: 600_000 }, async () => {
+test('CPU engine without cross-origin isolation (one thread) or relaxed SIMD (plain-SIMD threads): same answers, and says why', { skip: SKIP, timeout: 600_000 }, async () => {
   const { context, close } = await launch();
   try {
     // (?sw=0: no service worker, which would otherwise add the headers; see offline.test.mjs.)
@@ -171,16 +171,17 @@ test('CPU engine without cross-origin isolation or relaxed SIMD: one thread, sam
     assert.match(await broken.locator('#backend-reason').textContent(), /^Fallback: .*threaded CPU engine failed to start/);
     await pick(broken, path.join(shared, 'images/dog.jpg'));
     assert.equal((await top1(broken)).label, expected['dog.jpg'][0].label);
-    // Isolated, but a browser without relaxed SIMD (which the threaded build needs): one
-    // thread, said so, still answering. Chromium itself has it: the default is threaded.
-    const plainSimd = await open(context, '?backend=cpu&relaxed=0');
+    // Isolated, but a browser without relaxed SIMD: the plain-SIMD threaded build on every
+    // core, said so, same answers. Chromium itself has it: the default is the relaxed build.
+    const plainSimd = await open(context, '?backend=cpu&relaxed=0&threads=2');
     assert.equal(await plainSimd.evaluate(() => crossOriginIsolated), true);
-    assert.deepEqual(await engineOf(plainSimd), { backend: 'cpu', engine: 'cpu', threads: 1 });
-    assert.match(await plainSimd.locator('#backend-reason').textContent(), /lacks WebAssembly relaxed SIMD/);
-    await pick(plainSimd, path.join(shared, 'images/cat.jpg'));
-    assert.equal((await top1(plainSimd)).label, expected['cat.jpg'][0].label);
+    assert.deepEqual(await engineOf(plainSimd), { backend: 'cpu', engine: 'threads', threads: 2 });
+    assert.match(await plainSimd.locator('#backend-reason').textContent(), /plain SIMD: this browser lacks WebAssembly relaxed SIMD/);
+    assert.match(await plainSimd.getByTestId('backend').textContent(), /SIMD128/);
+    await checkPhotos(plainSimd);
     const threaded = await open(context, '?backend=cpu');
-    assert.equal((await engineOf(threaded)).engine, 'threads', 'Chromium passes the relaxed SIMD probe');
+    assert.equal((await engineOf(threaded)).engine, 'threads-relaxed', 'Chromium passes the relaxed SIMD probe');
+    assert.match(await threaded.getByTestId('backend').textContent(), /relaxed SIMD/);
   } finally { await close(); }
 });
 
@@ -197,7 +198,7 @@ test('auto measures WebGPU against the CPU engine once, remembers the winner and
     // SwiftShader emulates the GPU on the CPU: the measurement, not a name list, keeps the CPU.
     assert.equal(await page.evaluate(() => document.body.dataset.race), 'cpu');
     const said = await page.locator('#backend-reason').textContent();
-    assert.match(said, /^measured on this machine: CPU, \d+ threads?: \d+ ms; WebGPU: \d+ ms; \d+ threads? on \d+ logical cores?$/);
+    assert.match(said, /^measured on this machine: CPU, \d+ threads?: \d+ ms; WebGPU: \d+ ms; \d+ threads? on \d+ logical cores?, relaxed SIMD$/);
     const [cpuMs, gpuMs] = said.match(/\d+ ms/g).map((x) => Number(x.split(' ')[0]));
     assert.ok(gpuMs > cpuMs, `WebGPU ${gpuMs} ms lost to the CPU's ${cpuMs} ms`);
     await page.close();

@@ -21,7 +21,7 @@ async function run({ webgpu }) {
     page.on('pageerror', (e) => console.error('pageerror:', e.message));
     await page.goto(server.url + (webgpu ? '?backend=webgpu' : '?backend=cpu'));
     await page.getByTestId('status').filter({ hasText: /waiting for an image/ }).waitFor({ timeout: SLOW });
-    assert.equal(await page.getByTestId('backend').getAttribute('data-engine'), webgpu ? 'webgpu' : 'threads');
+    assert.equal(await page.getByTestId('backend').getAttribute('data-engine'), webgpu ? 'webgpu' : 'threads-relaxed');
     await page.getByTestId('finetune-tab').click();
     await page.getByTestId('class-name-0').fill('red disc');
     await page.getByTestId('class-name-1').fill('blue stripes');

@@ -70,14 +70,14 @@ test('after one visit the page works with no network: reload, classify, explore,
     assert.deepEqual(manifest.errors, [], 'the manifest parses');
     assert.deepEqual((await cdp.send('Page.getInstallabilityErrors')).installabilityErrors, []);
     // One copy of the weights: in the worker's cache only; the build's cache holds the page,
-    // www/ and the one engine in use (threads), nothing under weights/.
+    // www/ and the one engine in use (threads-relaxed), nothing under weights/.
     const stored = await cachesOf(page);
     assert.deepEqual(Object.keys(stored).sort(), [`googlenet-app-${build}`, 'googlenet-weights-v1']);
     const app = stored[`googlenet-app-${build}`].map((u) => new URL(u).pathname);
     assert.ok(!app.some((p) => p.startsWith('/weights/')), `no weights in the app cache: ${app}`);
-    for (const p of ['/index.html', '/www/main.js', '/www/worker.js', '/www/lib/protocol.js', '/manifest.webmanifest', '/pkg/threads/googlenet_bg.wasm']) assert.ok(app.includes(p), `${p} kept`);
-    assert.ok(app.some((p) => /^\/pkg\/threads\/snippets\/.*workerHelpers/.test(p)), 'the thread pool helper kept');
-    assert.ok(!app.some((p) => p.startsWith('/pkg/webgpu/') || p.startsWith('/pkg/cpu/')), 'only the engine in use');
+    for (const p of ['/index.html', '/www/main.js', '/www/worker.js', '/www/lib/protocol.js', '/manifest.webmanifest', '/pkg/threads-relaxed/googlenet_bg.wasm']) assert.ok(app.includes(p), `${p} kept`);
+    assert.ok(app.some((p) => /^\/pkg\/threads-relaxed\/snippets\/.*workerHelpers/.test(p)), 'the thread pool helper kept');
+    assert.ok(!app.some((p) => /^\/pkg\/(webgpu|cpu|threads)\//.test(p)), 'only the engine in use');
     assert.deepEqual(stored['googlenet-weights-v1'].map((u) => new URL(u).pathname).sort(), ['/weights/bvlc_googlenet.f16.safetensors', '/weights/synset_words.txt']);
 
     await server.close();
@@ -85,7 +85,7 @@ test('after one visit the page works with no network: reload, classify, explore,
     await page.reload();
     await loaded(page);
     assert.match(await page.locator('#weights-text').textContent(), /offline cache/);
-    assert.deepEqual(await page.evaluate(() => [crossOriginIsolated, document.querySelector('[data-testid="backend"]').dataset.engine]), [true, 'threads']);
+    assert.deepEqual(await page.evaluate(() => [crossOriginIsolated, document.querySelector('[data-testid="backend"]').dataset.engine]), [true, 'threads-relaxed']);
     await classify(page, 'cat.jpg');
     assert.equal(await page.getByTestId('top5').locator('li .label').first().textContent(), 'Egyptian cat');
     await offlineReady(page);
@@ -179,7 +179,7 @@ test('on a host without COOP/COEP the service worker isolates the page: one relo
     assert.equal(navigations, 2, 'exactly one reload');
     assert.equal(await page.evaluate(() => crossOriginIsolated), true);
     const badge = page.getByTestId('backend');
-    assert.equal(await badge.getAttribute('data-engine'), 'threads');
+    assert.equal(await badge.getAttribute('data-engine'), 'threads-relaxed');
     assert.ok(Number(await badge.getAttribute('data-threads')) >= 1);
     assert.doesNotMatch(await page.locator('#backend-reason').textContent(), /not cross-origin isolated/);
     await classify(page, 'cat.jpg');

@@ -1,10 +1,12 @@
 // Which engine to run, and why: pure logic, tested with `node --test`.
 //
-// Three builds of the model (scripts/build-web.sh), the worker loads one:
-//   threads  the CPU engine on Web Worker threads (needs a cross-origin isolated page, and
-//            WebAssembly relaxed SIMD: its GEMM uses the fused multiply-add)
-//   cpu      the CPU engine on one thread (any page)
-//   webgpu   burn's wgpu backend
+// Four builds of the model (scripts/build-web.sh), the worker loads one:
+//   threads-relaxed  the CPU engine on Web Worker threads, its GEMM with WebAssembly relaxed
+//                    SIMD's fused multiply-add (needs a cross-origin isolated page and a
+//                    browser with relaxed SIMD: Chrome, Edge)
+//   threads          the same with plain SIMD (cross-origin isolated, any other browser)
+//   cpu              the CPU engine on one thread (any page)
+//   webgpu           burn's wgpu backend
 // "auto" starts on the CPU engine (small, starts fast) and, where a WebGPU adapter exists,
 // measures it against the CPU after the first result; the faster one is remembered per adapter.
 
@@ -20,18 +22,14 @@ export function cpuEngine({ isolated, cores, threads = null, relaxed = true }) {
       why: 'one thread: the page is not cross-origin isolated (its server sends no COOP/COEP headers), so it cannot share memory with worker threads',
     };
   }
-  if (!relaxed) {
-    return {
-      engine: 'cpu', threads: 1,
-      why: 'one thread: this browser lacks WebAssembly relaxed SIMD, which the threaded engine is built with (current Chrome and Edge have it)',
-    };
-  }
   const asked = Math.floor(Number(threads));
   const n = Math.min(MAX_THREADS, asked >= 1 ? asked : logical);
   // On one thread the one-thread build is faster: the threaded one hands every parallel
   // operation to a pool worker and waits, and its allocator locks.
   if (n === 1) return { engine: 'cpu', threads: 1, why: `one thread (${asked >= 1 ? '?threads=1' : 'one logical core'}): the one-thread build` };
-  return { engine: 'threads', threads: n, why: `${n} thread${n === 1 ? '' : 's'} on ${logical} logical core${logical === 1 ? '' : 's'}` };
+  const on = `${n} thread${n === 1 ? '' : 's'} on ${logical} logical core${logical === 1 ? '' : 's'}`;
+  if (!relaxed) return { engine: 'threads', threads: n, why: `${on}; plain SIMD: this browser lacks WebAssembly relaxed SIMD (fused multiply-add; current Chrome and Edge have it)` };
+  return { engine: 'threads-relaxed', threads: n, why: `${on}, relaxed SIMD` };
 }
 
 /** "CPU, 4 threads", "CPU, 1 thread" or "WebGPU". */

@@ -9,7 +9,7 @@ const page = { hasGpu: true, isolated: true, cores: 8 };
 test('the CPU engine is threaded only on a cross-origin isolated page', () => {
   assert.deepEqual(
     [cpuEngine({ isolated: true, cores: 8 }).engine, cpuEngine({ isolated: true, cores: 8 }).threads],
-    ['threads', 8],
+    ['threads-relaxed', 8],
   );
   const plain = cpuEngine({ isolated: false, cores: 8 });
   assert.deepEqual([plain.engine, plain.threads], ['cpu', 1]);
@@ -23,7 +23,7 @@ test('the CPU engine is threaded only on a cross-origin isolated page', () => {
 
 test('auto starts on the CPU and asks for a measurement when an adapter exists', () => {
   const c = chooseEngine({ requested: 'auto', adapter: gpu, ...page });
-  assert.deepEqual([c.engine, c.threads, c.backend, c.probe, c.fallback], ['threads', 8, 'cpu', true, false]);
+  assert.deepEqual([c.engine, c.threads, c.backend, c.probe, c.fallback], ['threads-relaxed', 8, 'cpu', true, false]);
   assert.match(c.reason, /measured against it/);
   // Not even a software adapter is ruled out by name: it is measured like any other.
   assert.equal(chooseEngine({ requested: 'auto', adapter: soft, ...page }).probe, true);
@@ -36,7 +36,7 @@ test('a remembered race decides auto, for the same CPU engine only', () => {
   assert.deepEqual([c.engine, c.probe], ['webgpu', false]);
   assert.equal(c.reason, 'measured on this machine: CPU, 8 threads: 120 ms; WebGPU: 41 ms');
   const cpuWon = decide({ cpuMs: 120, gpuMs: 2400, cpuLabel });
-  assert.deepEqual([chooseEngine({ requested: 'auto', adapter: soft, ...page, measured: cpuWon }).engine], ['threads']);
+  assert.deepEqual([chooseEngine({ requested: 'auto', adapter: soft, ...page, measured: cpuWon }).engine], ['threads-relaxed']);
   // Measured against 8 threads; this page runs one: measure again.
   const other = chooseEngine({ requested: 'auto', adapter: gpu, ...page, isolated: false, measured: gpuWon });
   assert.deepEqual([other.engine, other.probe], ['cpu', true]);
@@ -55,11 +55,11 @@ test('WebGPU wins only by being faster', () => {
 
 test('explicit choices and missing WebGPU', () => {
   const cpu = chooseEngine({ requested: 'cpu', adapter: gpu, ...page });
-  assert.deepEqual([cpu.engine, cpu.probe, cpu.fallback], ['threads', false, false]);
+  assert.deepEqual([cpu.engine, cpu.probe, cpu.fallback], ['threads-relaxed', false, false]);
   assert.match(cpu.reason, /^CPU chosen; 8 threads/);
   assert.equal(chooseEngine({ requested: 'webgpu', adapter: soft, ...page }).engine, 'webgpu');
   const none = chooseEngine({ requested: 'auto', adapter: null, ...page, hasGpu: false });
-  assert.deepEqual([none.engine, none.fallback, none.probe], ['threads', true, false]);
+  assert.deepEqual([none.engine, none.fallback, none.probe], ['threads-relaxed', true, false]);
   assert.match(none.reason, /navigator.gpu/);
   const noAdapter = chooseEngine({ requested: 'webgpu', adapter: null, ...page });
   assert.deepEqual([noAdapter.backend, /no GPU adapter/.test(noAdapter.reason)], ['cpu', true]);
@@ -79,12 +79,18 @@ test('adapter info is read from GPUAdapter.info', () => {
   assert.equal(describeAdapter(null), null);
 });
 
-test('without relaxed SIMD the page runs the one-thread engine and says why', () => {
+test('without relaxed SIMD the page runs the plain-SIMD threaded engine on every core and says why', () => {
   const c = cpuEngine({ isolated: true, cores: 8, relaxed: false });
-  assert.deepEqual([c.engine, c.threads], ['cpu', 1]);
-  assert.match(c.why, /relaxed SIMD/);
-  assert.equal(chooseEngine({ requested: 'cpu', hasGpu: false, isolated: true, cores: 8, relaxed: false }).engine, 'cpu');
-  assert.equal(cpuEngine({ isolated: true, cores: 8, relaxed: true }).engine, 'threads');
+  assert.deepEqual([c.engine, c.threads], ['threads', 8]);
+  assert.match(c.why, /^8 threads on 8 logical cores; plain SIMD: this browser lacks WebAssembly relaxed SIMD/);
+  assert.equal(chooseEngine({ requested: 'cpu', hasGpu: false, isolated: true, cores: 8, relaxed: false }).engine, 'threads');
+  const r = cpuEngine({ isolated: true, cores: 8, relaxed: true });
+  assert.deepEqual([r.engine, r.why], ['threads-relaxed', '8 threads on 8 logical cores, relaxed SIMD']);
+  // One thread or no isolation: the one-thread build either way.
+  assert.equal(cpuEngine({ isolated: true, cores: 8, threads: 1, relaxed: false }).engine, 'cpu');
+  assert.equal(cpuEngine({ isolated: false, cores: 8, relaxed: true }).engine, 'cpu');
+  // Measurements are remembered per engine label ("CPU, 8 threads"): the same for both builds.
+  assert.equal(engineLabel(c), engineLabel(r));
 });
 
 test('the relaxed SIMD probe is a module a relaxed-SIMD engine accepts, and nothing else', () => {

@@ -66,6 +66,10 @@ test('service worker routes: build files from its cache, anything under weights/
   assert.deepEqual(r('http://h/app/www/main.js', 'cors', null), { kind: 'network' });
   assert.deepEqual([...sw.planFiles(files, ['threads'])].sort(), ['index.html', 'pkg/threads/googlenet_bg.wasm', 'www/main.js']);
   assert.deepEqual([...sw.planFiles(files, [])].sort(), ['index.html', 'www/main.js']);
+  // An engine whose name starts another's: each keeps only its own folder.
+  const both = { ...files, 'pkg/threads-relaxed/googlenet_bg.wasm': '5' };
+  assert.deepEqual([...sw.planFiles(both, ['threads-relaxed'])].sort(), ['index.html', 'pkg/threads-relaxed/googlenet_bg.wasm', 'www/main.js']);
+  assert.deepEqual([...sw.planFiles(both, ['threads'])].sort(), ['index.html', 'pkg/threads/googlenet_bg.wasm', 'www/main.js']);
   assert.deepEqual([...sw.enginesIn(['http://h/app/pkg/threads/googlenet.js', 'http://h/app/pkg/threads/snippets/x/a.js', 'http://h/app/www/main.js', 'http://h/app/pkg/cpu/googlenet.js'], scope)], ['cpu', 'threads']);
   const h = sw.isolatedHeaders(new Headers({ 'content-type': 'text/javascript' }));
   assert.equal(h.get('cross-origin-opener-policy'), 'same-origin');

@@ -515,16 +515,16 @@ pub mod simd128 {
         }
 
         #[inline(always)]
-        #[cfg(not(gemm_relaxed_simd))]
+        #[cfg(not(feature = "relaxed-simd"))]
         pub unsafe fn mul_add(a: Pack, b: Pack, c: Pack) -> Pack {
             add(c, mul(a, b))
         }
 
-        // googlenet's patch (see vendor/README.md): built with `--cfg gemm_relaxed_simd`, the
+        // googlenet's patch (see vendor/README.md): with the `relaxed-simd` feature, the
         // microkernels below enable relaxed SIMD and multiply-add with one fused
         // `f32x4.relaxed_madd` (`vfmadd` on CPUs with FMA) instead of a multiply and an add.
         #[inline]
-        #[cfg(gemm_relaxed_simd)]
+        #[cfg(feature = "relaxed-simd")]
         #[target_feature(enable = "simd128,relaxed-simd")]
         pub unsafe fn mul_add(a: Pack, b: Pack, c: Pack) -> Pack {
             transmute(f32x4_relaxed_madd(transmute(a), transmute(b), transmute(c)))
@@ -545,55 +545,55 @@ pub mod simd128 {
             a * b + c
         }
 
-        #[cfg(not(gemm_relaxed_simd))]
+        #[cfg(not(feature = "relaxed-simd"))]
         microkernel!(["simd128"], 2, x1x1, 1, 1);
-        #[cfg(gemm_relaxed_simd)]
+        #[cfg(feature = "relaxed-simd")]
         microkernel!(["simd128,relaxed-simd"], 2, x1x1, 1, 1);
-        #[cfg(not(gemm_relaxed_simd))]
+        #[cfg(not(feature = "relaxed-simd"))]
         microkernel!(["simd128"], 2, x1x2, 1, 2);
-        #[cfg(gemm_relaxed_simd)]
+        #[cfg(feature = "relaxed-simd")]
         microkernel!(["simd128,relaxed-simd"], 2, x1x2, 1, 2);
-        #[cfg(not(gemm_relaxed_simd))]
+        #[cfg(not(feature = "relaxed-simd"))]
         microkernel!(["simd128"], 2, x1x3, 1, 3);
-        #[cfg(gemm_relaxed_simd)]
+        #[cfg(feature = "relaxed-simd")]
         microkernel!(["simd128,relaxed-simd"], 2, x1x3, 1, 3);
-        #[cfg(not(gemm_relaxed_simd))]
+        #[cfg(not(feature = "relaxed-simd"))]
         microkernel!(["simd128"], 2, x1x4, 1, 4);
-        #[cfg(gemm_relaxed_simd)]
+        #[cfg(feature = "relaxed-simd")]
         microkernel!(["simd128,relaxed-simd"], 2, x1x4, 1, 4);
 
-        #[cfg(not(gemm_relaxed_simd))]
+        #[cfg(not(feature = "relaxed-simd"))]
         microkernel!(["simd128"], 2, x2x1, 2, 1);
-        #[cfg(gemm_relaxed_simd)]
+        #[cfg(feature = "relaxed-simd")]
         microkernel!(["simd128,relaxed-simd"], 2, x2x1, 2, 1);
-        #[cfg(not(gemm_relaxed_simd))]
+        #[cfg(not(feature = "relaxed-simd"))]
         microkernel!(["simd128"], 2, x2x2, 2, 2);
-        #[cfg(gemm_relaxed_simd)]
+        #[cfg(feature = "relaxed-simd")]
         microkernel!(["simd128,relaxed-simd"], 2, x2x2, 2, 2);
-        #[cfg(not(gemm_relaxed_simd))]
+        #[cfg(not(feature = "relaxed-simd"))]
         microkernel!(["simd128"], 2, x2x3, 2, 3);
-        #[cfg(gemm_relaxed_simd)]
+        #[cfg(feature = "relaxed-simd")]
         microkernel!(["simd128,relaxed-simd"], 2, x2x3, 2, 3);
-        #[cfg(not(gemm_relaxed_simd))]
+        #[cfg(not(feature = "relaxed-simd"))]
         microkernel!(["simd128"], 2, x2x4, 2, 4);
-        #[cfg(gemm_relaxed_simd)]
+        #[cfg(feature = "relaxed-simd")]
         microkernel!(["simd128,relaxed-simd"], 2, x2x4, 2, 4);
 
-        #[cfg(not(gemm_relaxed_simd))]
+        #[cfg(not(feature = "relaxed-simd"))]
         microkernel!(["simd128"], 2, x3x1, 3, 1);
-        #[cfg(gemm_relaxed_simd)]
+        #[cfg(feature = "relaxed-simd")]
         microkernel!(["simd128,relaxed-simd"], 2, x3x1, 3, 1);
-        #[cfg(not(gemm_relaxed_simd))]
+        #[cfg(not(feature = "relaxed-simd"))]
         microkernel!(["simd128"], 2, x3x2, 3, 2);
-        #[cfg(gemm_relaxed_simd)]
+        #[cfg(feature = "relaxed-simd")]
         microkernel!(["simd128,relaxed-simd"], 2, x3x2, 3, 2);
-        #[cfg(not(gemm_relaxed_simd))]
+        #[cfg(not(feature = "relaxed-simd"))]
         microkernel!(["simd128"], 2, x3x3, 3, 3);
-        #[cfg(gemm_relaxed_simd)]
+        #[cfg(feature = "relaxed-simd")]
         microkernel!(["simd128,relaxed-simd"], 2, x3x3, 3, 3);
-        #[cfg(not(gemm_relaxed_simd))]
+        #[cfg(not(feature = "relaxed-simd"))]
         microkernel!(["simd128"], 2, x3x4, 3, 4);
-        #[cfg(gemm_relaxed_simd)]
+        #[cfg(feature = "relaxed-simd")]
         microkernel!(["simd128,relaxed-simd"], 2, x3x4, 3, 4);
 
         microkernel_fn_array! {
