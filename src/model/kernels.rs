@@ -282,7 +282,8 @@ fn winograd_weights(weight: &[f32], cout: usize, cin: usize) -> Vec<f32> {
 /// buffer alive and shared (burn-flex writes in place only into unshared buffers), so a buffer
 /// address seen again is the same, unchanged weights. Least recently used first; bounded.
 struct WinogradCache {
-    entries: Vec<(FlexTensor, std::sync::Arc<Vec<f32>>)>,
+    /// (weights, their `[cout, cin]`, the transform).
+    entries: Vec<(FlexTensor, [usize; 2], std::sync::Arc<Vec<f32>>)>,
 }
 
 /// Transformed weights kept at most (BVLC GoogLeNet's take 14 MiB; a fine-tuned model and the
@@ -302,9 +303,9 @@ fn same_buffer(a: &FlexTensor, b: &FlexTensor) -> bool {
 fn winograd_weights_cached(weight: &FlexTensor, cout: usize, cin: usize) -> std::sync::Arc<Vec<f32>> {
     {
         let mut cache = WINOGRAD_CACHE.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = cache.entries.iter().position(|(w, _)| same_buffer(w, weight)) {
+        if let Some(i) = cache.entries.iter().position(|(w, dims, _)| same_buffer(w, weight) && *dims == [cout, cin]) {
             let entry = cache.entries.remove(i);
-            let u = entry.1.clone();
+            let u = entry.2.clone();
             cache.entries.push(entry);
             return u;
         }
@@ -312,8 +313,8 @@ fn winograd_weights_cached(weight: &FlexTensor, cout: usize, cin: usize) -> std:
     // Outside the lock: two threads may both compute the same weights; each result is right.
     let u = std::sync::Arc::new(winograd_weights(weight.as_slice::<f32>().expect("contiguous f32 weights"), cout, cin));
     let mut cache = WINOGRAD_CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    cache.entries.push((weight.clone(), u.clone()));
-    while cache.entries.iter().map(|(_, u)| u.len() * 4).sum::<usize>() > WINOGRAD_CACHE_BYTES && cache.entries.len() > 1 {
+    cache.entries.push((weight.clone(), [cout, cin], u.clone()));
+    while cache.entries.iter().map(|(_, _, u)| u.len() * 4).sum::<usize>() > WINOGRAD_CACHE_BYTES && cache.entries.len() > 1 {
         cache.entries.remove(0);
     }
     u
