@@ -14,6 +14,7 @@
 use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::{DispatchDevice, Flex};
 use burn::tensor::{Bytes, DType, Shape, Tensor};
+use std::ops::Range;
 
 /// The tensor's burn-flex primitive, contiguous f32, when `x` is on burn-flex without autodiff.
 fn flex_f32<const D: usize>(x: &Tensor<D>) -> Option<FlexTensor> {
@@ -104,11 +105,36 @@ fn plan(g: &ConvGeom, threads: usize) -> (usize, usize) {
     let n = g.positions();
     let target = if g.pointwise() { n } else { (262_144 / g.depth().max(1)).clamp(128, 1024) };
     let tiles = n.div_ceil(target).max(1);
-    let cols = n.div_ceil(tiles);
-    // Too few tiles for the threads (the 7×7 and 14×14 blocks): split the output channels too.
+    (n.div_ceil(tiles), row_chunks(tiles, g.cout, threads))
+}
+
+/// Chunks of output channels per column chunk: with too few column chunks for the threads (the
+/// 7×7 and 14×14 blocks), the output channels are split too (16 at least per chunk).
+fn row_chunks(column_chunks: usize, cout: usize, threads: usize) -> usize {
     let want = 2 * threads;
-    let row_chunks = if threads > 1 && tiles < want { want.div_ceil(tiles).min(g.cout / 16).max(1) } else { 1 };
-    (cols, row_chunks)
+    if threads > 1 && column_chunks < want { want.div_ceil(column_chunks).min(cout / 16).max(1) } else { 1 }
+}
+
+/// `task(columns, rows)` over the blocks of an `n`-column × `m`-row output: columns in chunks of
+/// `cols`, rows in `row_chunks` chunks (empty ones skipped), on the rayon pool where the build
+/// has one and there is more than one block.
+fn for_each_block(n: usize, cols: usize, m: usize, row_chunks: usize, task: impl Fn(Range<usize>, Range<usize>) + Sync + Send) {
+    let rows = m.div_ceil(row_chunks);
+    let tasks = n.div_ceil(cols) * row_chunks;
+    let block = |t: usize| {
+        let (n0, m0) = ((t / row_chunks) * cols, (t % row_chunks) * rows);
+        let (n1, m1) = ((n0 + cols).min(n), (m0 + rows).min(m));
+        if m0 < m1 {
+            task(n0..n1, m0..m1);
+        }
+    };
+    #[cfg(any(not(target_family = "wasm"), feature = "engine-threads"))]
+    if tasks > 1 {
+        use rayon::prelude::*;
+        (0..tasks).into_par_iter().for_each(block);
+        return;
+    }
+    (0..tasks).for_each(block);
 }
 
 thread_local! {
@@ -173,14 +199,7 @@ fn im2col(src: &[f32], g: &ConvGeom, n0: usize, n1: usize, col: &mut [f32]) {
 unsafe fn conv_image(src: &[f32], g: &ConvGeom, weight: &[f32], bias: Option<&[f32]>, relu: bool, dst: Out, threads: usize) {
     let (n, k, m) = (g.positions(), g.depth(), g.cout);
     let (cols, row_chunks) = plan(g, threads);
-    let rows = m.div_ceil(row_chunks);
-    let tasks = n.div_ceil(cols) * row_chunks;
-    let task = |t: usize| {
-        let (n0, m0) = ((t / row_chunks) * cols, (t % row_chunks) * rows);
-        let (n1, m1) = ((n0 + cols).min(n), (m0 + rows).min(m));
-        if m0 >= m1 {
-            return;
-        }
+    for_each_block(n, cols, m, row_chunks, |Range { start: n0, end: n1 }, Range { start: m0, end: m1 }| {
         let width = n1 - n0;
         // SAFETY: rows m0..m1, columns n0..n1 of the output belong to this task alone.
         let out = |co: usize| unsafe { std::slice::from_raw_parts_mut(dst.at(co * n + n0), width) };
@@ -230,14 +249,7 @@ unsafe fn conv_image(src: &[f32], g: &ConvGeom, weight: &[f32], bias: Option<&[f
                 }
             }
         }
-    };
-    #[cfg(any(not(target_family = "wasm"), feature = "engine-threads"))]
-    if tasks > 1 {
-        use rayon::prelude::*;
-        (0..tasks).into_par_iter().for_each(task);
-        return;
-    }
-    (0..tasks).for_each(task);
+    });
 }
 
 /// Whether `g` is a 3×3, stride-1 convolution that keeps the image size (pad 1): every 3×3
@@ -331,10 +343,7 @@ fn winograd_plan(g: &ConvGeom, threads: usize) -> (usize, usize, usize) {
     let tiles = g.h.div_ceil(2) * g.w.div_ceil(2);
     let chunk = (16_384 / g.cin.max(1)).clamp(16, 256).min(tiles);
     let chunks = tiles.div_ceil(chunk);
-    let chunk = tiles.div_ceil(chunks);
-    let want = 2 * threads;
-    let row_chunks = if threads > 1 && chunks < want { want.div_ceil(chunks).min(g.cout / 16).max(1) } else { 1 };
-    (tiles, chunk, row_chunks)
+    (tiles, tiles.div_ceil(chunks), row_chunks(chunks, g.cout, threads))
 }
 
 /// The tiles `t0..t1` (row-major over a grid `tw` wide) as row segments: `(tile row, first
@@ -362,14 +371,7 @@ unsafe fn winograd_image(src: &[f32], g: &ConvGeom, u: &[f32], bias: Option<&[f3
     let (h, w, cin, cout) = (g.h, g.w, g.cin, g.cout);
     let tw = w.div_ceil(2);
     let (tiles, chunk, row_chunks) = winograd_plan(g, threads);
-    let rows = cout.div_ceil(row_chunks);
-    let tasks = tiles.div_ceil(chunk) * row_chunks;
-    let task = |t: usize| {
-        let (t0, m0) = ((t / row_chunks) * chunk, (t % row_chunks) * rows);
-        let (t1, m1) = ((t0 + chunk).min(tiles), (m0 + rows).min(cout));
-        if m0 >= m1 {
-            return;
-        }
+    for_each_block(tiles, chunk, cout, row_chunks, |Range { start: t0, end: t1 }, Range { start: m0, end: m1 }| {
         let n = t1 - t0;
         let m = m1 - m0;
         WINOGRAD.with_borrow_mut(|(v, prod, rowbuf)| {
@@ -506,14 +508,7 @@ unsafe fn winograd_image(src: &[f32], g: &ConvGeom, u: &[f32], bias: Option<&[f3
                 }
             }
         });
-    };
-    #[cfg(any(not(target_family = "wasm"), feature = "engine-threads"))]
-    if tasks > 1 {
-        use rayon::prelude::*;
-        (0..tasks).into_par_iter().for_each(task);
-        return;
-    }
-    (0..tasks).for_each(task);
+    });
 }
 fn threads() -> usize {
     #[cfg(any(not(target_family = "wasm"), feature = "engine-threads"))]
