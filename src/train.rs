@@ -6,16 +6,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use burn::module::{Module, Param};
-use burn::nn::Linear;
+use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig, momentum::MomentumConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
-use crate::model::aux_head::inception_aux;
-use crate::model::basic_conv::BasicConv2d;
+use crate::model::aux_head::{aux_pool, inception_aux};
 use crate::model::config::{AUX_TAPS, INCEPTION_TABLE, STAGES, Stage};
 use crate::model::{GoogLeNet, Variant};
 use crate::preprocess::{self, INPUT_SIZE, ImageError};
@@ -213,9 +211,13 @@ pub fn example_from_image(img: &image::DynamicImage, label: usize) -> Example {
 
 /// The 224×224 view `v` of an example (0 = centre, unflipped).
 fn augmented(e: &Example, v: u8, variant: Variant) -> Vec<f32> {
+    augmented_image(&e.image, v, variant)
+}
+
+fn augmented_image(image: &RgbImage, v: u8, variant: Variant) -> Vec<f32> {
     let m = EXAMPLE_SIDE - INPUT_SIZE as u32;
     let (x, y) = [(m / 2, m / 2), (0, 0), (m, 0), (0, m), (m, m)][(v % 5) as usize];
-    let mut crop = image::imageops::crop_imm(&*e.image, x, y, INPUT_SIZE as u32, INPUT_SIZE as u32).to_image();
+    let mut crop = image::imageops::crop_imm(image, x, y, INPUT_SIZE as u32, INPUT_SIZE as u32).to_image();
     if v >= 5 {
         image::imageops::flip_horizontal_in_place(&mut crop);
     }
@@ -226,11 +228,6 @@ fn augmented(e: &Example, v: u8, variant: Variant) -> Vec<f32> {
 type Rng = SplitMix64;
 
 impl SplitMix64 {
-    /// `n` values uniform in [-bound, bound).
-    fn uniform(&mut self, n: usize, bound: f32) -> Vec<f32> {
-        (0..n).map(|_| (self.unit() * 2.0 - 1.0) * bound).collect()
-    }
-
     /// Inverted dropout with a mask from this generator: each element is zeroed with
     /// probability `p`, the rest scaled by 1/(1-p).
     fn dropout(&mut self, x: Tensor<2>, p: f64) -> Tensor<2> {
@@ -243,26 +240,6 @@ impl SplitMix64 {
         let mask = Tensor::<2>::from_data(TensorData::new(mask, dims), &x.device());
         x * mask
     }
-
-    /// A fresh linear layer as burn's default initialiser makes it (uniform ±1/√fan_in), from
-    /// this generator rather than burn's process-global one.
-    fn linear(&mut self, d_in: usize, d_out: usize, device: &Device) -> Linear {
-        let b = 1.0 / (d_in as f32).sqrt();
-        Linear {
-            weight: Param::from_tensor(Tensor::from_data(TensorData::new(self.uniform(d_in * d_out, b), [d_in, d_out]), device)),
-            bias: Some(Param::from_tensor(Tensor::from_data(TensorData::new(self.uniform(d_out, b), [d_out]), device))),
-        }
-    }
-
-    /// Re-draw a conv layer's weights and bias (uniform ±1/√fan_in, burn's default).
-    fn conv(&mut self, c: &mut BasicConv2d, device: &Device) {
-        let dims = c.conv.weight.shape().dims::<4>();
-        let b = 1.0 / ((dims[1] * dims[2] * dims[3]) as f32).sqrt();
-        c.conv.weight = Param::from_tensor(Tensor::from_data(TensorData::new(self.uniform(dims.iter().product(), b), dims), device));
-        if c.conv.bias.is_some() {
-            c.conv.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(self.uniform(dims[0], b), [dims[0]]), device)));
-        }
-    }
 }
 
 /// What the frozen part of the network produces for a batch: the pooled inputs of the aux
@@ -272,6 +249,139 @@ impl SplitMix64 {
 struct Features {
     aux: [Option<Tensor<4>>; 2],
     trunk: Tensor<4>,
+}
+
+impl Features {
+    /// One per image of the batch.
+    fn split(self) -> Vec<Features> {
+        let n = self.trunk.dims()[0];
+        let one = |t: &Tensor<4>, j: usize| t.clone().narrow(0, j, 1);
+        (0..n).map(|j| Features { aux: [0, 1].map(|h| self.aux[h].as_ref().map(|t| one(t, j))), trunk: one(&self.trunk, j) }).collect()
+    }
+
+    /// A batch from single images' features (every tap present).
+    fn cat(f: Vec<Features>) -> Features {
+        let pick = |get: &dyn Fn(&Features) -> Tensor<4>| Tensor::cat(f.iter().map(get).collect(), 0);
+        Features {
+            aux: [0, 1].map(|h| Some(pick(&|f: &Features| f.aux[h].clone().expect("all taps are frozen")))),
+            trunk: pick(&|f| f.trunk.clone()),
+        }
+    }
+}
+
+/// The stages `STAGES[..split]` of `model` on `x` (plain device, no graph), with the aux heads'
+/// pooling for the taps among them, globally pooled when they are all of the trunk.
+fn frozen_features(model: &GoogLeNet, x: Tensor<4>, split: usize) -> Features {
+    let pool = model.variant.spec().aux_pool;
+    let mut aux = [None, None];
+    let x = model.trunk(x, 0..split, &mut |o| {
+        if let Some(h) = o.stage.aux_tap() {
+            aux[h] = Some(aux_pool(pool, o.output.clone()));
+        }
+    });
+    let trunk = if split == STAGES.len() { model.global_pool(x) } else { x };
+    Features { aux, trunk }
+}
+
+/// Most (image, view) feature sets a [`FeatureCache`] keeps: about 70 KB each for BVLC, so
+/// about 70 MB (every view of 100 images). Beyond it the oldest go first.
+pub const MAX_CACHED_VIEWS: usize = 1000;
+
+/// The frozen trunk's features per (image, view) for heads-only fine-tunes: the trunk is most
+/// of a step until every view has been seen once, so they are computed once, kept across runs
+/// on the same model, and can be filled ahead of a run ([`precompute`](Self::precompute)),
+/// e.g. while the page waits for the user. An entry holds its image, so the image's address,
+/// its key, is never reused while it is here.
+#[derive(Default)]
+pub struct FeatureCache {
+    /// Which model the features came from: the owner's token (the page counts model loads).
+    model: u64,
+    entries: HashMap<(usize, u8), (Arc<RgbImage>, Features)>,
+    /// Insertion order, for eviction.
+    order: std::collections::VecDeque<(usize, u8)>,
+}
+
+impl FeatureCache {
+    fn key(image: &Arc<RgbImage>, v: u8) -> (usize, u8) {
+        (Arc::as_ptr(image) as usize, v)
+    }
+
+    /// Emptied unless it holds the features of `model` (the owner's token).
+    pub fn for_model(&mut self, model: u64) {
+        if self.model != model {
+            *self = FeatureCache { model, ..Default::default() };
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn get(&self, image: &Arc<RgbImage>, v: u8) -> Option<&Features> {
+        self.entries.get(&Self::key(image, v)).map(|e| &e.1)
+    }
+
+    fn insert(&mut self, image: Arc<RgbImage>, v: u8, f: Features) {
+        let key = Self::key(&image, v);
+        while self.entries.len() >= MAX_CACHED_VIEWS {
+            let Some(old) = self.order.pop_front() else { break };
+            self.entries.remove(&old);
+        }
+        if self.entries.insert(key, (image, f)).is_none() {
+            self.order.push_back(key);
+        }
+    }
+
+    /// Keep only the features of these images (the others left the data set).
+    pub fn retain_images(&mut self, images: &[Arc<RgbImage>]) {
+        let keep: std::collections::HashSet<usize> = images.iter().map(|i| Arc::as_ptr(i) as usize).collect();
+        self.entries.retain(|k, _| keep.contains(&k.0));
+        let entries = &self.entries;
+        self.order.retain(|k| entries.contains_key(k));
+    }
+
+    /// Compute the features of the next `n` views that `model` would need for `images` with
+    /// `views` views each (1: the centre crop only; [`AUG_VARIANTS`]: every crop and flip),
+    /// in one forward: every image's centre first, then the next view of each.
+    pub fn precompute(&mut self, model: &GoogLeNet, images: &[Arc<RgbImage>], views: u8, n: usize, device: &Device) -> Precomputed {
+        let views = views.clamp(1, AUG_VARIANTS);
+        let wanted: Vec<(usize, u8)> = (0..views).flat_map(|v| (0..images.len()).map(move |i| (i, v))).take(MAX_CACHED_VIEWS).collect();
+        let todo: Vec<(usize, u8)> = wanted.iter().copied().filter(|&(i, v)| self.get(&images[i], v).is_none()).take(n).collect();
+        let mut computed = None;
+        if !todo.is_empty() {
+            let data: Vec<f32> = todo.iter().flat_map(|&(i, v)| augmented_image(&images[i], v, model.variant)).collect();
+            let x = Tensor::from_data(TensorData::new(data, [todo.len(), 3, INPUT_SIZE, INPUT_SIZE]), &device.clone().without_autodiff());
+            let f = frozen_features(model, x, STAGES.len());
+            computed = Some(f.trunk.clone().flatten(0, 3));
+            for (f, &(i, v)) in f.split().into_iter().zip(&todo) {
+                self.insert(images[i].clone(), v, f);
+            }
+        }
+        let ready = wanted.iter().filter(|&&(i, v)| self.get(&images[i], v).is_some()).count();
+        Precomputed { ready, wanted: wanted.len(), computed }
+    }
+}
+
+/// What [`FeatureCache::precompute`] did.
+pub struct Precomputed {
+    /// Wanted views whose features are ready.
+    pub ready: usize,
+    /// Views wanted (every image × views, capped at [`MAX_CACHED_VIEWS`]).
+    pub wanted: usize,
+    /// The trunk's pooled output for the views just computed, if any: reading it waits for a
+    /// device that runs asynchronously (WebGPU), so the caller's next request is not queued
+    /// behind a backlog of forwards.
+    pub computed: Option<Tensor<1>>,
+}
+
+impl Precomputed {
+    pub fn progress(&self) -> (usize, usize) {
+        (self.ready, self.wanted)
+    }
 }
 
 /// The loss terms of one forward, still on the device.
@@ -298,7 +408,7 @@ pub struct Trainer {
     rng: Rng,
     step: usize,
     /// Heads only: the frozen features of each (example, view), computed once.
-    cache: HashMap<(usize, u8), Features>,
+    cache: FeatureCache,
 }
 
 /// Check a training set against [`LIMITS`]: names each offending class.
@@ -360,7 +470,7 @@ impl Trainer {
             OptimizerKind::Adam => AdamConfig::new().init(),
             OptimizerKind::Sgd => SgdConfig::new().with_momentum(Some(MomentumConfig::new().with_dampening(0.0))).init(),
         };
-        Ok(Trainer { model, frozen, optim, cfg, device: ad, examples, labels, rng, step: 0, cache: HashMap::new() })
+        Ok(Trainer { model, frozen, optim, cfg, device: ad, examples, labels, rng, step: 0, cache: FeatureCache::default() })
     }
 
     /// Switch the aux losses on or off and set their weights, between steps.
@@ -421,36 +531,32 @@ impl Trainer {
     /// for the taps among them.
     fn frozen_features(&self, batch: &[(usize, u8)], split: usize) -> Features {
         let x = self.input(batch, &self.device.clone().without_autodiff());
-        let heads = self.frozen.aux_heads();
-        let mut aux = [None, None];
-        let x = self.frozen.trunk(x, 0..split, &mut |o| {
-            if let Some(h) = o.stage.aux_tap() {
-                aux[h] = Some(heads[h].expect("aux heads created in new()").pool(o.output.clone()));
-            }
-        });
-        let trunk = if split == STAGES.len() { self.frozen.global_pool(x) } else { x };
-        Features { aux, trunk }
+        frozen_features(&self.frozen, x, split)
     }
 
     /// Heads only: the frozen features of each view, from the cache (computing the missing
     /// ones in one batch).
     fn cached_features(&mut self, batch: &[(usize, u8)]) -> Features {
-        let mut missing: Vec<(usize, u8)> = batch.iter().copied().filter(|k| !self.cache.contains_key(k)).collect();
+        let mut feats: Vec<Option<Features>> = batch.iter().map(|&(i, v)| self.cache.get(&self.examples[i].image, v).cloned()).collect();
+        let mut missing: Vec<(usize, u8)> = batch.iter().zip(&feats).filter(|(_, f)| f.is_none()).map(|(k, _)| *k).collect();
         missing.sort();
         missing.dedup();
         if !missing.is_empty() {
             let f = self.frozen_features(&missing, STAGES.len());
-            for (j, key) in missing.iter().enumerate() {
-                let one = |t: &Tensor<4>| t.clone().narrow(0, j, 1);
-                let aux = [f.aux[0].as_ref().map(one), f.aux[1].as_ref().map(one)];
-                self.cache.insert(*key, Features { aux, trunk: one(&f.trunk) });
+            for (f, &(i, v)) in f.split().into_iter().zip(&missing) {
+                for (slot, _) in feats.iter_mut().zip(batch).filter(|(_, k)| **k == (i, v)) {
+                    *slot = Some(f.clone());
+                }
+                self.cache.insert(self.examples[i].image.clone(), v, f);
             }
         }
-        let pick = |get: &dyn Fn(&Features) -> Tensor<4>| Tensor::cat(batch.iter().map(|k| get(&self.cache[k])).collect(), 0);
-        Features {
-            aux: [0, 1].map(|h| Some(pick(&|f: &Features| f.aux[h].clone().expect("all taps are frozen")))),
-            trunk: pick(&|f| f.trunk.clone()),
-        }
+        Features::cat(feats.into_iter().map(|f| f.expect("cached or computed above")).collect())
+    }
+
+    /// Lend the trainer a feature cache for heads-only steps (e.g. one filled ahead of the run
+    /// by [`FeatureCache::precompute`] on this trainer's model), getting back the one it held.
+    pub fn swap_cache(&mut self, cache: &mut FeatureCache) {
+        std::mem::swap(&mut self.cache, cache);
     }
 
     /// Forward and loss terms for one batch (the autodiff graph is kept for `backward`): the
@@ -603,6 +709,11 @@ impl Dataset {
         }
         c.2.push(image);
         Ok(c.2.len())
+    }
+
+    /// Every image, in class order (as [`training_set`](Self::training_set) lists them).
+    pub fn images(&self) -> Vec<Arc<RgbImage>> {
+        self.classes.iter().flat_map(|c| c.2.iter().cloned()).collect()
     }
 
     pub fn classes(&self) -> Vec<ClassInfo> {

@@ -3,7 +3,7 @@
 //! `device`, `internal`) that the worker switches on. The work itself is in the library
 //! (`explore`, `train`, `weights`, `preprocess`), where native tests reach it.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use burn::module::Module;
@@ -20,7 +20,7 @@ use crate::labels::{Prediction, parse_labels, top_probs};
 use crate::model::summary::Summary;
 use crate::model::{Activations, GoogLeNet, Variant};
 use crate::preprocess::{self, INPUT_SIZE, Prepared};
-use crate::train::{self, Dataset, FinetuneConfig, LIMITS, Limits, StepReport, Trainer};
+use crate::train::{self, Dataset, FeatureCache, FinetuneConfig, LIMITS, Limits, StepReport, Trainer};
 use crate::weights::{self, LoadOptions, SaveInfo};
 
 #[cfg(not(any(feature = "engine-cpu", feature = "engine-webgpu")))]
@@ -141,6 +141,12 @@ struct Inner {
     dataset: RefCell<Dataset>,
     /// The running fine-tune; taken out while a step runs (never borrowed across `.await`).
     trainer: RefCell<Option<Trainer>>,
+    /// Counts models installed: which model the features below, and the trainer, belong to.
+    model_gen: Cell<u64>,
+    trainer_gen: Cell<u64>,
+    /// Heads-only features of the data set's views, filled while the page is idle
+    /// (`ft_precompute`) and lent to the trainer for each step.
+    features: RefCell<FeatureCache>,
 }
 
 /// One model on one device. Create it once per worker (WebGPU can be initialised only once).
@@ -157,6 +163,12 @@ struct ClassifyResult {
 }
 
 #[derive(Serialize)]
+struct Precomputed {
+    ready: usize,
+    wanted: usize,
+}
+
+#[derive(Serialize)]
 struct Heldout {
     main: Vec<Prediction>,
     aux1: Vec<Prediction>,
@@ -169,6 +181,8 @@ struct FinetuneSettings {
     defaults: FinetuneConfig,
     /// Side of the square each training image is kept at.
     example_side: u32,
+    /// Views of each image with random crops and flips on (1 without).
+    views: u8,
 }
 
 impl Inner {
@@ -210,7 +224,16 @@ impl Session {
             if v != [2.0, 4.0] {
                 return Err(js_error(Error::Device(format!("the device computed 1×2, 2×2 as {v:?}"))));
             }
-            let inner = Inner { device, backend, loaded: RefCell::new(None), dataset: RefCell::default(), trainer: RefCell::new(None) };
+            let inner = Inner {
+                device,
+                backend,
+                loaded: RefCell::new(None),
+                dataset: RefCell::default(),
+                trainer: RefCell::new(None),
+                model_gen: Cell::new(0),
+                trainer_gen: Cell::new(0),
+                features: RefCell::default(),
+            };
             Ok(Session { inner: Rc::new(inner) }.into())
         })
     }
@@ -331,7 +354,7 @@ impl Session {
 
     /// The fine-tune's limits and default settings.
     pub fn finetune_settings(&self) -> Result<JsValue, JsValue> {
-        to_js(&FinetuneSettings { limits: LIMITS, defaults: FinetuneConfig::default(), example_side: train::EXAMPLE_SIDE })
+        to_js(&FinetuneSettings { limits: LIMITS, defaults: FinetuneConfig::default(), example_side: train::EXAMPLE_SIDE, views: train::AUG_VARIANTS })
     }
 
     /// Add a class; returns its id (stable while other classes come and go).
@@ -372,9 +395,36 @@ impl Session {
             .map_err(|e| js_error(Error::Request(format!("fine-tune settings: {e}"))))?;
         let (labels, examples) = self.inner.dataset.borrow().training_set().map_err(|e| js_error(e.into()))?;
         let (model, _, _) = self.inner.model().map_err(js_error)?;
+        let images: Vec<_> = examples.iter().map(|e| e.image.clone()).collect();
         let t = Trainer::new(model, examples, labels, cfg, &self.inner.device).map_err(|e| js_error(e.into()))?;
         *self.inner.trainer.borrow_mut() = Some(t);
+        self.inner.trainer_gen.set(self.inner.model_gen.get());
+        self.inner.features.borrow_mut().retain_images(&images);
         Ok(())
+    }
+
+    /// Heads-only features for the data set, ahead of a run: computes the next `n` missing
+    /// views (every image's centre crop first, then its other `views - 1` crops and flips)
+    /// with the model in use, and returns `{ready, wanted}`. The page calls it while idle, so
+    /// a run that starts later finds the trunk's work done.
+    pub fn ft_precompute(&self, views: u8, n: usize) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let p = {
+                let (model, _, _) = inner.model().map_err(js_error)?;
+                let images = inner.dataset.borrow().images();
+                let mut cache = inner.features.borrow_mut();
+                cache.for_model(inner.model_gen.get());
+                cache.retain_images(&images);
+                cache.precompute(&model, &images, views, n.clamp(1, LIMITS.max_batch), &inner.device)
+            };
+            // On WebGPU the forward runs after this returns: wait for it, so that the page's
+            // next request (a classification) is not queued behind a backlog of them.
+            if let Some(t) = p.computed {
+                explore::read(t).await.map_err(js_error)?;
+            }
+            to_js(&Precomputed { ready: p.ready, wanted: p.wanted })
+        })
     }
 
     /// One training step; resolves to its report. On failure the trainer keeps its last good
@@ -384,7 +434,15 @@ impl Session {
         future_to_promise(async move {
             let mut t = inner.trainer.borrow_mut().take().ok_or_else(|| js_error(not_ready("the fine-tune has not started")))?;
             let before = t.training_model().clone();
+            // The idle-time features are lent for the step (the request queue runs nothing else
+            // meanwhile), if they belong to the model this fine-tune started from.
+            {
+                let mut cache = inner.features.borrow_mut();
+                cache.for_model(inner.trainer_gen.get());
+                t.swap_cache(&mut cache);
+            }
             let r: Result<StepReport, Error> = t.step().await.map_err(Error::from);
+            t.swap_cache(&mut inner.features.borrow_mut());
             if r.is_err() {
                 t.restore(before);
             }
@@ -460,6 +518,7 @@ impl Session {
             summary: model.summary(INPUT_SIZE),
         };
         let out = to_js(&info)?;
+        self.inner.model_gen.set(self.inner.model_gen.get() + 1);
         *self.inner.loaded.borrow_mut() = Some(Loaded { model, labels, aux_trained, last: None, base });
         Ok(out)
     }

@@ -19,6 +19,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::model::basic_conv::BasicConv2d;
 use crate::model::{GoogLeNet, GoogLeNetConfig, Inception, STAGES, Stage, Variant};
+use crate::rng::SplitMix64;
 
 /// Everything that can be wrong with a weights file, each naming what was expected.
 #[derive(Debug, thiserror::Error)]
@@ -178,15 +179,17 @@ enum Slot<'a> {
 }
 
 impl Slot<'_> {
-    /// Shape as the files store it.
+    /// Shape as the files store it. Read without initialising a lazy parameter: a fresh model's
+    /// random initial values (7M for BVLC, 6M more for new aux heads) would be drawn only to be
+    /// replaced by the file's, which was most of a page start's weight loading.
     fn file_shape(&self) -> Vec<usize> {
         match self {
-            Slot::Conv(p) => p.shape().dims::<4>().to_vec(),
+            Slot::Conv(p) => p.lazy_shape().dims::<4>().to_vec(),
             Slot::Linear(p) => {
-                let [i, o] = p.shape().dims::<2>();
+                let [i, o] = p.lazy_shape().dims::<2>();
                 vec![o, i]
             }
-            Slot::Vector(p) => p.shape().dims::<1>().to_vec(),
+            Slot::Vector(p) => p.lazy_shape().dims::<1>().to_vec(),
             Slot::Running(r) => r.value().dims().to_vec(),
         }
     }
@@ -781,11 +784,27 @@ pub fn load_model(map: &TensorMap, opts: &LoadOptions, device: &Device) -> Resul
     if !unknown.is_empty() {
         return Err(WeightsError::Unknown { keys: unknown, variant });
     }
+    // Heads the file lacks are fresh: drawn from a fixed seed, so every load of a file gives the
+    // same model (and fine-tunes from it are reproducible), and fast (burn's generator took most
+    // of a page start's weight loading).
+    if !aux_present {
+        let mut rng = SplitMix64::new(FRESH_AUX_SEED);
+        let n = model.num_classes();
+        for head in [&mut model.aux1, &mut model.aux2].into_iter().flatten() {
+            rng.conv(&mut head.conv, device);
+            let [i, o] = head.fc1.weight.lazy_shape().dims::<2>();
+            head.fc1 = rng.linear(i, o, device);
+            head.fc2 = rng.linear(o, n, device);
+        }
+    }
     // A file we wrote says whether its aux heads were ever trained; otherwise, present heads
     // are taken as trained.
     let aux_fresh = !aux_present || map.flag(META_AUX)? == Some(false);
     Ok((model, LoadReport { variant, num_classes, scheme, loaded, aux_fresh, labels }))
 }
+
+/// The generator seed of the aux heads a loaded file lacks.
+const FRESH_AUX_SEED: u64 = 0xA0C5_11EA_D5EE_D001;
 
 /// A key of an aux head's tensor (project and PyTorch names).
 fn is_aux_key(k: &str) -> bool {

@@ -132,9 +132,28 @@ fn partial_aux_heads_are_an_error_absent_ones_a_fresh_init() {
 
     let mut no_aux = map.clone();
     no_aux.tensors.retain(|k, _| !k.starts_with("aux"));
-    let (_, report) = weights::load_model(&no_aux, &LoadOptions::default(), &device).unwrap();
+    let (fresh, report) = weights::load_model(&no_aux, &LoadOptions::default(), &device).unwrap();
     assert!(report.aux_fresh);
     assert_eq!(report.num_classes, 3);
+    // The heads the file lacks are drawn from a fixed seed: the same on every load, uniform
+    // within burn's default bound ±1/√fan_in, and different between the two heads.
+    let (again, _) = weights::load_model(&no_aux, &LoadOptions::default(), &device).unwrap();
+    let values = |m: &googlenet::GoogLeNet, h: usize| {
+        let a = m.aux_heads()[h].expect("the model keeps its aux heads");
+        let v = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+        [v(a.conv.conv.weight.val().flatten::<2>(1, 3)), v(a.fc1.weight.val()), v(a.fc2.weight.val())]
+    };
+    for h in 0..2 {
+        let (a, b) = (values(&fresh, h), values(&again, h));
+        assert_eq!(a, b, "aux{}: two loads of one file must draw the same fresh head", h + 1);
+        // aux1 reads 4a (512 channels), aux2 reads 4d (528); then fc1 (2048 in) and fc2 (1024 in).
+        for (w, fan_in) in a.iter().zip([[512.0f32, 2048.0, 1024.0], [528.0, 2048.0, 1024.0]][h]) {
+            let bound = 1.0 / fan_in.sqrt();
+            let (lo, hi) = w.iter().fold((f32::MAX, f32::MIN), |(l, u), &x| (l.min(x), u.max(x)));
+            assert!(lo >= -bound && hi <= bound && lo < -0.9 * bound && hi > 0.9 * bound, "aux{}: values in [{lo}, {hi}], bound {bound}", h + 1);
+        }
+    }
+    assert_ne!(values(&fresh, 0)[1], values(&fresh, 1)[1], "the two heads are drawn one after the other, not alike");
 
     let mut partial = map.clone();
     partial.tensors.remove("aux2.fc1.weight");

@@ -5,7 +5,7 @@ mod common;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use googlenet::train::{Example, FinetuneConfig, Trainable, Trainer, example_from_image};
+use googlenet::train::{Example, FeatureCache, FinetuneConfig, Trainable, Trainer, example_from_image};
 use googlenet::weights::{self, LoadOptions, SaveInfo};
 use googlenet::{GoogLeNet, GoogLeNetConfig, Variant, preprocess};
 use image::{DynamicImage, Rgb, RgbImage};
@@ -255,4 +255,49 @@ fn a_seeded_fine_tune_is_reproducible_while_others_draw_random_numbers() {
         block_on(t.step()).unwrap().loss
     };
     assert_ne!(other, a[0].0, "another seed gives other heads and batches");
+}
+
+#[test]
+fn features_computed_ahead_are_the_ones_steps_use() {
+    let device = Device::flex();
+    let model = GoogLeNetConfig::new().with_variant(Variant::Seed).init(&device);
+    let other = GoogLeNetConfig::new().with_variant(Variant::Seed).init(&device);
+    let (labels, examples) = dataset(3);
+    let images: Vec<_> = examples.iter().map(|e| e.image.clone()).collect();
+    let cfg = FinetuneConfig { batch: 4, seed: 5, augment: false, trainable: Trainable::Heads, ..Default::default() };
+    let run = |cache: Option<&mut FeatureCache>| {
+        let mut t = Trainer::new(model.clone(), examples.clone(), labels.clone(), cfg.clone(), &device).unwrap();
+        if let Some(c) = cache {
+            t.swap_cache(c);
+        }
+        (0..3).map(|_| block_on(t.step()).unwrap().loss).collect::<Vec<_>>()
+    };
+    let plain = run(None);
+
+    // Filled ahead, a few views per call, centre crops first: progress is reported, and a call
+    // with nothing left does no work.
+    let mut ahead = FeatureCache::default();
+    ahead.for_model(1);
+    assert_eq!(ahead.precompute(&model, &images, 1, 4, &device).progress(), (4, 6));
+    assert_eq!(ahead.precompute(&model, &images, 1, 4, &device).progress(), (6, 6));
+    assert_eq!(ahead.precompute(&model, &images, 1, 4, &device).progress(), (6, 6));
+    assert_eq!(ahead.len(), 6);
+    assert_eq!(run(Some(&mut ahead)), plain, "features computed ahead must train exactly like features computed in the steps");
+
+    // The steps read the cache: features of another model change the losses.
+    let mut wrong = FeatureCache::default();
+    wrong.precompute(&other, &images, 1, 6, &device);
+    assert_ne!(run(Some(&mut wrong)), plain, "the steps must take their features from the cache they are lent");
+
+    // Another model's token empties it; images that left the data set leave it.
+    let mut c = FeatureCache::default();
+    c.for_model(1);
+    c.precompute(&model, &images, 2, 12, &device);
+    assert_eq!(c.len(), 12);
+    c.retain_images(&images[..2]);
+    assert_eq!(c.len(), 4, "two images × two views remain");
+    c.for_model(1);
+    assert_eq!(c.len(), 4, "the same model keeps its features");
+    c.for_model(2);
+    assert!(c.is_empty(), "features of another model are dropped");
 }

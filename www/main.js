@@ -134,6 +134,7 @@ async function boot(requested, reason = '') {
     state.choice = choice;
     // A race cut short by this start (a switch) may run again on the next image.
     state.measuring = null;
+    const bootAt = performance.now();
     const info = await client.start({
       engine: choice.engine, threads: choice.threads, cpu: choice.cpu, adapter: choice.adapter, reason: choice.reason,
       fallback: choice.fallback, weightsUrl: WEIGHTS_URL, labelsUrl: LABELS_URL, fault,
@@ -142,6 +143,12 @@ async function boot(requested, reason = '') {
     state.label = info.label;
     state.settings = info.settings;
     state.ready = true;
+    // The start's timeline in page time (ms): bench/browser.mjs reports it beside the cold start.
+    const ph = info.phases;
+    $('timing').dataset.start = JSON.stringify({
+      boot: Math.round(bootAt), worker: Math.round(ph.workerStart - performance.timeOrigin), engine: Math.round(ph.engine),
+      weights: Math.round(ph.weights), load: Math.round(ph.load), ready: Math.round(performance.now()),
+    });
     showBackend(info);
     showReport(info.report);
     $('weights-text').textContent += ` · ${info.report.variant}, ${info.report.num_classes} classes`;
@@ -389,6 +396,7 @@ async function loadOwnWeights(file) {
     showReport(report);
     $('weights-text').textContent = `${file.name} · ${report.variant}, ${report.num_classes} classes`;
     setStatus('waiting for an image');
+    finetune.modelChanged();
   } catch (e) {
     if (e.kind === Kind.INPUT || e.kind === Kind.INTERNAL) {
       showError(`${file.name} was not loaded: ${e.message}. Still using the previous model (${before.variant}, ${before.num_classes} classes).`);

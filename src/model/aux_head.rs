@@ -40,6 +40,14 @@ pub fn inception_aux(in_channels: usize, num_classes: usize, v: &VariantSpec, de
     }
 }
 
+/// An aux head's pooling (no parameters), also for a model whose heads are not built yet.
+pub fn aux_pool(pool: AuxPool, x: Tensor<4>) -> Tensor<4> {
+    match pool {
+        AuxPool::Avg5Stride3 => avg_pool2d(x, AvgPoolOptions::new([5, 5]).with_stride([3, 3])),
+        AuxPool::Adaptive4 => adaptive_avg_pool2d(x, [4, 4]),
+    }
+}
+
 impl InceptionAux {
     /// # Shapes
     /// - input: `[batch, in_channels, 14, 14]`
@@ -51,10 +59,7 @@ impl InceptionAux {
 
     /// The head's parameter-free first step: `[batch, in, 14, 14]` → `[batch, in, 4, 4]`.
     pub fn pool(&self, x: Tensor<4>) -> Tensor<4> {
-        match self.pool {
-            AuxPool::Avg5Stride3 => avg_pool2d(x, AvgPoolOptions::new([5, 5]).with_stride([3, 3])),
-            AuxPool::Adaptive4 => adaptive_avg_pool2d(x, [4, 4]),
-        }
+        aux_pool(self.pool, x)
     }
 
     /// The rest of the head, from the pooled `[batch, in, 4, 4]`.

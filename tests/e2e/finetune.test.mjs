@@ -31,10 +31,27 @@ async function run({ webgpu }) {
     await page.getByTestId('class-files-2').setInputFiles([await generate(page, 0, 5)]);
     await page.locator('.ft-class').nth(2).locator('.count').filter({ hasText: '1 image' }).waitFor();
     await page.getByTestId('finetune-start').click();
-    await page.locator('#ft-error').filter({ hasText: /at least 3/ }).waitFor({ timeout: 10_000 });
+    // (On SwiftShader the start waits for the frozen-layer pass already running ahead.)
+    await page.locator('#ft-error').filter({ hasText: /at least 3/ }).waitFor({ timeout: webgpu ? SLOW : 10_000 });
     await page.getByTestId('class-files-2').setInputFiles([await generate(page, 0, 6), await generate(page, 1, 6)]);
     await page.locator('.ft-class').nth(2).locator('.count').filter({ hasText: '3 images' }).waitFor();
     await page.getByTestId('finetune-steps').fill('10');
+    if (!webgpu) {
+      // While the page waits, the frozen layers run ahead for heads-only training: every
+      // image's centre crop first (9), of 9 × 10 crops and flips.
+      const prepared = page.getByTestId('finetune-prepared');
+      await page.waitForFunction(() => {
+        const p = document.querySelector('[data-testid="finetune-prepared"]').dataset;
+        return p.wanted === '90' && Number(p.ready) >= 9;
+      }, null, { timeout: SLOW, polling: 100 });
+      // Without crops and flips only the centre crops are wanted: all ready.
+      await page.locator('#ft-augment').uncheck();
+      await prepared.filter({ hasText: /^All 9 training crops have been through the frozen layers/ }).waitFor({ timeout: SLOW });
+      assert.equal(await prepared.getAttribute('data-ready'), '9');
+      await page.locator('#ft-augment').check();
+      await prepared.filter({ hasText: /of 90 training crops ready/ }).waitFor({ timeout: SLOW });
+      await assertCleanText(page, assert);
+    }
     if (webgpu) {
       // SwiftShader is slow: small batches, no augmentation (each view's trunk runs once).
       await page.locator('#ft-batch').fill('4');

@@ -4,7 +4,7 @@
 
 /** Requests the page sends as `{rid, type, ...payload}`; each gets exactly one reply with the same `rid`. */
 export const Req = Object.freeze({
-  INIT: 'init',                 // {backend, reason, weightsUrl, labelsUrl, fault} → {backend, adapter, reason, fallback, report, weightsCached, initMs, settings}
+  INIT: 'init',                 // {backend, reason, weightsUrl, labelsUrl, fault} → {backend, adapter, reason, fallback, report, weightsCached, initMs, phases, settings}
   LOAD_WEIGHTS: 'load-weights', // {bytes, name, variant} → {report}
   CLASSIFY: 'classify',         // {bytes} → {top, aux1, aux2, ms, ms_forward, ms_preprocess, wasmBytes}
   BLOCK: 'block',               // {index, k, before} → BlockView
@@ -13,6 +13,7 @@ export const Req = Object.freeze({
   FT_RENAME: 'ft-rename',       // {id, name}
   FT_REMOVE_CLASS: 'ft-remove-class', // {id}
   FT_ADD_IMAGE: 'ft-add-image', // {id, bytes} → image count
+  FT_PRECOMPUTE: 'ft-precompute', // {views, n} → {ready, wanted} (heads-only features computed ahead, while idle)
   FT_START: 'ft-start',         // {config}
   FT_STEP: 'ft-step',           // → StepReport
   FT_PREDICT: 'ft-predict',     // {bytes} → {main, aux1, aux2}

@@ -30,6 +30,12 @@ export function setupFinetune(api) {
   let heldOut = null;
   let applied = false;
   let created = 0;
+  /** The idle-time loop that runs the frozen layers ahead of a heads-only run (see `prepare`). */
+  let preparing = null;
+  /** Start was clicked and its first requests are on their way: preparing yields to them. */
+  let starting = false;
+  /** Views of each image with random crops and flips on (from the model's settings). */
+  let augmentViews = 1;
   /** Image additions still on their way to the worker: Start waits for them. */
   const adding = new Set();
 
@@ -92,6 +98,7 @@ export function setupFinetune(api) {
     if (i >= 0) classes.splice(i, 1);
     entry.row.remove();
     renumber();
+    prepare();
   }
 
   function renumber() {
@@ -112,6 +119,7 @@ export function setupFinetune(api) {
         const img = el('img', { src: URL.createObjectURL(new Blob([bytes])), alt: '' });
         entry.row.querySelector('.thumbs').append(img);
         if (!running && $('ft-status').textContent.startsWith('waiting for the model')) status('');
+        prepare();
       } catch (e) {
         await failed(e, `${what} was not added`);
       }
@@ -135,6 +143,46 @@ export function setupFinetune(api) {
     return all;
   }
 
+  /**
+   * Heads only: the frozen layers' output for each training crop is the same in every step, so
+   * while the page is idle the worker computes it ahead, one crop per request (a classification
+   * waits for at most one). A run then starts with that work done; steps reuse what is ready
+   * and compute the rest. Stops when training starts, the mode changes or everything is ready.
+   */
+  function prepare() {
+    const heads = $('ft-train').value === 'heads' && classes.some((c) => c.images.length);
+    // Only heads-only training reads these: in any other mode, or with no images, no note.
+    if (!heads) $('ft-prepared').hidden = true;
+    if (preparing) return;
+    const wanted = () => !running && !starting && api.ready() && limits && $('ft-train').value === 'heads' && classes.some((c) => c.images.length);
+    if (!wanted()) return;
+    preparing = (async () => {
+      try {
+        while (wanted()) {
+          const r = await api.request(Req.FT_PRECOMPUTE, { views: $('ft-augment').checked ? augmentViews : 1, n: 1 });
+          showPrepared(r);
+          if (r.ready >= r.wanted) break;
+        }
+      } catch (e) {
+        // Not something the user asked for: a crash or a timeout restarts the model as usual,
+        // anything else is left to the run (which computes what it needs).
+        if (![Kind.INPUT, Kind.INTERNAL, Kind.RESTART].includes(e.kind)) await api.recover(e);
+      } finally {
+        preparing = null;
+      }
+    })();
+  }
+
+  function showPrepared({ ready, wanted }) {
+    const p = $('ft-prepared');
+    p.hidden = wanted === 0 || $('ft-train').value !== 'heads';
+    p.dataset.ready = String(ready);
+    p.dataset.wanted = String(wanted);
+    p.textContent = ready >= wanted
+      ? `All ${wanted} training crops have been through the frozen layers: heads-only steps now train only the heads.`
+      : `Running the frozen layers ahead, while you wait: ${ready} of ${wanted} training crops ready (heads-only steps reuse them).`;
+  }
+
   function config() {
     return {
       batch: Number($('ft-batch').value), lr: Number($('ft-lr').value), trainable: $('ft-train').value,
@@ -151,6 +199,7 @@ export function setupFinetune(api) {
     if (!(Number.isInteger(total) && total >= 1 && total <= maxSteps)) return showError(`Steps must be a whole number from 1 to ${maxSteps}.`);
     const cfg = config();
     $('ft-start').disabled = true;
+    starting = true;
     status(api.ready() ? 'starting…' : 'waiting for the model to finish loading…');
     try {
       // Images still being added belong to this run.
@@ -166,12 +215,14 @@ export function setupFinetune(api) {
       await request(Req.FT_START, { config: cfg });
     } catch (e) {
       $('ft-start').disabled = false;
+      starting = false;
       status('');
+      prepare();
       return failed(e, 'Training did not start');
     }
     steps = [];
     publish();
-    running = true; stopping = false;
+    running = true; stopping = false; starting = false;
     $('ft-stop').disabled = false;
     $('ft-apply').disabled = true; $('ft-export').disabled = true;
     $('ft-progress').max = total; $('ft-progress').value = 0;
@@ -197,6 +248,7 @@ export function setupFinetune(api) {
       $('ft-apply').disabled = steps.length === 0; $('ft-export').disabled = steps.length === 0;
       applied = false;
       if (steps.length) status(`${$('ft-status').textContent} · ${ended}`);
+      prepare();
     }
   }
 
@@ -256,12 +308,15 @@ export function setupFinetune(api) {
     const { report } = await request(Req.FT_APPLY);
     api.onApplied(report);
     applied = true;
+    // Another model: the features computed ahead were the previous one's.
+    prepare();
     status('the fine-tuned model now classifies on the first tab');
   }
 
   $('class-add').addEventListener('click', addClass);
   $('ft-start').addEventListener('click', start);
   $('ft-stop').addEventListener('click', () => { stopping = true; });
+  for (const id of ['ft-train', 'ft-augment']) $(id).addEventListener('change', () => prepare());
   $('ft-heldout').addEventListener('change', async (e) => {
     const f = e.target.files[0];
     if (!f) return;
@@ -287,13 +342,17 @@ export function setupFinetune(api) {
     /** The worker restarted: its trainer and any applied model are gone (the data set is replayed). */
     modelRestarted() {
       applied = false;
+      $('ft-prepared').hidden = true; // the worker's features are gone; they are redone once it is back
       $('ft-apply').disabled = true;
       $('ft-export').disabled = true;
       if (steps.length && !running) status('the model restarted: train again to apply or export');
     },
+    /** Another model classifies now (own weights loaded): its features are computed afresh. */
+    modelChanged: () => prepare(),
     /** Limits and default settings from the model (one source: the Rust library). */
     setSettings(settings) {
       limits = settings.limits;
+      augmentViews = settings.views;
       const d = settings.defaults;
       const side = settings.example_side;
       const mb = (limits.max_classes * limits.max_images_per_class * side * side * 3) / 1e6;
@@ -308,6 +367,7 @@ export function setupFinetune(api) {
         $('ft-opt').value = d.optimizer; $('ft-train').value = d.trainable;
       }
       renumber();
+      prepare();
     },
   };
 }
