@@ -129,7 +129,7 @@ const cat = path.join(shared, 'images/cat.jpg');
       await ft.getByTestId('finetune-start').click();
       await ft.waitForFunction(([n, before]) => {
         const ms = document.querySelector('[data-testid="finetune-log"]').dataset.ms;
-        return ms !== before && JSON.parse(ms).length >= n && document.querySelector('[data-testid="finetune-stop"]').disabled;
+        return ms && ms !== before && JSON.parse(ms).length >= n && document.querySelector('[data-testid="finetune-stop"]').disabled;
       }, [n, before], { timeout: 900_000 });
       const ms = JSON.parse(await ft.getByTestId('finetune-log').getAttribute('data-ms'));
       const total = ms.reduce((a, b) => a + b, 0);

@@ -53,6 +53,8 @@ try {
   await page.getByTestId('finetune-start').click();
   await page.waitForFunction(() => JSON.parse(document.querySelector('[data-testid="finetune-log"]').dataset.steps).length >= 16, null, { timeout: 600_000 });
   await page.getByTestId('finetune-stop').and(page.locator(':disabled')).waitFor({ timeout: 600_000 });
+  // After the run the page finishes running the frozen layers over the remaining crops.
+  await page.getByTestId('finetune-prepared').filter({ hasText: /^All / }).waitFor({ timeout: 600_000 });
   await page.screenshot({ path: path.join(out, `finetune${backend === 'cpu' ? '' : '-' + backend}.png`), fullPage: true });
   console.log('screenshots in', out, 'timing:', await page.getByTestId('timing').textContent());
 } finally {
