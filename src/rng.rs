@@ -6,6 +6,7 @@ use burn::module::Param;
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
 
+use crate::model::aux_head::InceptionAux;
 use crate::model::basic_conv::BasicConv2d;
 
 #[derive(Debug, Clone)]
@@ -51,6 +52,15 @@ impl SplitMix64 {
             weight: Param::from_tensor(Tensor::from_data(TensorData::new(self.uniform(d_in * d_out, b), [d_in, d_out]), device)),
             bias: Some(Param::from_tensor(Tensor::from_data(TensorData::new(self.uniform(d_out, b), [d_out]), device))),
         }
+    }
+
+    /// Re-draw every layer of an aux head (conv, fc1, fc2), at the sizes it has.
+    pub fn aux_head(&mut self, head: &mut InceptionAux, device: &Device) {
+        self.conv(&mut head.conv, device);
+        let [i, o] = head.fc1.weight.lazy_shape().dims::<2>();
+        let classes = head.fc2.weight.lazy_shape().dims::<2>()[1];
+        head.fc1 = self.linear(i, o, device);
+        head.fc2 = self.linear(o, classes, device);
     }
 
     /// Re-draw a conv layer's weights and bias.

@@ -452,14 +452,16 @@ impl Trainer {
         // New class count: fresh main classifier and aux output layers, from our generator.
         model.fc = rng.linear(1024, n, &device);
         for (h, slot) in [&mut model.aux1, &mut model.aux2].into_iter().enumerate() {
-            if slot.is_none() {
-                let Stage::Block(after) = AUX_TAPS[h] else { unreachable!("aux heads read Inception blocks") };
-                let mut head = inception_aux(INCEPTION_TABLE[after].out_channels(), n, &spec, &device);
-                rng.conv(&mut head.conv, &device);
-                head.fc1 = rng.linear(128 * 4 * 4, 1024, &device);
-                *slot = Some(head);
+            // An absent head is drawn whole (conv, fc1, fc2); a present one gets a new fc2.
+            match slot {
+                None => {
+                    let Stage::Block(after) = AUX_TAPS[h] else { unreachable!("aux heads read Inception blocks") };
+                    let mut head = inception_aux(INCEPTION_TABLE[after].out_channels(), n, &spec, &device);
+                    rng.aux_head(&mut head, &device);
+                    *slot = Some(head);
+                }
+                Some(head) => head.fc2 = rng.linear(1024, n, &device),
             }
-            slot.as_mut().expect("set above").fc2 = rng.linear(1024, n, &device);
         }
         let frozen = model.valid();
         let mut model = model.to_device(&ad).train();

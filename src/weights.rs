@@ -789,12 +789,8 @@ pub fn load_model(map: &TensorMap, opts: &LoadOptions, device: &Device) -> Resul
     // of a page start's weight loading).
     if !aux_present {
         let mut rng = SplitMix64::new(FRESH_AUX_SEED);
-        let n = model.num_classes();
         for head in [&mut model.aux1, &mut model.aux2].into_iter().flatten() {
-            rng.conv(&mut head.conv, device);
-            let [i, o] = head.fc1.weight.lazy_shape().dims::<2>();
-            head.fc1 = rng.linear(i, o, device);
-            head.fc2 = rng.linear(o, n, device);
+            rng.aux_head(head, device);
         }
     }
     // A file we wrote says whether its aux heads were ever trained; otherwise, present heads

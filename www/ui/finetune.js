@@ -150,11 +150,11 @@ export function setupFinetune(api) {
    * and compute the rest. Stops when training starts, the mode changes or everything is ready.
    */
   function prepare() {
-    const heads = $('ft-train').value === 'heads' && classes.some((c) => c.images.length);
+    const heads = () => $('ft-train').value === 'heads' && classes.some((c) => c.images.length);
     // Only heads-only training reads these: in any other mode, or with no images, no note.
-    if (!heads) $('ft-prepared').hidden = true;
+    if (!heads()) $('ft-prepared').hidden = true;
     if (preparing) return;
-    const wanted = () => !running && !starting && api.ready() && limits && $('ft-train').value === 'heads' && classes.some((c) => c.images.length);
+    const wanted = () => !running && !starting && api.ready() && limits && heads();
     if (!wanted()) return;
     preparing = (async () => {
       try {
