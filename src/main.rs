@@ -126,7 +126,7 @@ enum Command {
         #[arg(long, value_parser = parse_dtype, default_value = "f32")]
         dtype: StoreDtype,
     },
-    /// Batch-1 latency on the CPU backend after warm-up.
+    /// Latency after warm-up (batch 1 unless `--batch`: then also the time per image).
     Bench {
         #[arg(long, value_parser = parse_variant, default_value = "bvlc")]
         variant: Variant,
@@ -142,6 +142,9 @@ enum Command {
         /// Also time each stage (stem layers, each Inception block, head): where the time goes.
         #[arg(long)]
         layers: bool,
+        /// Images per forward (the heads-only fine-tune runs the frozen layers on batches).
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
     },
     /// Fine-tune on a folder of images (one sub-folder per class) with the auxiliary losses.
     Finetune {
@@ -257,7 +260,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Inspect { variant, json } => inspect(variant, json),
         Command::Convert { from, variant, transform_input, to, dtype } => convert(&from, variant, transform_input, &to, dtype),
-        Command::Bench { variant, threads, iters, warmup, json, layers } => bench(variant, threads, iters, warmup, json, layers),
+        Command::Bench { variant, threads, iters, warmup, json, layers, batch } => bench(variant, threads, iters, warmup, json, layers, batch),
         Command::FetchWeights { url } => fetch_weights(&url),
         Command::Finetune { weights, variant, data, steps, batch, lr, aux_weight, no_aux, trainable, optimizer, seed, no_augment, out, log } => {
             let optimizer = match optimizer {
@@ -538,9 +541,12 @@ fn convert(from: &Path, variant: Option<Variant>, transform_input: Option<bool>,
     Ok(())
 }
 
-fn bench(variant: Variant, threads: Option<usize>, iters: usize, warmup: usize, json: bool, layers: bool) -> Result<()> {
+fn bench(variant: Variant, threads: Option<usize>, iters: usize, warmup: usize, json: bool, layers: bool, batch: usize) -> Result<()> {
     if iters == 0 {
         bail!("--iters must be at least 1");
+    }
+    if !(1..=64).contains(&batch) {
+        bail!("--batch must be 1…64");
     }
     let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     if threads == 0 {
@@ -556,8 +562,9 @@ fn bench(variant: Variant, threads: Option<usize>, iters: usize, warmup: usize, 
     .valid();
     let s = preprocess::INPUT_SIZE;
     let input: Vec<f32> = (0..3 * s * s).map(|i| ((i as f32) * 0.01).sin() * 50.0).collect();
+    let batched: Vec<f32> = (0..batch).flat_map(|_| input.iter().copied()).collect();
     let run = || {
-        let x = Tensor::<4>::from_data(TensorData::new(input.clone(), [1, 3, s, s]), &device);
+        let x = Tensor::<4>::from_data(TensorData::new(batched.clone(), [batch, 3, s, s]), &device);
         let t = Instant::now();
         let out = model.forward(x).into_data();
         std::hint::black_box(out);
@@ -580,10 +587,11 @@ fn bench(variant: Variant, threads: Option<usize>, iters: usize, warmup: usize, 
     if json {
         println!(
             "{}",
-            serde_json::json!({"median_ms": median, "min_ms": min, "iters": iters, "threads": threads, "backend": backend, "variant": variant.name()})
+            serde_json::json!({"median_ms": median, "min_ms": min, "per_image_ms": median / batch as f64, "batch": batch, "iters": iters, "threads": threads, "backend": backend, "variant": variant.name()})
         );
     } else {
-        println!("{variant} batch 1 on {backend}, {threads} threads: median {median:.2} ms, min {min:.2} ms over {iters} runs");
+        let per_image = if batch > 1 { format!(" ({:.2} ms per image)", median / batch as f64) } else { String::new() };
+        println!("{variant} batch {batch} on {backend}, {threads} threads: median {median:.2} ms{per_image}, min {min:.2} ms over {iters} runs");
     }
     Ok(())
 }

@@ -97,15 +97,18 @@ impl Out {
     }
 }
 
-/// Columns per GEMM tile, and the number of row chunks each tile is split into, for one
-/// image's conv (`positions` output positions, `cout` rows) on `threads` threads.
+/// Columns per GEMM tile, and the number of row chunks each tile is split into, for a conv of
+/// `batch` images (`batch · positions` output columns, `cout` rows) on `threads` threads.
 /// gemm packs the weights on every call, so tiles are as wide as the cache allows: a tile's
-/// im2col block (`depth × cols`) stays around 1 MiB; a 1×1 conv (no im2col) is one tile.
-fn plan(g: &ConvGeom, threads: usize) -> (usize, usize) {
+/// im2col block (`depth × cols`) stays around 1 MiB. A 1×1 conv reads its input in place (no
+/// im2col), one image per tile, where a plane has 512 positions or more; on smaller planes (the
+/// 14×14 and 7×7 blocks) tiles span images, so a batch makes wider, faster GEMMs.
+fn plan(g: &ConvGeom, batch: usize, threads: usize) -> (usize, usize) {
     let n = g.positions();
-    let target = if g.pointwise() { n } else { (262_144 / g.depth().max(1)).clamp(128, 1024) };
-    let tiles = n.div_ceil(target).max(1);
-    (n.div_ceil(tiles), row_chunks(tiles, g.cout, threads))
+    let target = if g.pointwise() && (batch == 1 || n >= 512) { n } else { (262_144 / g.depth().max(1)).clamp(128, 1024) };
+    let total = batch * n;
+    let tiles = total.div_ceil(target).max(1);
+    (total.div_ceil(tiles), row_chunks(tiles, g.cout, threads))
 }
 
 /// Chunks of output channels per column chunk: with too few column chunks for the threads (the
@@ -142,9 +145,10 @@ thread_local! {
     static COLUMNS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// im2col for output positions `n0..n1` of one image: row `(ci, ky, kx)` of `col` (row length
-/// `n1 - n0`) holds the input value each position's window reads there, 0 in the padding.
-fn im2col(src: &[f32], g: &ConvGeom, n0: usize, n1: usize, col: &mut [f32]) {
+/// im2col for output positions `n0..n1` of one image: row `(ci, ky, kx)` of `col` (row `r`
+/// starts at `r · ld`) holds, in its first `n1 - n0` elements, the input value each position's
+/// window reads there, 0 in the padding.
+fn im2col(src: &[f32], g: &ConvGeom, n0: usize, n1: usize, col: &mut [f32], ld: usize) {
     let cols = n1 - n0;
     let [sy, sx] = g.stride;
     let [py, px] = g.pad;
@@ -153,7 +157,7 @@ fn im2col(src: &[f32], g: &ConvGeom, n0: usize, n1: usize, col: &mut [f32]) {
         let plane = &src[ci * g.h * g.w..(ci + 1) * g.h * g.w];
         for ky in 0..g.kh {
             for kx in 0..g.kw {
-                let dst = &mut col[row * cols..(row + 1) * cols];
+                let dst = &mut col[row * ld..row * ld + cols];
                 row += 1;
                 // Output columns whose input column `ox·sx + kx − px` is inside the image.
                 let lo = px.saturating_sub(kx).div_ceil(sx).min(g.ow);
@@ -191,31 +195,43 @@ fn im2col(src: &[f32], g: &ConvGeom, n0: usize, n1: usize, col: &mut [f32]) {
     }
 }
 
-/// One image's convolution, `+ bias`, then ReLU if `relu`: output channel `co` is written at
-/// `dst + co · oh·ow` (so `dst` may point into a larger tensor, e.g. one branch of a block).
+thread_local! {
+    /// Each thread's output tile for tiles that span images, kept between calls.
+    static TILE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The pieces of global output columns `c0..c1` (image-major, `n` per image) by image:
+/// `(image, first position, end position, offset within c0..c1)`.
+fn pieces(c0: usize, c1: usize, n: usize) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+    (c0 / n..c1.div_ceil(n)).map(move |i| {
+        let (a, b) = (c0.max(i * n) - i * n, c1.min((i + 1) * n) - i * n);
+        (i, a, b, i * n + a - c0)
+    })
+}
+
+/// The convolution of `batch` images (`src`, `[batch, cin, h, w]`), `+ bias`, then ReLU if
+/// `relu`: image `i`'s output channel `co` is written at `dst + i · image_stride + co · oh·ow`
+/// (so `dst` may point into a larger tensor, e.g. one branch of a block). A tile inside one
+/// image is written in place; one that spans images (small planes) goes through a tile buffer.
 ///
 /// # Safety
-/// `dst` must be valid for `cout · oh·ow` writes that nothing else reads or writes meanwhile.
-unsafe fn conv_image(src: &[f32], g: &ConvGeom, weight: &[f32], bias: Option<&[f32]>, relu: bool, dst: Out, threads: usize) {
+/// `dst` must be valid for those `batch · cout · oh·ow` writes, which nothing else reads or
+/// writes meanwhile.
+#[allow(clippy::too_many_arguments)]
+unsafe fn conv_images(src: &[f32], g: &ConvGeom, batch: usize, weight: &[f32], bias: Option<&[f32]>, relu: bool, dst: Out, image_stride: usize, threads: usize) {
     let (n, k, m) = (g.positions(), g.depth(), g.cout);
-    let (cols, row_chunks) = plan(g, threads);
-    for_each_block(n, cols, m, row_chunks, |Range { start: n0, end: n1 }, Range { start: m0, end: m1 }| {
-        let width = n1 - n0;
-        // SAFETY: rows m0..m1, columns n0..n1 of the output belong to this task alone.
-        let out = |co: usize| unsafe { std::slice::from_raw_parts_mut(dst.at(co * n + n0), width) };
-        if let Some(bias) = bias {
-            for co in m0..m1 {
-                out(co).fill(bias[co]);
-            }
-        }
-        let gemm = |rhs: *const f32, rhs_rs: usize| unsafe {
+    let image = g.cin * g.h * g.w;
+    let (cols, row_chunks) = plan(g, batch, threads);
+    for_each_block(batch * n, cols, m, row_chunks, |Range { start: c0, end: c1 }, Range { start: m0, end: m1 }| {
+        let width = c1 - c0;
+        let gemm = |out: *mut f32, out_rs: usize, rhs: *const f32, rhs_rs: usize| unsafe {
             gemm::gemm(
                 m1 - m0,
                 width,
                 k,
-                dst.at(m0 * n + n0),
+                out,
                 1,
-                n as isize,
+                out_rs as isize,
                 bias.is_some(),
                 weight.as_ptr().add(m0 * k),
                 1,
@@ -231,24 +247,70 @@ unsafe fn conv_image(src: &[f32], g: &ConvGeom, weight: &[f32], bias: Option<&[f
                 gemm::Parallelism::None,
             )
         };
-        if g.pointwise() {
-            gemm(src.as_ptr().wrapping_add(n0), n);
-        } else {
-            COLUMNS.with_borrow_mut(|col| {
+        let (i, n0) = (c0 / n, c0 % n);
+        if n0 + width <= n {
+            // One image's positions n0..n1: straight into the output.
+            let (src, base) = (&src[i * image..(i + 1) * image], i * image_stride);
+            // SAFETY: rows m0..m1, columns n0..n1 of image i's output belong to this task alone.
+            let out = |co: usize| unsafe { std::slice::from_raw_parts_mut(dst.at(base + co * n + n0), width) };
+            if let Some(bias) = bias {
+                for co in m0..m1 {
+                    out(co).fill(bias[co]);
+                }
+            }
+            if g.pointwise() {
+                gemm(dst.at(base + m0 * n + n0), n, src.as_ptr().wrapping_add(n0), n);
+            } else {
+                COLUMNS.with_borrow_mut(|col| {
+                    if col.len() < k * width {
+                        col.resize(k * width, 0.0);
+                    }
+                    im2col(src, g, n0, n0 + width, &mut col[..k * width], width);
+                    gemm(dst.at(base + m0 * n + n0), n, col.as_ptr(), width);
+                });
+            }
+            if relu {
+                for co in m0..m1 {
+                    for v in out(co) {
+                        *v = v.max(0.0);
+                    }
+                }
+            }
+            return;
+        }
+        // Columns of several images: im2col piece by piece into one block, the product into
+        // the tile buffer, then bias and ReLU on the way out.
+        COLUMNS.with_borrow_mut(|col| {
+            TILE.with_borrow_mut(|tile| {
                 if col.len() < k * width {
                     col.resize(k * width, 0.0);
                 }
-                im2col(src, g, n0, n1, &mut col[..k * width]);
-                gemm(col.as_ptr(), width);
-            });
-        }
-        if relu {
-            for co in m0..m1 {
-                for v in out(co) {
-                    *v = v.max(0.0);
+                let rows = m1 - m0;
+                if tile.len() < rows * width {
+                    tile.resize(rows * width, 0.0);
                 }
-            }
-        }
+                let (col, tile) = (&mut col[..k * width], &mut tile[..rows * width]);
+                for (i, a, b, at) in pieces(c0, c1, n) {
+                    im2col(&src[i * image..(i + 1) * image], g, a, b, &mut col[at..], width);
+                }
+                if let Some(bias) = bias {
+                    for (row, b) in tile.chunks_exact_mut(width).zip(&bias[m0..m1]) {
+                        row.fill(*b);
+                    }
+                }
+                gemm(tile.as_mut_ptr(), width, col.as_ptr(), width);
+                let floor = if relu { 0.0 } else { f32::NEG_INFINITY };
+                for (i, a, b, at) in pieces(c0, c1, n) {
+                    for (co, row) in (m0..m1).zip(tile.chunks_exact(width)) {
+                        // SAFETY: positions a..b of image i, channel co, are this task's alone.
+                        let out = unsafe { std::slice::from_raw_parts_mut(dst.at(i * image_stride + co * n + a), b - a) };
+                        for (o, v) in out.iter_mut().zip(&row[at..at + b - a]) {
+                            *o = v.max(floor);
+                        }
+                    }
+                }
+            })
+        });
     });
 }
 
@@ -337,40 +399,45 @@ thread_local! {
     static WINOGRAD: std::cell::RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
 }
 
-/// Tiles (2×2 output blocks) per task: the 16 input matrices of a chunk (`16 · cin · tiles`)
-/// stay near 1 MiB.
-fn winograd_plan(g: &ConvGeom, threads: usize) -> (usize, usize, usize) {
-    let tiles = g.h.div_ceil(2) * g.w.div_ceil(2);
+/// Tiles (2×2 output blocks) in all, tiles per task and row chunks, for `batch` images: the 16
+/// input matrices of a chunk (`16 · cin · tiles`) stay near 1 MiB; a chunk may span images.
+fn winograd_plan(g: &ConvGeom, batch: usize, threads: usize) -> (usize, usize, usize) {
+    let tiles = batch * g.h.div_ceil(2) * g.w.div_ceil(2);
     let chunk = (16_384 / g.cin.max(1)).clamp(16, 256).min(tiles);
     let chunks = tiles.div_ceil(chunk);
     (tiles, tiles.div_ceil(chunks), row_chunks(chunks, g.cout, threads))
 }
 
-/// The tiles `t0..t1` (row-major over a grid `tw` wide) as row segments: `(tile row, first
-/// tile column, end tile column, index of the first tile within t0..t1)`.
-fn segments(t0: usize, t1: usize, tw: usize) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+/// The tiles `t0..t1` (image-major, then row-major over each image's grid, `th` rows of `tw`)
+/// as row segments: `(image, tile row, first tile column, end tile column, index of the first
+/// tile within t0..t1)`.
+fn segments(t0: usize, t1: usize, th: usize, tw: usize) -> impl Iterator<Item = (usize, usize, usize, usize, usize)> {
     let mut t = t0;
     std::iter::from_fn(move || {
         if t >= t1 {
             return None;
         }
-        let (ty, tx0) = (t / tw, t % tw);
+        let (img, rest) = (t / (th * tw), t % (th * tw));
+        let (ty, tx0) = (rest / tw, rest % tw);
         let tx1 = tw.min(tx0 + t1 - t);
-        let seg = (ty, tx0, tx1, t - t0);
+        let seg = (img, ty, tx0, tx1, t - t0);
         t += tx1 - tx0;
         Some(seg)
     })
 }
 
-/// One image's 3×3 stride-1 pad-1 convolution as Winograd F(2×2, 3×3) (Lavin & Gray 2015):
-/// each 2×2 output block is `Aᵀ [Σ_ci U ⊙ (Bᵀ d B)] A` over its 4×4 input block `d`, so 16
-/// GEMMs of `[cout × cin]·[cin × tiles]` replace one of `[cout × 9·cin]·[9·cin × 4·tiles]`:
-/// 2.25× fewer multiply-adds. `u` is [`winograd_weights`]; bias and ReLU are applied as each
-/// block is written. Same contract as [`conv_image`].
-unsafe fn winograd_image(src: &[f32], g: &ConvGeom, u: &[f32], bias: Option<&[f32]>, relu: bool, dst: Out, threads: usize) {
+/// The 3×3 stride-1 pad-1 convolution of `batch` images as Winograd F(2×2, 3×3) (Lavin & Gray
+/// 2015): each 2×2 output block is `Aᵀ [Σ_ci U ⊙ (Bᵀ d B)] A` over its 4×4 input block `d`, so
+/// 16 GEMMs of `[cout × cin]·[cin × tiles]` replace one of `[cout × 9·cin]·[9·cin × 4·tiles]`:
+/// 2.25× fewer multiply-adds. The tiles of all images are one column space, so a batch of
+/// small planes makes wider GEMMs. `u` is [`winograd_weights`]; bias and ReLU are applied as
+/// each block is written. Same contract as [`conv_images`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn winograd_images(src: &[f32], g: &ConvGeom, batch: usize, u: &[f32], bias: Option<&[f32]>, relu: bool, dst: Out, image_stride: usize, threads: usize) {
     let (h, w, cin, cout) = (g.h, g.w, g.cin, g.cout);
-    let tw = w.div_ceil(2);
-    let (tiles, chunk, row_chunks) = winograd_plan(g, threads);
+    let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
+    let image = cin * h * w;
+    let (tiles, chunk, row_chunks) = winograd_plan(g, batch, threads);
     for_each_block(tiles, chunk, cout, row_chunks, |Range { start: t0, end: t1 }, Range { start: m0, end: m1 }| {
         let n = t1 - t0;
         let m = m1 - m0;
@@ -391,8 +458,8 @@ unsafe fn winograd_image(src: &[f32], g: &ConvGeom, u: &[f32], bias: Option<&[f3
             rowbuf.resize(8 * span, 0.0);
             let (pad, bd) = rowbuf.split_at_mut(4 * span);
             for ci in 0..cin {
-                let plane = &src[ci * h * w..(ci + 1) * h * w];
-                for (ty, tx0, tx1, j0) in segments(t0, t1, tw) {
+                for (img, ty, tx0, tx1, j0) in segments(t0, t1, th, tw) {
+                    let plane = &src[img * image + ci * h * w..img * image + (ci + 1) * h * w];
                     for r in 0..4 {
                         let row = &mut pad[r * span + 1..r * span + 1 + w];
                         match (2 * ty + r).checked_sub(1) {
@@ -470,7 +537,7 @@ unsafe fn winograd_image(src: &[f32], g: &ConvGeom, u: &[f32], bias: Option<&[f3
             assert!(16 * mn <= prod.len());
             for co in 0..m {
                 let b = bias.map_or(0.0, |b| b[m0 + co]);
-                for (ty, tx0, tx1, j0) in segments(t0, t1, tw) {
+                for (img, ty, tx0, tx1, j0) in segments(t0, t1, th, tw) {
                     let len = tx1 - tx0;
                     // Tiles with both columns inside the image; the last one may have one.
                     let full = if 2 * tx1 <= w { len } else { len - 1 };
@@ -480,7 +547,7 @@ unsafe fn winograd_image(src: &[f32], g: &ConvGeom, u: &[f32], bias: Option<&[f3
                     // task's alone, inside the output (the caller's contract).
                     unsafe {
                         let pr = prod.as_ptr().add(co * n + j0);
-                        let top = dst.at((m0 + co) * h * w + y * w + 2 * tx0);
+                        let top = dst.at(img * image_stride + (m0 + co) * h * w + y * w + 2 * tx0);
                         let bottom = top.wrapping_add(w);
                         let tile = |k: usize| {
                             let q = |e: usize| *pr.add(e * mn + k);
@@ -582,19 +649,14 @@ impl Conv {
             unreachable!("flex_f32 made both contiguous f32");
         };
         let bias = self.bias.as_ref().and_then(|b| b.as_slice::<f32>());
-        let image = g.cin * g.h * g.w;
         let threads = threads();
         if winograd_applies(g) {
             let u = winograd_weights_cached(&self.weight, g.cout, g.cin);
-            for i in 0..self.batch {
-                // SAFETY: the caller's contract, image by image.
-                unsafe { winograd_image(&src[i * image..(i + 1) * image], g, &u, bias, relu, Out(dst.at(i * image_stride)), threads) };
-            }
-            return;
-        }
-        for i in 0..self.batch {
-            // SAFETY: the caller's contract, image by image.
-            unsafe { conv_image(&src[i * image..(i + 1) * image], g, weight, bias, relu, Out(dst.at(i * image_stride)), threads) };
+            // SAFETY: the caller's contract.
+            unsafe { winograd_images(src, g, self.batch, &u, bias, relu, dst, image_stride, threads) };
+        } else {
+            // SAFETY: the caller's contract.
+            unsafe { conv_images(src, g, self.batch, weight, bias, relu, dst, image_stride, threads) };
         }
     }
 }
@@ -808,18 +870,24 @@ mod tests {
             (3, 1, 300, 5, 3, 1, 1, true),
             (17, 29, 28, 19, 3, 1, 1, true),
             (64, 56, 56, 24, 3, 1, 1, true),
+            // Small planes, whose tiles span the images of a batch: 1×1 on 14×14 and 7×7, a
+            // direct 3×3 on 7×7, a Winograd 3×3 whose chunks end mid-image.
+            (480, 14, 14, 40, 1, 1, 0, true),
+            (40, 7, 7, 48, 1, 1, 0, true),
+            (32, 7, 7, 20, 3, 1, 1, true),
+            (96, 14, 14, 20, 3, 1, 1, true),
         ];
-        for (cin, h, w, cout, k, s, p, with_bias) in cases {
-            let x = Tensor::<4>::random([2, cin, h, w], Distribution::Normal(0.0, 1.0), &device);
+        for ((cin, h, w, cout, k, s, p, with_bias), batch) in cases.into_iter().flat_map(|c| [(c, 1), (c, 2), (c, 5)]) {
+            let x = Tensor::<4>::random([batch, cin, h, w], Distribution::Normal(0.0, 1.0), &device);
             let weight = Tensor::<4>::random([cout, cin, k, k], Distribution::Normal(0.0, 0.3), &device);
             let bias = with_bias.then(|| Tensor::<1>::random([cout], Distribution::Normal(0.0, 1.0), &device));
             let reference = burn_conv2d(x.clone(), weight.clone(), bias.clone(), ConvOptions::new([s, s], [p, p], [1, 1], 1));
             for relu in [false, true] {
                 let fast = conv2d(&x, &weight, bias.as_ref(), [s, s], [p; 4], relu).expect("flex tensors");
                 let expected = if relu { burn::tensor::activation::relu(reference.clone()) } else { reference.clone() };
-                assert_eq!(fast.dims(), expected.dims(), "{cin}x{h}x{w} -> {cout} k{k} s{s} p{p}");
+                assert_eq!(fast.dims(), expected.dims(), "{batch}×{cin}x{h}x{w} -> {cout} k{k} s{s} p{p}");
                 let d = max_abs(fast, expected);
-                assert!(d < 1e-4, "{cin}x{h}x{w} -> {cout} k{k} s{s} p{p} relu {relu}: {d}");
+                assert!(d < 1e-4, "{batch}×{cin}x{h}x{w} -> {cout} k{k} s{s} p{p} relu {relu}: {d}");
             }
         }
     }
