@@ -39,6 +39,27 @@ fi
 OPT_FEATURES=(--enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext
   --enable-mutable-globals --enable-multivalue --enable-reference-types)
 
+# wasm-opt (binaryen's npm build runs on one core) then the engine's place under pkg/: in the
+# background, while the next engine compiles; `finish_all` waits for every one.
+declare -a OPT_JOBS=()
+optimise() {
+  local out=$1; shift
+  node_modules/.bin/wasm-opt --strip-debug --strip-producers --strip-target-features "$@" \
+    "$out.bindgen/googlenet_bg.wasm" -o "$out.bindgen/googlenet_bg.opt.wasm" &&
+    mv "$out.bindgen/googlenet_bg.opt.wasm" "$out.bindgen/googlenet_bg.wasm" &&
+    rm -rf "$out" && mv "$out.bindgen" "$out"
+}
+finish_all() {
+  local job pid engine failed=""
+  for job in "${OPT_JOBS[@]}"; do
+    pid=${job%%:*} engine=${job#*:}
+    if ! wait "$pid"; then cat "pkg/$engine.opt.log" >&2; failed+=" $engine"; fi
+    rm -f "pkg/$engine.opt.log"
+  done
+  [ -z "$failed" ] || die "wasm-opt failed for:$failed (its output is above)"
+}
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+
 build() {
   local engine=$1 out=pkg/$1
   local -a cargo_args=(build --lib --target "$TARGET" --profile wasm --features "engine-$engine")
@@ -63,16 +84,16 @@ build() {
   echo "== engine $engine"
   cargo "${cargo_args[@]}" --target-dir "$target_dir"
   unset RUSTC_BOOTSTRAP RUSTFLAGS CARGO_PROFILE_WASM_OPT_LEVEL
-  rm -rf "$out"
-  wasm-bindgen --target web --no-typescript --out-dir "$out" "$target_dir/$TARGET/wasm/googlenet.wasm"
-  node_modules/.bin/wasm-opt --strip-debug --strip-producers --strip-target-features "${opt[@]}" \
-    "$out/googlenet_bg.wasm" -o "$out/googlenet_bg.opt.wasm"
-  mv "$out/googlenet_bg.opt.wasm" "$out/googlenet_bg.wasm"
+  rm -rf "$out.bindgen"
+  wasm-bindgen --target web --no-typescript --out-dir "$out.bindgen" "$target_dir/$TARGET/wasm/googlenet.wasm"
+  optimise "$out" "${opt[@]}" > "$out.opt.log" 2>&1 &
+  OPT_JOBS+=("$!:$engine")
 }
 
 for engine in $ENGINES; do
   case $engine in cpu|threads|threads-relaxed|webgpu) build "$engine" ;; *) die "unknown engine '$engine' (cpu, threads, threads-relaxed, webgpu)" ;; esac
 done
+finish_all
 
 find pkg -name '*.wasm' -o -name '*.js' | while read -r f; do gzip -9 -kf "$f"; done
 for f in index.html www/*.js www/*/*.js www/*.css; do gzip -9 -kf "$f"; done
