@@ -20,7 +20,7 @@ use crate::labels::{Prediction, parse_labels, top_probs};
 use crate::model::summary::Summary;
 use crate::model::{Activations, GoogLeNet, Variant};
 use crate::preprocess::{self, INPUT_SIZE, Prepared};
-use crate::train::{self, Dataset, FeatureCache, FinetuneConfig, LIMITS, Limits, StepReport, Trainer};
+use crate::train::{self, Dataset, FeatureCache, FinetuneConfig, LIMITS, Limits, StepReport, Trainable, Trainer};
 use crate::weights::{self, LoadOptions, SaveInfo};
 
 #[cfg(not(any(feature = "engine-cpu", feature = "engine-webgpu")))]
@@ -141,8 +141,10 @@ struct Inner {
     dataset: RefCell<Dataset>,
     /// The running fine-tune; taken out while a step runs (never borrowed across `.await`).
     trainer: RefCell<Option<Trainer>>,
-    /// Counts models installed: which model the features below, and the trainer, belong to.
-    model_gen: Cell<u64>,
+    /// Counts the frozen layers of the models installed: which trunk the features below, and
+    /// the trainer, belong to. A heads-only fine-tune, applied, keeps the trunk it started from,
+    /// and with it the features.
+    trunk_gen: Cell<u64>,
     trainer_gen: Cell<u64>,
     /// Heads-only features of the data set's views, filled while the page is idle
     /// (`ft_precompute`) and lent to the trainer for each step.
@@ -230,7 +232,7 @@ impl Session {
                 loaded: RefCell::new(None),
                 dataset: RefCell::default(),
                 trainer: RefCell::new(None),
-                model_gen: Cell::new(0),
+                trunk_gen: Cell::new(0),
                 trainer_gen: Cell::new(0),
                 features: RefCell::default(),
             };
@@ -272,7 +274,7 @@ impl Session {
         let (model, report) = weights::load_model(&map, &opts, &self.inner.device).map_err(|e| js_error(e.into()))?;
         let from_file = report.labels.is_some();
         let names = report.labels.clone().unwrap_or_else(|| parse_labels(&labels));
-        self.install(model.valid(), names, !report.aux_fresh, from_file, None)
+        self.install(model.valid(), names, !report.aux_fresh, from_file, None, false)
     }
 
     /// Classify an image (`{bytes}` or `{rgba, width, height}`): top `top` of the main head
@@ -398,7 +400,7 @@ impl Session {
         let images: Vec<_> = examples.iter().map(|e| e.image.clone()).collect();
         let t = Trainer::new(model, examples, labels, cfg, &self.inner.device).map_err(|e| js_error(e.into()))?;
         *self.inner.trainer.borrow_mut() = Some(t);
-        self.inner.trainer_gen.set(self.inner.model_gen.get());
+        self.inner.trainer_gen.set(self.inner.trunk_gen.get());
         self.inner.features.borrow_mut().retain_images(&images);
         Ok(())
     }
@@ -414,7 +416,7 @@ impl Session {
                 let (model, _, _) = inner.model().map_err(js_error)?;
                 let images = inner.dataset.borrow().images();
                 let mut cache = inner.features.borrow_mut();
-                cache.for_model(inner.model_gen.get());
+                cache.for_model(inner.trunk_gen.get());
                 cache.retain_images(&images);
                 cache.precompute(&model, &images, views, n.clamp(1, LIMITS.max_batch), &inner.device)
             };
@@ -472,14 +474,16 @@ impl Session {
     /// Make the fine-tuned model the one that classifies (and whose blocks the explorer
     /// shows). Returns the model info.
     pub fn ft_apply(&self) -> Result<JsValue, JsValue> {
-        let (model, labels, aux) = {
+        let (model, labels, aux, heads_only) = {
             let t = self.inner.trainer.borrow();
             let t = t.as_ref().ok_or_else(|| js_error(not_ready("the fine-tune has not started")))?;
-            (t.model(), t.labels().to_vec(), t.config().aux)
+            (t.model(), t.labels().to_vec(), t.config().aux, t.config().trainable == Trainable::Heads)
         };
         // Keep the model the fine-tune started from (the first one, over repeated applies).
         let base = self.inner.loaded.borrow().as_ref().map(|l| l.base.clone().unwrap_or_else(|| l.model.clone()));
-        self.install(model, labels, aux, true, base)
+        // Only the heads trained, from the trunk in use: the features computed so far still hold.
+        let same_trunk = heads_only && self.inner.trainer_gen.get() == self.inner.trunk_gen.get();
+        self.install(model, labels, aux, true, base, same_trunk)
     }
 
     /// The model in use (e.g. fine-tuned) as the project's safetensors, with its class names.
@@ -498,7 +502,9 @@ impl Session {
 }
 
 impl Session {
-    fn install(&self, model: GoogLeNet, mut labels: Vec<String>, aux_trained: bool, labels_from_file: bool, base: Option<GoogLeNet>) -> Result<JsValue, JsValue> {
+    /// Make `model` the one in use. `same_trunk`: its frozen layers are those of the model in
+    /// use (a heads-only fine-tune of it), so the features computed from them are kept.
+    fn install(&self, model: GoogLeNet, mut labels: Vec<String>, aux_trained: bool, labels_from_file: bool, base: Option<GoogLeNet>, same_trunk: bool) -> Result<JsValue, JsValue> {
         let n = model.num_classes();
         if labels.len() != n {
             labels = (0..n).map(|i| format!("class {i}")).collect();
@@ -518,7 +524,9 @@ impl Session {
             summary: model.summary(INPUT_SIZE),
         };
         let out = to_js(&info)?;
-        self.inner.model_gen.set(self.inner.model_gen.get() + 1);
+        if !same_trunk {
+            self.inner.trunk_gen.set(self.inner.trunk_gen.get() + 1);
+        }
         *self.inner.loaded.borrow_mut() = Some(Loaded { model, labels, aux_trained, last: None, base });
         Ok(out)
     }

@@ -273,15 +273,34 @@ export function setupFinetune(api) {
     ctx.fillStyle = '#fff'; ctx.fillRect(0, 0, W, H);
     const box = { x: 44, y: 14, w: W - 100, h: H - 44 };
     ctx.strokeStyle = '#ccc'; ctx.strokeRect(box.x, box.y, box.w, box.h);
+    ctx.font = '12px system-ui';
+    if (!steps.length) {
+      // No axes before the first step: nothing is measured yet.
+      ctx.fillStyle = '#555'; ctx.textAlign = 'center';
+      ctx.fillText('The loss and the batch accuracy appear here, step by step.', box.x + box.w / 2, box.y + box.h / 2);
+      ctx.textAlign = 'start';
+      return;
+    }
     const range = extent(SERIES.map(([k]) => steps.map((s) => s[k])));
-    ctx.fillStyle = '#555'; ctx.font = '12px system-ui';
+    ctx.fillStyle = '#555';
     ctx.fillText(range[1].toFixed(2), 4, box.y + 10); ctx.fillText(range[0].toFixed(2), 4, box.y + box.h);
     ctx.fillText('loss', 4, box.y + box.h / 2);
-    ctx.fillText(`step ${steps.length}`, box.x + box.w - 40, H - 8);
+    ctx.textAlign = 'right'; ctx.fillText(`step ${steps.length}`, W - 4, H - 12); ctx.textAlign = 'start';
     for (const [k, , color] of SERIES) line(ctx, steps.map((s) => s[k]), range, box, color, k === 'loss' ? 3 : 1.5);
     line(ctx, steps.map((s) => s.acc), [0, 1], box, '#34a853', 1.5, [5, 4]);
-    ctx.fillStyle = '#34a853'; ctx.fillText('100%', box.x + box.w + 4, box.y + 10); ctx.fillText('accuracy', box.x + box.w + 4, box.y + 26);
-    SERIES.forEach(([, label, color], j) => { ctx.fillStyle = color; ctx.fillRect(box.x + 8 + j * 120, H - 18, 14, 4); ctx.fillStyle = '#333'; ctx.fillText(label, box.x + 26 + j * 120, H - 12); });
+    // The right axis: batch accuracy, 0 to 100%.
+    ctx.fillStyle = '#34a853';
+    ctx.fillText('100%', box.x + box.w + 4, box.y + 10); ctx.fillText('0%', box.x + box.w + 4, box.y + box.h);
+    ctx.fillText('acc.', box.x + box.w + 4, box.y + box.h / 2);
+    const legend = [...SERIES.map(([, label, color]) => [label, color, []]), ['batch accuracy', '#34a853', [5, 4]]];
+    let x = box.x + 4;
+    legend.forEach(([label, color, dash]) => {
+      ctx.strokeStyle = color; ctx.lineWidth = 3; ctx.setLineDash(dash);
+      ctx.beginPath(); ctx.moveTo(x, H - 16); ctx.lineTo(x + 16, H - 16); ctx.stroke();
+      ctx.setLineDash([]); ctx.lineWidth = 1;
+      ctx.fillStyle = '#333'; ctx.fillText(label, x + 20, H - 12);
+      x += 20 + ctx.measureText(label).width + 14;
+    });
   }
 
   function line(ctx, values, range, box, color, width, dash = []) {
@@ -308,7 +327,8 @@ export function setupFinetune(api) {
     const { report } = await request(Req.FT_APPLY);
     api.onApplied(report);
     applied = true;
-    // Another model: the features computed ahead were the previous one's.
+    // The worker keeps the features computed ahead when only the heads trained (same frozen
+    // layers) and starts afresh otherwise: either way, the note shows where it stands.
     prepare();
     status('the fine-tuned model now classifies on the first tab');
   }
