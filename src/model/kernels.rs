@@ -315,7 +315,7 @@ unsafe fn conv_images(src: &[f32], g: &ConvGeom, batch: usize, weight: &[f32], b
 }
 
 /// Whether `g` is a 3×3, stride-1 convolution that keeps the image size (pad 1): every 3×3
-/// layer of GoogLeNet, run as Winograd F(2×2, 3×3) (see [`winograd_image`]).
+/// layer of GoogLeNet, run as Winograd F(2×2, 3×3) (see [`winograd_images`]).
 fn winograd_applies(g: &ConvGeom) -> bool {
     g.kh == 3 && g.kw == 3 && g.stride == [1, 1] && g.pad == [1, 1] && g.oh == g.h && g.ow == g.w && g.h * g.w >= WINOGRAD_MIN_PLANE
 }
@@ -588,7 +588,7 @@ fn threads() -> usize {
 /// only if asked), dilation 1, one group. The weights' `[cout, cin, kh, kw]` buffer is the
 /// GEMM's left operand as it is (no packing); each tile of output positions builds its im2col
 /// block straight from NCHW, and the bias and ReLU are applied on the tile while it is in cache.
-/// 3×3 stride-1 pad-1 layers on planes of 14×14 or more take [`winograd_image`] instead.
+/// 3×3 stride-1 pad-1 layers on planes of 14×14 or more take [`winograd_images`] instead.
 pub struct Conv {
     x: FlexTensor,
     weight: FlexTensor,
