@@ -58,7 +58,14 @@ finish_all() {
   done
   [ -z "$failed" ] || die "wasm-opt failed for:$failed (its output is above)"
 }
-trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+# On an early exit (a failed compile, Ctrl-C): stop the jobs' wasm-opt too, and leave no
+# half-built engine folder for build-id.mjs to list.
+stop_jobs() {
+  local pid
+  for pid in $(jobs -p); do pkill -P "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true; done
+  rm -rf pkg/*.bindgen pkg/*.opt.log
+}
+trap stop_jobs EXIT
 
 build() {
   local engine=$1 out=pkg/$1

@@ -649,6 +649,9 @@ impl Conv {
             unreachable!("flex_f32 made both contiguous f32");
         };
         let bias = self.bias.as_ref().and_then(|b| b.as_slice::<f32>());
+        if self.batch == 0 {
+            return;
+        }
         let threads = threads();
         if winograd_applies(g) {
             let u = winograd_weights_cached(&self.weight, g.cout, g.cin);
