@@ -145,6 +145,14 @@ thread_local! {
     static COLUMNS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// The first `len` elements of a thread's scratch buffer, grown (never shrunk) to hold them.
+fn scratch(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    &mut buf[..len]
+}
+
 /// im2col for output positions `n0..n1` of one image: row `(ci, ky, kx)` of `col` (row `r`
 /// starts at `r · ld`) holds, in its first `n1 - n0` elements, the input value each position's
 /// window reads there, 0 in the padding.
@@ -262,10 +270,8 @@ unsafe fn conv_images(src: &[f32], g: &ConvGeom, batch: usize, weight: &[f32], b
                 gemm(dst.at(base + m0 * n + n0), n, src.as_ptr().wrapping_add(n0), n);
             } else {
                 COLUMNS.with_borrow_mut(|col| {
-                    if col.len() < k * width {
-                        col.resize(k * width, 0.0);
-                    }
-                    im2col(src, g, n0, n0 + width, &mut col[..k * width], width);
+                    let col = scratch(col, k * width);
+                    im2col(src, g, n0, n0 + width, col, width);
                     gemm(dst.at(base + m0 * n + n0), n, col.as_ptr(), width);
                 });
             }
@@ -282,14 +288,7 @@ unsafe fn conv_images(src: &[f32], g: &ConvGeom, batch: usize, weight: &[f32], b
         // the tile buffer, then bias and ReLU on the way out.
         COLUMNS.with_borrow_mut(|col| {
             TILE.with_borrow_mut(|tile| {
-                if col.len() < k * width {
-                    col.resize(k * width, 0.0);
-                }
-                let rows = m1 - m0;
-                if tile.len() < rows * width {
-                    tile.resize(rows * width, 0.0);
-                }
-                let (col, tile) = (&mut col[..k * width], &mut tile[..rows * width]);
+                let (col, tile) = (scratch(col, k * width), scratch(tile, (m1 - m0) * width));
                 for (i, a, b, at) in pieces(c0, c1, n) {
                     im2col(&src[i * image..(i + 1) * image], g, a, b, &mut col[at..], width);
                 }
@@ -442,12 +441,7 @@ unsafe fn winograd_images(src: &[f32], g: &ConvGeom, batch: usize, u: &[f32], bi
         let n = t1 - t0;
         let m = m1 - m0;
         WINOGRAD.with_borrow_mut(|(v, prod, rowbuf)| {
-            if v.len() < 16 * cin * n {
-                v.resize(16 * cin * n, 0.0);
-            }
-            if prod.len() < 16 * m * n {
-                prod.resize(16 * m * n, 0.0);
-            }
+            let (v, prod) = (scratch(v, 16 * cin * n), scratch(prod, 16 * m * n));
             // V = Bᵀ d B for every (ci, tile): matrix 4ξ+ν, row ci, column tile. Bᵀ =
             // [[1,0,−1,0],[0,1,1,0],[0,−1,1,0],[0,1,0,−1]]. Tile rows at a time: first Bᵀ d
             // down the columns of four image rows (elementwise over the row, vectorised),
