@@ -23,6 +23,8 @@ async function run({ webgpu }) {
     await page.getByTestId('status').filter({ hasText: /waiting for an image/ }).waitFor({ timeout: SLOW });
     assert.equal(await page.getByTestId('backend').getAttribute('data-engine'), webgpu ? 'webgpu' : 'threads-relaxed');
     await page.getByTestId('finetune-tab').click();
+    // The two starting classes were asked for while the model loaded: that note is gone now.
+    assert.doesNotMatch(await page.locator('#ft-status').textContent(), /waiting for the model/);
     await page.getByTestId('class-name-0').fill('red disc');
     await page.getByTestId('class-name-1').fill('blue stripes');
     for (const cls of [0, 1]) await addImages(page, cls, 3);

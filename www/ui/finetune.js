@@ -50,6 +50,11 @@ export function setupFinetune(api) {
     await api.recover(e);
   }
 
+  /** The model is there now: a "waiting for the model" note from an earlier request goes. */
+  function modelThere() {
+    if (!running && !starting && $('ft-status').textContent.startsWith('waiting for the model')) status('');
+  }
+
   function request(type, payload, transfer) {
     if (!api.ready()) status('waiting for the model to finish loading…');
     return api.request(type, payload, transfer);
@@ -118,7 +123,7 @@ export function setupFinetune(api) {
         entry.count.textContent = `${n} image${n === 1 ? '' : 's'}`;
         const img = el('img', { src: URL.createObjectURL(new Blob([bytes])), alt: '' });
         entry.row.querySelector('.thumbs').append(img);
-        if (!running && $('ft-status').textContent.startsWith('waiting for the model')) status('');
+        modelThere();
         prepare();
       } catch (e) {
         await failed(e, `${what} was not added`);
@@ -387,6 +392,7 @@ export function setupFinetune(api) {
         $('ft-opt').value = d.optimizer; $('ft-train').value = d.trainable;
       }
       renumber();
+      modelThere();
       prepare();
     },
   };
