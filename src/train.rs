@@ -3,12 +3,14 @@
 //! evaluation they are dropped. A custom loop on burn's autodiff (not burn-train) that the CLI
 //! and the page's Worker drive step by step.
 
+mod adam;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig, momentum::MomentumConfig};
+use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig, momentum::MomentumConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
@@ -469,7 +471,7 @@ impl Trainer {
             model.freeze_stage(*stage);
         }
         let optim = match cfg.optimizer {
-            OptimizerKind::Adam => AdamConfig::new().init(),
+            OptimizerKind::Adam => adam::optimizer(),
             OptimizerKind::Sgd => SgdConfig::new().with_momentum(Some(MomentumConfig::new().with_dampening(0.0))).init(),
         };
         Ok(Trainer { model, frozen, optim, cfg, device: ad, examples, labels, rng, step: 0, cache: FeatureCache::default() })
