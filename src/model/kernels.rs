@@ -298,13 +298,12 @@ unsafe fn conv_images(src: &[f32], g: &ConvGeom, batch: usize, weight: &[f32], b
                     }
                 }
                 gemm(tile.as_mut_ptr(), width, col.as_ptr(), width);
-                let floor = if relu { 0.0 } else { f32::NEG_INFINITY };
                 for (i, a, b, at) in pieces(c0, c1, n) {
                     for (co, row) in (m0..m1).zip(tile.chunks_exact(width)) {
                         // SAFETY: positions a..b of image i, channel co, are this task's alone.
                         let out = unsafe { std::slice::from_raw_parts_mut(dst.at(i * image_stride + co * n + a), b - a) };
                         for (o, v) in out.iter_mut().zip(&row[at..at + b - a]) {
-                            *o = v.max(floor);
+                            *o = activate(*v, relu);
                         }
                     }
                 }
@@ -523,10 +522,8 @@ unsafe fn winograd_images(src: &[f32], g: &ConvGeom, batch: usize, u: &[f32], bi
                     )
                 };
             }
-            // Y = Aᵀ M A, Aᵀ = [[1,1,1,0],[0,1,−1,−1]], + bias, ReLU as a floor of 0 (else −∞),
-            // written straight into the output; the last column and row of an odd-sized image
-            // are clipped.
-            let floor = if relu { 0.0 } else { f32::NEG_INFINITY };
+            // Y = Aᵀ M A, Aᵀ = [[1,1,1,0],[0,1,−1,−1]], + bias, ReLU, written straight into the
+            // output; the last column and row of an odd-sized image are clipped.
             let mn = m * n;
             assert!(16 * mn <= prod.len());
             for co in 0..m {
@@ -547,7 +544,7 @@ unsafe fn winograd_images(src: &[f32], g: &ConvGeom, batch: usize, u: &[f32], bi
                             let q = |e: usize| *pr.add(e * mn + k);
                             let (a0, a1, a2, a3) = (q(0) + q(4) + q(8), q(1) + q(5) + q(9), q(2) + q(6) + q(10), q(3) + q(7) + q(11));
                             let (c0, c1, c2, c3) = (q(4) - q(8) - q(12), q(5) - q(9) - q(13), q(6) - q(10) - q(14), q(7) - q(11) - q(15));
-                            [(a0 + a1 + a2 + b).max(floor), (a1 - a2 - a3 + b).max(floor), (c0 + c1 + c2 + b).max(floor), (c1 - c2 - c3 + b).max(floor)]
+                            [a0 + a1 + a2 + b, a1 - a2 - a3 + b, c0 + c1 + c2 + b, c1 - c2 - c3 + b].map(|v| activate(v, relu))
                         };
                         for k in 0..full {
                             let [y00, y01, y10, y11] = tile(k);
@@ -703,6 +700,13 @@ impl Concat {
     pub fn into_tensor(self) -> Tensor<4> {
         from_vec(self.buf, self.dims)
     }
+}
+
+/// ReLU where the layer has one, else the value as it is (a NaN stays NaN: a floor of −∞ with
+/// `f32::max` would have turned it into −∞).
+#[inline(always)]
+fn activate(v: f32, relu: bool) -> f32 {
+    if relu { v.max(0.0) } else { v }
 }
 
 /// The larger of two values, as one `maxps` (`f32::max`'s NaN rule costs a blend). The inputs
@@ -885,6 +889,32 @@ mod tests {
                 assert_eq!(fast.dims(), expected.dims(), "{batch}×{cin}x{h}x{w} -> {cout} k{k} s{s} p{p}");
                 let d = max_abs(fast, expected);
                 assert!(d < 1e-4, "{batch}×{cin}x{h}x{w} -> {cout} k{k} s{s} p{p} relu {relu}: {d}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_nan_input_stays_nan_without_relu() {
+        use burn::tensor::module::conv2d as burn_conv2d;
+        use burn::tensor::ops::ConvOptions;
+        let device = Device::flex();
+        // (batch, cin, side, k, pad): one image, direct; a 1×1 whose tiles span the images of a
+        // batch; a Winograd 3×3. A NaN in one input must come out as NaN (never −∞) wherever
+        // burn's convolution has one.
+        for (batch, cin, side, k, p) in [(1, 3, 9, 3, 0), (5, 40, 7, 1, 0), (2, 24, 14, 3, 1)] {
+            let x = Tensor::<4>::random([batch, cin, side, side], Distribution::Normal(0.0, 1.0), &device);
+            let mut values = x.to_data().to_vec::<f32>().unwrap();
+            values[(batch - 1) * cin * side * side + 3 * side + 3] = f32::NAN;
+            let x = Tensor::<4>::from_data(burn::tensor::TensorData::new(values, [batch, cin, side, side]), &device);
+            let w = Tensor::<4>::random([8, cin, k, k], Distribution::Normal(0.0, 0.3), &device);
+            let reference = burn_conv2d(x.clone(), w.clone(), None, ConvOptions::new([1, 1], [p, p], [1, 1], 1));
+            let fast = conv2d(&x, &w, None, [1, 1], [p; 4], false).unwrap();
+            let (fast, reference) = (fast.to_data().to_vec::<f32>().unwrap(), reference.to_data().to_vec::<f32>().unwrap());
+            let nans = reference.iter().filter(|v| v.is_nan()).count();
+            assert!(nans > 0, "the reference has no NaN");
+            assert!(fast.iter().all(|v| !v.is_infinite()), "batch {batch} k{k}: a NaN became ±∞");
+            for (i, (f, r)) in fast.iter().zip(&reference).enumerate() {
+                assert!(!r.is_nan() || f.is_nan(), "batch {batch} k{k}: output {i} is {f}, burn's is NaN");
             }
         }
     }
