@@ -22,6 +22,16 @@ TARGET=wasm32-unknown-unknown
 
 die() { echo "build-web.sh: $*" >&2; exit 1; }
 
+# Each engine once (a name given twice would race its own background wasm-opt), and an
+# unknown name refused before anything is built.
+declare -a ENGINE_LIST=()
+for engine in $ENGINES; do
+  case $engine in cpu|threads|threads-relaxed|webgpu) ;; *) die "unknown engine '$engine' (cpu, threads, threads-relaxed, webgpu)" ;; esac
+  [[ " ${ENGINE_LIST[*]-} " == *" $engine "* ]] || ENGINE_LIST+=("$engine")
+done
+[ ${#ENGINE_LIST[@]} -gt 0 ] || die "no engine to build (GOOGLENET_ENGINES is empty)"
+ENGINES="${ENGINE_LIST[*]}"
+
 TOOLCHAIN=$(rustup show active-toolchain | cut -d' ' -f1)
 rustup target list --installed | grep -q "$TARGET" || rustup target add "$TARGET" \
   || die "could not add the $TARGET target to $TOOLCHAIN (rustup target add $TARGET)"
@@ -97,9 +107,7 @@ build() {
   OPT_JOBS+=("$!:$engine")
 }
 
-for engine in $ENGINES; do
-  case $engine in cpu|threads|threads-relaxed|webgpu) build "$engine" ;; *) die "unknown engine '$engine' (cpu, threads, threads-relaxed, webgpu)" ;; esac
-done
+for engine in $ENGINES; do build "$engine"; done
 finish_all
 
 find pkg -name '*.wasm' -o -name '*.js' | while read -r f; do gzip -9 -kf "$f"; done
