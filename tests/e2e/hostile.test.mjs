@@ -232,3 +232,36 @@ test('an empty class among four is named, and can be removed', { skip: SKIP, tim
     assert.equal(await page.locator('#ft-error').isVisible(), false);
   } finally { await close(); }
 });
+
+test('thirty tabs opened at once on a first visit: every one loads once and classifies', { skip: SKIP, timeout: 1_200_000 }, async () => {
+  const TABS = 30;
+  const { context, close } = await launch();
+  try {
+    const errors = [];
+    const navigations = new Array(TABS).fill(0);
+    // A class room's first visit: nothing cached, every tab fetching the engine and the weights
+    // and registering the service worker at the same moment, on two cores.
+    const pages = await Promise.all(Array.from({ length: TABS }, async (_, i) => {
+      const page = await context.newPage();
+      page.on('pageerror', (e) => errors.push(`tab ${i}: ${e.message}`));
+      page.on('framenavigated', (f) => { if (f === page.mainFrame()) navigations[i]++; });
+      await page.goto(server.url);
+      return page;
+    }));
+    await Promise.all(pages.map((page) => page.getByTestId('status').filter({ hasText: /waiting for an image/ }).waitFor({ timeout: 600_000 })));
+    // Each loaded once (no reload, no restart loop) and runs the same engine.
+    assert.deepEqual(navigations, new Array(TABS).fill(1), 'navigations per tab');
+    const engines = await Promise.all(pages.map((p) => p.getByTestId('backend').getAttribute('data-engine')));
+    assert.equal(new Set(engines).size, 1, `engines: ${engines}`);
+    // Then every tab classifies at once, half the cat and half the dog.
+    await Promise.all(pages.map(async (page, i) => {
+      const name = i % 2 ? 'dog.jpg' : 'cat.jpg';
+      const { error, labels } = await send(page, path.join(shared, 'images', name));
+      assert.equal(error, '', `tab ${i}`);
+      assert.equal(labels[0][0], expected[name][0].label, `tab ${i}: ${name} top-1`);
+      assert.ok(Math.abs(labels[0][1] - expected[name][0].prob) <= 0.02, `tab ${i}: ${name} prob ${labels[0][1]}`);
+      await assertCleanText(page, assert);
+    }));
+    assert.deepEqual(errors, []);
+  } finally { await close(); }
+});
