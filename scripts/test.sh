@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
-# Every test: Rust unit + integration tests (against ../shared), the browser build, the
-# front end's unit tests, and the browser end-to-end tests in headless Chromium (CPU path and
-# WebGPU through SwiftShader). Installs what a fresh machine lacks.
+# Every test: Rust unit + integration tests (against ../shared), the CLI's `--backend wgpu`
+# on Mesa's lavapipe (Vulkan on the CPU), the browser build, the front end's unit tests, and the
+# browser end-to-end tests in headless Chromium (CPU path and WebGPU through SwiftShader).
+# Installs what a fresh machine lacks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! [ -x /usr/bin/chromium ]; then
+# Debian's Chromium for the browser tests, Mesa's Vulkan drivers (lavapipe) for the native GPU
+# backend's test.
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+compgen -G '/usr/share/vulkan/icd.d/lvp_icd.*.json' > /dev/null || missing+=(mesa-vulkan-drivers)
+if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
 fi
 npm ci --no-audit --no-fund
 
 cargo test --release
+# The CLI on burn's wgpu backend (the WebGPU engine's kernels, natively): the reference answers
+# on lavapipe. Its own build (profile gpu-check, unoptimised: the math runs in the driver),
+# about 6 minutes on two cores. Mesa wants a runtime directory.
+XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)} cargo test --profile gpu-check --features wgpu --test bvlc_reference -- wgpu
 bash scripts/build-web.sh
 node --test www/lib/
 node --test --test-concurrency=1 tests/e2e/

@@ -52,7 +52,15 @@ fn bvlc_weights_classify_the_test_photos_like_onnx_runtime() {
 #[test]
 fn cli_classify_json_matches_the_reference() {
     let Some(shared) = common::shared() else { return };
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_googlenet"))
+    let out = cli_classify(&shared, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    check_cli_json(&shared, &out.stdout);
+}
+
+/// `googlenet [BACKEND ARGS] classify --json --top 5` of the two test photos with the BVLC weights.
+fn cli_classify(shared: &std::path::Path, backend: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_googlenet"))
+        .args(backend)
         .args(["classify", "--json", "--top", "5", "--weights"])
         .arg(shared.join("weights/bvlc_googlenet.safetensors"))
         .arg("--labels")
@@ -60,10 +68,12 @@ fn cli_classify_json_matches_the_reference() {
         .arg(shared.join("images/cat.jpg"))
         .arg(shared.join("images/dog.jpg"))
         .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let want = expected(&shared);
+        .unwrap()
+}
+
+fn check_cli_json(shared: &std::path::Path, stdout: &[u8]) {
+    let json: Value = serde_json::from_slice(stdout).unwrap();
+    let want = expected(shared);
     let results = json.as_array().unwrap();
     assert_eq!(results.len(), 2);
     for (r, image) in results.iter().zip(["cat.jpg", "dog.jpg"]) {
@@ -75,6 +85,34 @@ fn cli_classify_json_matches_the_reference() {
         assert_eq!(top[0]["label"], want[image][0]["label"]);
         check(image, &got, &want);
     }
+}
+
+/// `--backend wgpu` (a build with `--features wgpu`): burn's wgpu kernels give the reference
+/// answers, and `bench` runs on them. CI runs this on Mesa's lavapipe, a Vulkan driver on the
+/// CPU (scripts/test.sh). Where no adapter is usable it is skipped visibly, and fails under
+/// `CI=true`.
+#[cfg(feature = "wgpu")]
+#[test]
+fn cli_on_the_wgpu_backend_matches_the_reference() {
+    let Some(shared) = common::shared() else { return };
+    let out = cli_classify(&shared, &["--backend", "wgpu"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && stderr.contains("no usable GPU") && std::env::var("CI").as_deref() != Ok("true") {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "SKIPPED the wgpu CLI test: {} (install a Vulkan driver, e.g. Debian's mesa-vulkan-drivers)", stderr.trim());
+        return;
+    }
+    assert!(out.status.success(), "{stderr}");
+    check_cli_json(&shared, &out.stdout);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_googlenet"))
+        .args(["--backend", "wgpu", "bench", "--warmup", "1", "--iters", "1", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(json["backend"].as_str().unwrap().contains("wgpu"), "{json}");
+    let ms = json["median_ms"].as_f64().unwrap();
+    assert!(ms.is_finite() && ms > 0.0, "{json}");
 }
 
 /// The page's default download: the BVLC weights as float16 (`googlenet convert --dtype f16`),

@@ -1,5 +1,6 @@
 // A hostile user on the CPU path: bad weights, images of absurd shapes and sizes, HTML in class
-// names, clicks while the page loads, a second visit, a crashing model and a missing worker.
+// names, clicks while the page loads, a second visit, a crashing model, a missing worker and
+// thirty tabs at once.
 // Each ends in a result or a clear error, the page stays usable, and no text shows leftovers.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
