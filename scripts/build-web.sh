@@ -17,15 +17,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${GOOGLENET_SHARED:-../shared}
 WBG_VERSION=0.2.130
-ENGINES=${GOOGLENET_ENGINES:-cpu threads threads-relaxed webgpu}
+ENGINES=${GOOGLENET_ENGINES-cpu threads threads-relaxed webgpu}
 TARGET=wasm32-unknown-unknown
 
 die() { echo "build-web.sh: $*" >&2; exit 1; }
 
 # Each engine once (a name given twice would race its own background wasm-opt), and an
 # unknown name refused before anything is built.
-declare -a ENGINE_LIST=()
-for engine in $ENGINES; do
+declare -a ENGINE_LIST=() NAMES=()
+read -ra NAMES <<< "$ENGINES"
+for engine in "${NAMES[@]}"; do
   case $engine in cpu|threads|threads-relaxed|webgpu) ;; *) die "unknown engine '$engine' (cpu, threads, threads-relaxed, webgpu)" ;; esac
   [[ " ${ENGINE_LIST[*]-} " == *" $engine "* ]] || ENGINE_LIST+=("$engine")
 done

@@ -13,7 +13,7 @@ missing=()
 compgen -G '/usr/share/vulkan/icd.d/lvp_icd.*.json' > /dev/null || missing+=(mesa-vulkan-drivers)
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+  $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 npm ci --no-audit --no-fund
 
@@ -21,7 +21,9 @@ cargo test --release
 # The CLI on burn's wgpu backend (the WebGPU engine's kernels, natively): the reference answers
 # on lavapipe. Its own build (profile gpu-check, unoptimised: the math runs in the driver),
 # about 6 minutes on two cores. Mesa wants a runtime directory.
-XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)} cargo test --profile gpu-check --features wgpu --test bvlc_reference -- wgpu
+runtime_dir=$(mktemp -d)
+XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$runtime_dir} cargo test --profile gpu-check --features wgpu --test bvlc_reference -- wgpu
+rm -rf "$runtime_dir"
 bash scripts/build-web.sh
 node --test www/lib/
 node --test --test-concurrency=1 tests/e2e/

@@ -202,11 +202,11 @@ fn parse_variant(s: &str) -> Result<Variant, String> {
     Variant::parse(s).ok_or_else(|| format!("unknown variant `{s}`; expected bvlc, torchvision or seed"))
 }
 
-/// The device `--backend` asked for (made once: a GPU is initialised once per process).
 fn parse_dtype(s: &str) -> Result<StoreDtype, String> {
     StoreDtype::parse(s).ok_or_else(|| format!("unknown dtype `{s}`; expected f32 or f16"))
 }
 
+/// The device `--backend` asked for (made once: a GPU is initialised once per process).
 fn device() -> Result<Device> {
     static DEVICE: std::sync::OnceLock<std::result::Result<Device, String>> = std::sync::OnceLock::new();
     DEVICE
@@ -221,11 +221,28 @@ fn device() -> Result<Device> {
         .map_err(|e| anyhow::anyhow!(e))
 }
 
-fn backend_name() -> &'static str {
+/// What ran: the CPU backend, or the wgpu backend with the adapter it found, as the adapter
+/// names itself (a measurement is only as good as knowing which one ran).
+fn backend_name() -> String {
     match BACKEND.get().copied().unwrap_or(Backend::Cpu) {
-        Backend::Cpu => "burn-flex 0.22.1 (CPU)",
-        Backend::Wgpu => "burn-wgpu 0.22.1 (GPU)",
+        Backend::Cpu => "burn-flex 0.22.1 (CPU)".into(),
+        Backend::Wgpu => match adapter_name() {
+            Some(name) => format!("burn-wgpu 0.22.1 on {name}"),
+            None => "burn-wgpu 0.22.1 (adapter unknown)".into(),
+        },
     }
+}
+
+#[cfg(feature = "wgpu")]
+fn adapter_name() -> Option<String> {
+    let id = device().ok()?.identity()?;
+    // cubecl reports no card for an adapter whose type is CPU (lavapipe, llvmpipe, WARP).
+    Some(if id.physical.is_some() { id.name } else { format!("{} (a CPU adapter, not a GPU)", id.name) })
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn adapter_name() -> Option<String> {
+    None
 }
 
 fn main() {

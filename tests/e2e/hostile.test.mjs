@@ -246,14 +246,16 @@ test('thirty tabs opened at once on a first visit: every one loads once and clas
       const page = await context.newPage();
       page.on('pageerror', (e) => errors.push(`tab ${i}: ${e.message}`));
       page.on('framenavigated', (f) => { if (f === page.mainFrame()) navigations[i]++; });
-      await page.goto(server.url);
+      await page.goto(server.url, { waitUntil: 'commit', timeout: 120_000 });
       return page;
     }));
     await Promise.all(pages.map((page) => page.getByTestId('status').filter({ hasText: /waiting for an image/ }).waitFor({ timeout: 600_000 })));
-    // Each loaded once (no reload, no restart loop) and runs the same engine.
-    assert.deepEqual(navigations, new Array(TABS).fill(1), 'navigations per tab');
+    // Each has its offline copy (one service worker took them all over) and runs the same
+    // threaded engine (the host isolates the page).
+    await Promise.all(pages.map((page) => page.waitForFunction(() => document.body.dataset.offline === 'ready', null, { timeout: 600_000, polling: 500 })));
     const engines = await Promise.all(pages.map((p) => p.getByTestId('backend').getAttribute('data-engine')));
     assert.equal(new Set(engines).size, 1, `engines: ${engines}`);
+    assert.match(engines[0], /^threads/);
     // Then every tab classifies at once, half the cat and half the dog.
     await Promise.all(pages.map(async (page, i) => {
       const name = i % 2 ? 'dog.jpg' : 'cat.jpg';
@@ -263,6 +265,8 @@ test('thirty tabs opened at once on a first visit: every one loads once and clas
       assert.ok(Math.abs(labels[0][1] - expected[name][0].prob) <= 0.02, `tab ${i}: ${name} prob ${labels[0][1]}`);
       await assertCleanText(page, assert);
     }));
+    // Each loaded once: no reload when the service worker took over, no restart loop.
+    assert.deepEqual(navigations, new Array(TABS).fill(1), 'navigations per tab');
     assert.deepEqual(errors, []);
   } finally { await close(); }
 });
