@@ -278,7 +278,7 @@ unsafe fn conv_images(src: &[f32], g: &ConvGeom, batch: usize, weight: &[f32], b
             if relu {
                 for co in m0..m1 {
                     for v in out(co) {
-                        *v = v.max(0.0);
+                        *v = relu_nan(*v);
                     }
                 }
             }
@@ -702,11 +702,17 @@ impl Concat {
     }
 }
 
-/// ReLU where the layer has one, else the value as it is (a NaN stays NaN: a floor of −∞ with
-/// `f32::max` would have turned it into −∞).
+/// ReLU where the layer has one, else the value as it is.
 #[inline(always)]
 fn activate(v: f32, relu: bool) -> f32 {
-    if relu { v.max(0.0) } else { v }
+    if relu { relu_nan(v) } else { v }
+}
+
+/// ReLU that keeps a NaN, as burn's `relu` and PyTorch do (`f32::max(NaN, 0)` is 0, which would
+/// hide a broken model behind plausible numbers).
+#[inline(always)]
+fn relu_nan(v: f32) -> f32 {
+    if v > 0.0 || v.is_nan() { v } else { 0.0 }
 }
 
 /// The larger of two values, as one `maxps` (`f32::max`'s NaN rule costs a blend). The inputs
@@ -894,27 +900,30 @@ mod tests {
     }
 
     #[test]
-    fn a_nan_input_stays_nan_without_relu() {
+    fn a_nan_input_stays_nan() {
         use burn::tensor::module::conv2d as burn_conv2d;
         use burn::tensor::ops::ConvOptions;
         let device = Device::flex();
         // (batch, cin, side, k, pad): one image, direct; a 1×1 whose tiles span the images of a
-        // batch; a Winograd 3×3. A NaN in one input must come out as NaN (never −∞) wherever
-        // burn's convolution has one.
+        // batch; a Winograd 3×3. A NaN in one input must come out as NaN (never −∞ or 0)
+        // wherever burn's convolution, and its ReLU, have one.
         for (batch, cin, side, k, p) in [(1, 3, 9, 3, 0), (5, 40, 7, 1, 0), (2, 24, 14, 3, 1)] {
             let x = Tensor::<4>::random([batch, cin, side, side], Distribution::Normal(0.0, 1.0), &device);
             let mut values = x.to_data().to_vec::<f32>().unwrap();
             values[(batch - 1) * cin * side * side + 3 * side + 3] = f32::NAN;
             let x = Tensor::<4>::from_data(burn::tensor::TensorData::new(values, [batch, cin, side, side]), &device);
             let w = Tensor::<4>::random([8, cin, k, k], Distribution::Normal(0.0, 0.3), &device);
-            let reference = burn_conv2d(x.clone(), w.clone(), None, ConvOptions::new([1, 1], [p, p], [1, 1], 1));
-            let fast = conv2d(&x, &w, None, [1, 1], [p; 4], false).unwrap();
-            let (fast, reference) = (fast.to_data().to_vec::<f32>().unwrap(), reference.to_data().to_vec::<f32>().unwrap());
-            let nans = reference.iter().filter(|v| v.is_nan()).count();
-            assert!(nans > 0, "the reference has no NaN");
-            assert!(fast.iter().all(|v| !v.is_infinite()), "batch {batch} k{k}: a NaN became ±∞");
-            for (i, (f, r)) in fast.iter().zip(&reference).enumerate() {
-                assert!(!r.is_nan() || f.is_nan(), "batch {batch} k{k}: output {i} is {f}, burn's is NaN");
+            let conv = burn_conv2d(x.clone(), w.clone(), None, ConvOptions::new([1, 1], [p, p], [1, 1], 1));
+            for relu in [false, true] {
+                let reference = if relu { burn::tensor::activation::relu(conv.clone()) } else { conv.clone() };
+                let fast = conv2d(&x, &w, None, [1, 1], [p; 4], relu).unwrap();
+                let (fast, reference) = (fast.to_data().to_vec::<f32>().unwrap(), reference.to_data().to_vec::<f32>().unwrap());
+                let nans = reference.iter().filter(|v| v.is_nan()).count();
+                assert!(nans > 0, "the reference has no NaN");
+                assert!(fast.iter().all(|v| !v.is_infinite()), "batch {batch} k{k} relu {relu}: a NaN became ±∞");
+                for (i, (f, r)) in fast.iter().zip(&reference).enumerate() {
+                    assert!(!r.is_nan() || f.is_nan(), "batch {batch} k{k} relu {relu}: output {i} is {f}, burn's is NaN");
+                }
             }
         }
     }
