@@ -506,7 +506,11 @@ pub fn read_pytorch(path: &std::path::Path) -> Result<TensorMap, WeightsError> {
             let Some(fixed) = without_zip64_trailer(&bytes) else {
                 return Err(WeightsError::Pytorch(e.to_string()));
             };
-            let tmp = std::env::temp_dir().join(format!("googlenet-{}-{}.pth", std::process::id(), bytes.len()));
+            // A name of this call's own: two reads at once (tests run in threads, one process)
+            // must never write, read or remove each other's copy.
+            static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tmp = std::env::temp_dir().join(format!("googlenet-{}-{call}.pth", std::process::id()));
             std::fs::write(&tmp, fixed).map_err(|e| WeightsError::Io { path: tmp.display().to_string(), message: e.to_string() })?;
             let r = burn_store::pytorch::PytorchReader::new(&tmp).map_err(|e| WeightsError::Pytorch(e.to_string()));
             std::fs::remove_file(&tmp).ok();

@@ -181,3 +181,20 @@ fn cli_logits_eval_and_train_match_pytorch() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// torch.save's archives may go through a rewritten temporary copy (the torchvision file's zip64
+/// end records, which the zip reader misplaces): four threads reading each file at once must
+/// each get all of it, never another's half-written or removed copy.
+#[test]
+fn each_pth_read_by_four_threads_at_once() {
+    let Some(shared) = common::shared() else { return };
+    for case in &CASES {
+        let path = shared.join("reference").join(case.pth);
+        let counts: Vec<usize> = std::thread::scope(|s| {
+            let reads: Vec<_> = (0..4).map(|_| s.spawn(|| weights::read_file(&path).map(|m| m.tensors.len()))).collect();
+            reads.into_iter().map(|r| r.join().unwrap().unwrap_or_else(|e| panic!("{}: {e}", case.pth))).collect()
+        });
+        assert!(counts[0] > 100, "{}: {counts:?}", case.pth);
+        assert!(counts.iter().all(|&c| c == counts[0]), "{}: {counts:?}", case.pth);
+    }
+}
