@@ -608,7 +608,12 @@ fn bench(variant: Variant, threads: Option<usize>, iters: usize, warmup: usize, 
         );
     } else {
         let per_image = if batch > 1 { format!(" ({:.2} ms per image)", median / batch as f64) } else { String::new() };
-        println!("{variant} batch {batch} on {backend}, {threads} threads: median {median:.2} ms{per_image}, min {min:.2} ms over {iters} runs");
+        // The CPU's thread count says nothing about a GPU run.
+        let on = match BACKEND.get().copied().unwrap_or(Backend::Cpu) {
+            Backend::Cpu => format!("{backend}, {threads} threads"),
+            Backend::Wgpu => backend,
+        };
+        println!("{variant} batch {batch} on {on}: median {median:.2} ms{per_image}, min {min:.2} ms over {iters} runs");
     }
     Ok(())
 }
