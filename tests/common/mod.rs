@@ -16,20 +16,24 @@ pub fn shared() -> Option<PathBuf> {
     if dir.join("weights/bvlc_googlenet.safetensors").is_file() {
         return Some(dir);
     }
+    skip(&format!(
+        "the shared data (weights, images, PyTorch fixtures) is missing at {}; see README.md 'Weights' to get \
+         them, or set GOOGLENET_SHARED",
+        dir.display()
+    ));
+    None
+}
+
+/// A test that cannot run on this machine: a visible skip, or under `CI=true` (where everything
+/// is installed) a failure.
+pub fn skip(why: &str) {
     if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true but the shared data is missing at {} (set GOOGLENET_SHARED)", dir.display());
+        panic!("CI=true, but {why}");
     }
     // Straight to the stderr handle: the test harness captures `eprintln!` of passing tests,
     // and a skip must be seen.
     use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED {}: needs the shared data (weights, images, PyTorch fixtures) at {}; see README.md \
-         'Weights' to get them, or set GOOGLENET_SHARED",
-        std::thread::current().name().unwrap_or("a test"),
-        dir.display()
-    );
-    None
+    let _ = writeln!(std::io::stderr(), "SKIPPED {}: {why}", std::thread::current().name().unwrap_or("a test"));
 }
 
 /// Every array of an `.npz` file (numpy's uncompressed or compressed zip of `.npy`s).
