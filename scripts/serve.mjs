@@ -49,7 +49,8 @@ function resolve(urlPath) {
 
 const server = http.createServer(async (req, res) => {
   const url = new URL(req.url, 'http://localhost');
-  // Test hook: `?delay=MS` on any URL holds the answer back (a slow network for the tests).
+  // Test hooks: `?delay=MS` on any URL holds the answer back (a slow network for the tests);
+// `?stall=BYTES` (below) sends the start of a file and then stalls.
   const delay = Math.min(Number(url.searchParams.get('delay')) || 0, 60_000);
   if (delay) await new Promise((r) => setTimeout(r, delay));
   if (url.pathname === '/build-id.json') {
@@ -86,6 +87,15 @@ const server = http.createServer(async (req, res) => {
   headers['content-length'] = fs.statSync(body).size;
   res.writeHead(200, headers);
   if (req.method === 'HEAD') return res.end();
+  // Test hook: `?stall=BYTES` sends that many bytes, then nothing more (a stalled download;
+  // the connection stays open until the client gives up).
+  const stall = url.searchParams.get('stall');
+  if (stall !== null) {
+    const n = Math.max(0, Number(stall) || 0);
+    fs.createReadStream(body, { start: 0, end: Math.max(0, n - 1) }).on('data', (d) => { if (n) res.write(d); });
+    req.on('close', () => res.destroy());
+    return;
+  }
   fs.createReadStream(body).pipe(res);
 });
 server.listen(port, '127.0.0.1', () => console.log(`GoogLeNet demo on http://127.0.0.1:${port}/`));

@@ -7,26 +7,41 @@ import { setupExplain } from './ui/explain.js';
 import { setupOffline } from './ui/offline.js';
 import { setupPresenter } from './ui/presenter.js';
 import { WorkerClient, Req, Event, Kind, RequestError, restartBudget } from './lib/protocol.js';
+import { Generations, Stale } from './lib/generation.js';
+import { route, SNIFF_BYTES } from './lib/sniff.js';
 import { chooseEngine, cpuEngine, decide, describeAdapter, describeMeasurement, engineLabel, hasRelaxedSimd, measureKey, median } from './lib/backend.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-// Half-size (float16) weights by default; the server falls back to the float32 file.
-const WEIGHTS_URL = new URL(params.get('weights') || 'weights/bvlc_googlenet.f16.safetensors', location.href).href;
+// Half-size (float16) weights by default; the server falls back to the float32 file. They are
+// the ones kept offline; `?weights=` loads others for this visit (not kept: the page says so).
+const DEFAULT_WEIGHTS_URL = new URL('weights/bvlc_googlenet.f16.safetensors', location.href).href;
 const LABELS_URL = new URL('weights/synset_words.txt', location.href).href;
 const MAX_BYTES = 50 * 1024 * 1024;
 const FAULT = params.get('fault') || '';
 // Test hook ?fault=worker-missing: the worker script cannot be loaded.
 const WORKER_URL = new URL(FAULT === 'worker-missing' ? './no-such-worker.js' : './worker.js', import.meta.url);
 
+/** Every photo the user gives (pick, drop, paste, camera, gallery, presenter step) is a generation. */
+const photos = new Generations();
+
 const state = {
+  /** The weights this start loads: the default, or `?weights=` until the user goes back to the default. */
+  weightsUrl: params.get('weights') ? new URL(params.get('weights'), location.href).href : DEFAULT_WEIGHTS_URL,
+  /** Why the last start failed (null: it did not): the page offers Retry and the default weights. */
+  startError: null,
+  /** Starts under way (a photo given meanwhile waits for the newest). */
+  booting: 0,
+  /** The user's own model (loaded weights, or an applied fine-tune) as safetensors bytes: put back after a restart. */
+  userModel: null,
   requested: ['webgpu', 'cpu'].includes(params.get('backend')) ? params.get('backend') : 'auto',
   backend: null,
   report: null,
   settings: null,
   ready: false,
-  /** An image dropped while the model loads: classified once it is ready. */
+  /** A photo given while the model loads: {bytes, gen}, classified once it is ready. */
   waiting: null,
+  /** The photo on screen (its bytes: block views, races and restarts use them). */
   lastImage: null,
   firstResultAt: null,
   blockCache: new Map(),
@@ -112,15 +127,22 @@ if (params.get('bench') === '1') {
   };
 }
 
+/** Test hook `?stallms=MS`: how long a download may go without a byte (default 20 s). */
+const STALL_MS = Math.max(500, Number(params.get('stallms')) || 20_000);
+
 /**
  * (Re)start the model on `requested`; `reason` says why when the page chose for the user.
- * Resolves to whether the model is ready (on failure, `recover` has said what happened).
+ * Resolves to whether the model is ready (on failure, the page says what happened and offers
+ * Retry and the default weights). The user's own model (loaded or fine-tuned) is put back.
  */
 async function boot(requested, reason = '') {
   // A new build took over in another tab: a worker started now would be the new build's code
   // under this page's old code. Reload instead (the page says so before).
   if (offline.stale()) { location.reload(); return false; }
   state.ready = false;
+  state.booting += 1;
+  state.startError = null;
+  showStartFailure(null);
   // How many times the model was started (tests read it: no restart loops).
   document.body.dataset.boots = String(Number(document.body.dataset.boots || 0) + 1);
   state.blockCache.clear();
@@ -137,11 +159,14 @@ async function boot(requested, reason = '') {
     const bootAt = performance.now();
     const info = await client.start({
       engine: choice.engine, threads: choice.threads, cpu: choice.cpu, adapter: choice.adapter, reason: choice.reason,
-      fallback: choice.fallback, weightsUrl: WEIGHTS_URL, labelsUrl: LABELS_URL, fault,
+      fallback: choice.fallback, weightsUrl: state.weightsUrl, defaultWeightsUrl: DEFAULT_WEIGHTS_URL, labelsUrl: LABELS_URL,
+      stallMs: STALL_MS, fault,
     });
     state.backend = info.backend;
     state.label = info.label;
     state.settings = info.settings;
+    // The user's model comes back before anything is classified with the default one.
+    const restored = state.userModel ? await restoreUserModel() : null;
     state.ready = true;
     // The start's timeline in page time (ms): bench/browser.mjs reports it beside the cold start.
     const ph = info.phases;
@@ -150,22 +175,76 @@ async function boot(requested, reason = '') {
       weights: Math.round(ph.weights), load: Math.round(ph.load), ready: Math.round(performance.now()),
     });
     showBackend(info);
-    showReport(info.report);
-    $('weights-text').textContent += ` · ${info.report.variant}, ${info.report.num_classes} classes`;
+    showReport(restored || info.report);
+    if (restored) $('weights-text').textContent = `${state.userModel.name} · ${restored.variant}, ${classCount(restored.num_classes)}`;
+    else $('weights-text').textContent += ` · ${info.report.variant}, ${classCount(info.report.num_classes)}`;
     finetune.setSettings(info.settings);
-    offline.modelReady({ engine: info.engine });
+    offline.modelReady({ engine: info.engine, custom: state.weightsUrl !== DEFAULT_WEIGHTS_URL });
     setStatus('waiting for an image');
     const pending = state.waiting;
     state.waiting = null;
-    if (pending) classify(pending);
+    if (pending && photos.current(pending.gen)) classify(pending.bytes, pending.gen);
     return true;
   } catch (e) {
     if (e.kind === Kind.RESTART) return false; // another start replaced this one
+    if (e.request === Req.INIT && (e.kind === Kind.INPUT || e.kind === Kind.INTERNAL)) {
+      // The model did not load (unreachable, refused, stalled, bad weights): say so and offer a way on.
+      state.startError = e;
+      showStartFailure(e);
+      setStatus('error');
+      return false;
+    }
     await recover(e, null);
     // Never a stuck "loading": a model that did not start says so.
     if (!state.ready) setStatus('error');
     return state.ready;
+  } finally {
+    state.booting -= 1;
   }
+}
+
+const classCount = (n) => `${n.toLocaleString()} ${n === 1 ? 'class' : 'classes'}`;
+
+/** The user's model back in a fresh worker; null (and a note) when it cannot be. */
+async function restoreUserModel() {
+  const m = state.userModel;
+  try {
+    const bytes = m.bytes.slice().buffer;
+    const { report } = await client.request(Req.LOAD_WEIGHTS, { bytes, name: m.name, variant: m.variant }, [bytes]);
+    finetune.modelChanged();
+    return report;
+  } catch (e) {
+    if (e.kind === Kind.RESTART) throw e;
+    state.userModel = null;
+    showError(`${m.name} could not be put back after the restart (${e.message}); the default weights are in use.`);
+    return null;
+  }
+}
+
+/** The start failed (null: clear): what happened, and Retry / Use the default weights. */
+function showStartFailure(err) {
+  const box = $('start-failed');
+  box.hidden = !err;
+  if (!err) return;
+  const custom = state.weightsUrl !== DEFAULT_WEIGHTS_URL;
+  const waiting = state.waiting ? ' Your image was not classified yet: it is, as soon as a model is ready.' : '';
+  $('start-failed-text').textContent = `The model did not load: ${err.message}.${waiting}`;
+  $('start-default').hidden = !custom;
+}
+
+/** Retry the start that failed (the same weights). */
+function retryStart() {
+  boot(state.fallback ? 'cpu' : state.requested, state.fallback || '');
+}
+
+/** Leave `?weights=` (or a loaded model that failed): the default weights, kept offline. */
+function useDefaultWeights() {
+  state.weightsUrl = DEFAULT_WEIGHTS_URL;
+  state.userModel = null;
+  const url = new URL(location.href);
+  url.searchParams.delete('weights');
+  history.replaceState(null, '', url);
+  retryStart();
 }
 
 /**
@@ -188,7 +267,8 @@ async function recover(err, retry) {
   // What the page showed belonged to the model that is gone.
   clearResults();
   state.lastImage = null;
-  finetune.modelRestarted();
+  photos.clear();
+  finetune.modelRestarted({ restored: Boolean(state.userModel) });
   const onGpu = state.backend === 'webgpu' || (state.backend === null && state.requested !== 'cpu');
   if (err.kind === Kind.DEVICE && onGpu) {
     state.fallback = `WebGPU failed (${err.message}); switched to the CPU automatically`;
@@ -196,9 +276,11 @@ async function recover(err, retry) {
     return false;
   }
   const what = err.request === Req.CLASSIFY ? 'This image stopped the model' : 'The model stopped';
+  const mine = state.userModel?.name;
   // (When the restart fails too, its own failure has been reported.)
   if (await boot(state.fallback ? 'cpu' : state.requested, state.fallback || '')) {
-    showError(`${what} (${err.message}); it was restarted and is ready again (a fine-tuned or loaded model is gone: the default weights are back).`);
+    const back = state.userModel ? `your model (${mine}) was put back` : mine ? 'the default weights are back' : 'it runs the default weights';
+    showError(`${what} (${err.message}); it was restarted and is ready again: ${back}.`);
   }
   return false;
 }
@@ -237,12 +319,19 @@ function clearResults() {
   $('top5').replaceChildren();
   $('aux').replaceChildren();
   $('timing').textContent = '';
+  delete $('timing').dataset.gen;
   $('overlay').classList.remove('shown');
 }
 
-/** Block `index`'s live view; `overlay`: also shown over the preview (where the block responds). */
+/**
+ * Block `index`'s live view of the photo on screen; `overlay`: also shown over the preview
+ * (where the block responds). A view asked for while a newer photo is on its way, or answered
+ * after one replaced it, is dropped (`Stale`): the result of the newer photo reopens the views.
+ */
 async function loadBlock(index, { overlay = true } = {}) {
   if (!state.lastImage) throw new Error('Classify an image first to see this block\'s activations.');
+  const gen = photos.shown;
+  if (!photos.settled()) throw new Stale('block view');
   if (!state.blockCache.has(index)) {
     const after = client.request(Req.BLOCK, { index, k: 16 });
     const before = state.report.has_base ? client.request(Req.BLOCK, { index, k: 16, before: true }) : null;
@@ -255,6 +344,7 @@ async function loadBlock(index, { overlay = true } = {}) {
     state.blockCache.set(index, both);
   }
   const view = await state.blockCache.get(index);
+  if (photos.shown !== gen || !photos.settled()) throw new Stale('block view');
   if (!overlay) return view;
   explain.overlayTaken();
   drawHeat($('overlay'), view.heatmap, view.h, view.w, null);
@@ -264,48 +354,86 @@ async function loadBlock(index, { overlay = true } = {}) {
   return view;
 }
 
-async function drawPreview(bytes) {
+/** The photo decoded for the preview (null when the browser cannot decode it: the model says why). */
+async function decodePreview(bytes) {
   try {
-    const bmp = await createImageBitmap(new Blob([bytes]), { imageOrientation: 'from-image' });
-    const c = $('preview');
-    const ctx = c.getContext('2d');
-    // Same crop as the model: shorter side to 256, centre 224 (drawn at the canvas's size,
-    // twice the model's, sharp on a projector in presenter mode).
-    const n = c.width;
-    const s = (256 / 224) * n / Math.min(bmp.width, bmp.height);
-    const w = bmp.width * s, h = bmp.height * s;
-    ctx.clearRect(0, 0, n, n);
-    ctx.drawImage(bmp, (n - w) / 2, (n - h) / 2, w, h);
-  } catch { /* the model reports what is wrong with the file */ }
+    return await createImageBitmap(new Blob([bytes]), { imageOrientation: 'from-image' });
+  } catch {
+    return null;
+  }
 }
 
-async function classify(bytes) {
+/** Paint a decoded photo (synchronous: it lands in the same frame as its result). */
+function paintPreview(bmp) {
+  const c = $('preview');
+  const ctx = c.getContext('2d');
+  const n = c.width;
+  ctx.clearRect(0, 0, n, n);
+  if (!bmp) return;
+  // Same crop as the model: shorter side to 256, centre 224 (drawn at the canvas's size,
+  // twice the model's, sharp on a projector in presenter mode).
+  const s = (256 / 224) * n / Math.min(bmp.width, bmp.height);
+  const w = bmp.width * s, h = bmp.height * s;
+  ctx.drawImage(bmp, (n - w) / 2, (n - h) / 2, w, h);
+  bmp.close();
+}
+
+/**
+ * A new photo (`read` gives its bytes: a file read, a fetch, a camera frame): it takes a
+ * generation at once, so a slower read of an earlier photo finishing later is dropped.
+ */
+async function takePhoto(read, what = 'The image', gen = photos.take()) {
+  let bytes;
+  try {
+    bytes = await read();
+  } catch (e) {
+    if (photos.current(gen)) { showError(`${what} could not be read: ${e.message || e}`); setStatus(state.ready ? 'error' : $('status').textContent); }
+    return;
+  }
+  if (!photos.current(gen)) return;
+  await classify(new Uint8Array(bytes), gen);
+}
+
+/** Classify `bytes` as photo `gen` (a new generation unless given); only the newest photo is shown. */
+async function classify(bytes, gen = photos.take()) {
+  if (!photos.current(gen)) return;
   showError('');
   if (!state.ready) {
-    state.waiting = bytes;
-    setStatus('loading the model; your image is classified as soon as it is ready');
+    state.waiting = { bytes, gen };
+    if (state.startError && !state.booting) {
+      // No model is coming by itself: the failure stays on screen, with what happens to the image.
+      showStartFailure(state.startError);
+      setStatus('error');
+    } else {
+      setStatus('loading the model; your image is classified as soon as it is ready');
+    }
     return;
   }
   setStatus('classifying');
   const run = async () => {
     try {
-      const res = await client.request(Req.CLASSIFY, { bytes: bytes.slice().buffer });
+      const res = await photos.guard(gen, client.request(Req.CLASSIFY, { bytes: bytes.slice().buffer }), 'result');
       state.budget.succeeded();
+      // Decoded before anything is drawn, so the preview and the result land together.
+      const bmp = await decodePreview(bytes);
+      if (!photos.current(gen)) { bmp?.close(); return; }
       state.lastImage = bytes;
       state.blockCache.clear();
+      photos.show(gen);
+      paintPreview(bmp);
+      $('overlay').classList.remove('shown');
       renderTop($('top5'), res.top);
       renderAux($('aux'), res, state.report);
-      // Before any block view is drawn over it (their heatmaps use the preview as the base).
-      await drawPreview(bytes);
-      $('overlay').classList.remove('shown');
       explain.setResult(res.top);
       state.firstResultAt ??= performance.now();
       const t = $('timing');
+      t.dataset.gen = String(gen);
       t.dataset.warmMs = res.ms.toFixed(1);
       t.dataset.coldMs = state.firstResultAt.toFixed(0);
       t.dataset.wasmBytes = String(res.wasmBytes);
       t.dataset.forwardMs = res.ms_forward.toFixed(1);
       t.textContent = `${res.ms.toFixed(0)} ms for this image (forward ${res.ms_forward.toFixed(0)} ms, ${state.label}) · first result ${(state.firstResultAt / 1000).toFixed(1)} s after page load`;
+      $('preview').dataset.gen = String(gen);
       setStatus('ready');
       if (state.choice?.probe && !state.measuring) state.measuring = race(bytes);
       for (const card of document.querySelectorAll('.block.open .block-head')) {
@@ -313,15 +441,30 @@ async function classify(bytes) {
       }
       presenter.update();
     } catch (e) {
-      if (e.kind === Kind.RESTART) return; // the model restarted (backend switch): nothing to show
+      if (e instanceof Stale) return; // a newer photo replaced this one: its answer is not shown
+      if (e.kind === Kind.RESTART) {
+        // The model restarted (a backend switch): the newest photo waits for the new one.
+        if (photos.current(gen)) {
+          if (state.ready) { run(); return; }
+          state.waiting = { bytes, gen };
+          setStatus('loading the model; your image is classified as soon as it is ready');
+        }
+        return;
+      }
       // A stale answer must not sit beside an error.
       clearResults();
       state.lastImage = null;
+      photos.clear();
       // The request failed (even if a restart made the model ready again).
       if (!(await recover(e, run))) setStatus('error');
     }
   };
   await run();
+}
+
+/** Classify the photo on screen again (a new model or engine), unless a newer one is on its way. */
+function reclassifyShown() {
+  if (state.lastImage && photos.settled()) classify(state.lastImage);
 }
 
 /**
@@ -344,7 +487,7 @@ async function race(bytes) {
     const probe = new WorkerClient(() => new Worker(WORKER_URL, { type: 'module' }), {});
     let gpuMs = null, note = '';
     try {
-      const info = await probe.start({ engine: 'webgpu', threads: 1, cpu: null, adapter: choice.adapter, reason: 'measurement', weightsUrl: WEIGHTS_URL, labelsUrl: LABELS_URL });
+      const info = await probe.start({ engine: 'webgpu', threads: 1, cpu: null, adapter: choice.adapter, reason: 'measurement', weightsUrl: state.weightsUrl, defaultWeightsUrl: DEFAULT_WEIGHTS_URL, labelsUrl: LABELS_URL, stallMs: STALL_MS });
       if (info.backend === 'webgpu') {
         await probe.request(Req.CLASSIFY, { bytes: bytes.slice().buffer }); // compiles the kernels
         const gpu = [];
@@ -365,8 +508,10 @@ async function race(bytes) {
     if (state.choice !== choice) return; // the user switched engines meanwhile
     state.choice = { ...choice, probe: false };
     if (record.winner === 'webgpu' && state.requested === 'auto') {
-      // Faster on this machine: start on WebGPU and show this image's answer from it.
-      if (await boot('auto') && state.lastImage) classify(state.lastImage);
+      // Faster on this machine: start on WebGPU and show the photo on screen's answer from it
+      // (a newer photo on its way waits for the new engine instead).
+      if (state.lastImage && photos.settled() && !state.waiting) state.waiting = { bytes: state.lastImage, gen: photos.take() };
+      await boot('auto');
     } else {
       say(`${describeMeasurement(record)}; ${choice.cpu.why}`);
     }
@@ -375,31 +520,44 @@ async function race(bytes) {
   }
 }
 
+/** A picked, dropped or pasted file: weights go to the loader, anything else is classified. */
 async function takeFile(file) {
   if (!file) return;
-  if (file.size > MAX_BYTES) { showError(`${file.name} is ${(file.size / 1e6).toFixed(0)} MB; the limit is ${MAX_BYTES / 1e6} MB.`); return; }
-  if (/\.(safetensors|pth|pt|bin|ckpt)$/i.test(file.name)) return loadOwnWeights(file);
-  await classify(new Uint8Array(await file.arrayBuffer()));
+  // Taken before anything is read: a file given later always wins, whatever finishes first.
+  const gen = photos.take();
+  if (file.size > MAX_BYTES) {
+    showError(`${file.name} is ${(file.size / 1e6).toFixed(1)} MB; the limit is ${MAX_BYTES / 1e6} MB.`);
+    return;
+  }
+  // What it is comes from its first bytes, not its name.
+  const head = new Uint8Array(await file.slice(0, SNIFF_BYTES).arrayBuffer().catch(() => new ArrayBuffer(0)));
+  if (!photos.current(gen)) return;
+  if (route(head, file.name) === 'weights') return loadOwnWeights(file);
+  await takePhoto(() => file.arrayBuffer(), file.name, gen);
 }
 
 async function loadOwnWeights(file) {
   showError('');
   if (!state.ready) { showError('The model is still loading; add your weights when it is ready.'); return; }
   const bytes = await file.arrayBuffer();
+  const kept = new Uint8Array(bytes.slice(0));
+  const variant = $('own-variant').value;
   const before = state.report;
   setStatus('loading weights');
   try {
-    const { report } = await client.request(Req.LOAD_WEIGHTS, { bytes, name: file.name, variant: $('own-variant').value }, [bytes]);
+    const { report } = await client.request(Req.LOAD_WEIGHTS, { bytes, name: file.name, variant }, [bytes]);
+    state.userModel = { bytes: kept, name: file.name, variant, fineTuned: false };
     state.blockCache.clear();
     state.lastImage = null;
+    photos.clear();
     clearResults();
     showReport(report);
-    $('weights-text').textContent = `${file.name} · ${report.variant}, ${report.num_classes} classes`;
+    $('weights-text').textContent = `${file.name} · ${report.variant}, ${classCount(report.num_classes)}`;
     setStatus('waiting for an image');
     finetune.modelChanged();
   } catch (e) {
     if (e.kind === Kind.INPUT || e.kind === Kind.INTERNAL) {
-      showError(`${file.name} was not loaded: ${e.message}. Still using the previous model (${before.variant}, ${before.num_classes} classes).`);
+      showError(`${file.name} was not loaded: ${e.message}. Still using the previous model (${before.variant}, ${classCount(before.num_classes)}).`);
       setStatus(state.lastImage ? 'ready' : 'waiting for an image');
     } else if (!(await recover(e, null)) && !state.ready) {
       setStatus('error');
@@ -407,32 +565,58 @@ async function loadOwnWeights(file) {
   }
 }
 
+/** Several files dropped or pasted at once (no folder): the first is classified, and the note says how to step through all. */
+function takeFiles(files) {
+  const list = [...(files || [])];
+  note(list.length > 1
+    ? `${list.length} files were dropped; this shows the first (${list[0].name}). To step through all of them, open presenter mode (Present ▶) and drop them there, or drop a folder: space then shows the next.`
+    : '');
+  return takeFile(list[0]);
+}
+
+function note(text) {
+  $('note').textContent = text;
+  $('note').hidden = !text;
+}
+
 function wireInput() {
   const zone = $('drop-zone');
   for (const ev of ['dragenter', 'dragover']) document.addEventListener(ev, (e) => { e.preventDefault(); zone.classList.add('hover'); });
   for (const ev of ['dragleave', 'drop']) document.addEventListener(ev, (e) => { e.preventDefault(); zone.classList.remove('hover'); });
-  document.addEventListener('drop', (e) => takeFile(e.dataTransfer?.files?.[0]));
-  $('file-input').addEventListener('change', (e) => { takeFile(e.target.files[0]); e.target.value = ''; });
-  $('own-weights').addEventListener('change', (e) => { takeFile(e.target.files[0]); e.target.value = ''; });
+  document.addEventListener('drop', (e) => takeFiles(e.dataTransfer?.files));
+  $('file-input').addEventListener('change', (e) => { note(''); takeFile(e.target.files[0]); e.target.value = ''; });
+  $('own-weights').addEventListener('change', (e) => { note(''); takeFile(e.target.files[0]); e.target.value = ''; });
   document.addEventListener('paste', (e) => {
     const item = [...(e.clipboardData?.items || [])].find((i) => i.kind === 'file');
-    if (item) takeFile(item.getAsFile());
+    if (item) { note(''); takeFile(item.getAsFile()); }
   });
   $('webcam-btn').addEventListener('click', startWebcam);
   $('snap-btn').addEventListener('click', snapWebcam);
+  $('start-retry').addEventListener('click', retryStart);
+  $('start-default').addEventListener('click', useDefaultWeights);
   $('backend-select').addEventListener('change', (e) => {
     state.requested = e.target.value;
     const url = new URL(location.href);
     if (state.requested === 'auto') url.searchParams.delete('backend'); else url.searchParams.set('backend', state.requested);
     history.replaceState(null, '', url);
+    // The photo on screen is classified again on the new engine (a photo still on its way
+    // waits for it by itself); what is shown until then belonged to the old one.
+    if (state.lastImage && photos.settled() && !state.waiting) state.waiting = { bytes: state.lastImage, gen: photos.take() };
     clearResults();
     state.lastImage = null;
+    photos.clear();
     state.fallback = '';
-    finetune.modelRestarted();
+    finetune.modelRestarted({ restored: Boolean(state.userModel) });
     boot(state.requested);
   });
   $('large-type').addEventListener('change', (e) => document.body.classList.toggle('large', e.target.checked));
   if (params.get('large') === '1') { $('large-type').checked = true; document.body.classList.add('large'); }
+  // A fine-tune that was not exported is lost on leaving: the browser asks first.
+  window.addEventListener('beforeunload', (e) => {
+    if (!finetune.unsaved()) return;
+    e.preventDefault();
+    e.returnValue = '';
+  });
 }
 
 async function startWebcam() {
@@ -451,8 +635,7 @@ async function snapWebcam() {
   const video = $('webcam');
   const c = new OffscreenCanvas(video.videoWidth, video.videoHeight);
   c.getContext('2d').drawImage(video, 0, 0);
-  const blob = await c.convertToBlob({ type: 'image/png' });
-  await classify(new Uint8Array(await blob.arrayBuffer()));
+  await takePhoto(async () => (await c.convertToBlob({ type: 'image/png' })).arrayBuffer(), 'The camera frame');
 }
 
 async function loadGallery() {
@@ -467,7 +650,10 @@ async function loadGallery() {
       img.src = `www/samples/${name}`;
       img.alt = name;
       b.append(img);
-      b.addEventListener('click', async () => classify(new Uint8Array(await fetch(img.src).then((r) => r.arrayBuffer()))));
+      b.addEventListener('click', () => takePhoto(() => fetch(img.src).then((r) => {
+        if (!r.ok) throw new Error(`HTTP ${r.status}`);
+        return r.arrayBuffer();
+      }), name));
       return b;
     }));
   } catch { /* no gallery */ }
@@ -492,24 +678,30 @@ const explain = setupExplain({
 });
 $('top5').addEventListener('click', (e) => {
   const li = e.target.closest('li[data-index]');
-  if (li) explain.explainClass(Number(li.dataset.index));
+  // (Rows of a photo being replaced are not explained: the newer photo's answer is on its way.)
+  if (li && photos.settled()) explain.explainClass(Number(li.dataset.index));
 });
 for (const ev of ['pointerdown', 'keydown', 'drop', 'paste']) document.addEventListener(ev, () => { state.touched = true; }, { capture: true, once: true });
-const offline = setupOffline({ params, weightsUrl: WEIGHTS_URL, touched: () => state.touched, $ });
+const offline = setupOffline({ params, weightsUrl: DEFAULT_WEIGHTS_URL, touched: () => state.touched, $ });
 const finetune = setupFinetune({
   request: (type, payload, transfer) => client.request(type, payload, transfer),
   recover: (e) => recover(e, null),
   ready: () => state.ready,
   lastImage: () => state.lastImage,
-  onApplied: (report) => {
+  /** The fine-tuned model classifies now; its bytes are kept in the page (put back after a restart, exported from here). */
+  onApplied: async (report) => {
     showReport(report);
-    $('weights-text').textContent = `fine-tuned: ${report.num_classes} classes (${report.variant})`;
+    $('weights-text').textContent = `fine-tuned: ${classCount(report.num_classes)} (${report.variant})`;
     state.blockCache.clear();
-    if (state.lastImage) classify(state.lastImage);
+    reclassifyShown();
+    const { bytes } = await client.request(Req.EXPORT);
+    state.userModel = { bytes: new Uint8Array(bytes), name: 'your fine-tuned model', variant: '', fineTuned: true };
+    return state.userModel.bytes;
   },
+  keptModel: () => (state.userModel?.fineTuned ? state.userModel.bytes : null),
 });
 const presenter = setupPresenter({
-  $, params, classify, loadBlock,
+  $, params, takePhoto, loadBlock,
   summary: () => state.report?.summary || null,
   hasImage: () => Boolean(state.lastImage),
 });

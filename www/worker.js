@@ -20,7 +20,11 @@ let dead = null;
 
 const event = (msg) => self.postMessage({ event: true, ...msg });
 
-async function fetchWithProgress(url, label) {
+/**
+ * Download `url` with progress events, from the weights cache when it holds it. Bounded: no
+ * byte for `stallMs` (before the headers or between chunks) ends it with an error that says so.
+ */
+async function fetchWithProgress(url, label, stallMs) {
   let cache = null;
   try { cache = await caches.open(CACHE); } catch { /* no Cache API (e.g. opaque origin) */ }
   const cached = cache && (await cache.match(url));
@@ -29,28 +33,59 @@ async function fetchWithProgress(url, label) {
     event({ type: Event.PROGRESS, label, loaded: buf.length, total: buf.length, cached: true });
     return { bytes: buf, cached: true, cache };
   }
-  const res = await fetch(url);
-  if (!res.ok) throw Object.assign(new Error(`downloading ${url} failed: HTTP ${res.status}`), { kind: Kind.INPUT });
-  const total = Number(res.headers.get('content-length')) || 0;
-  const reader = res.body.getReader();
-  const chunks = [];
-  let loaded = 0, last = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    loaded += value.length;
-    if (loaded - last > 256 * 1024 || loaded === total) {
-      last = loaded;
-      event({ type: Event.PROGRESS, label, loaded, total, cached: false });
+  const abort = new AbortController();
+  let loaded = 0, total = 0;
+  let timer = 0;
+  const watch = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => abort.abort(), stallMs);
+  };
+  const mb = (n) => (n / 1e6).toFixed(1);
+  const stalled = () => Object.assign(new Error(loaded
+    ? `the download of ${url} stalled: no data for ${Math.round(stallMs / 1000)} s at ${mb(loaded)}${total ? ` of ${mb(total)}` : ''} MB (check the connection, then Retry)`
+    : `the server at ${url} did not answer within ${Math.round(stallMs / 1000)} s (check the connection, then Retry)`), { kind: Kind.INPUT });
+  watch();
+  try {
+    let res;
+    try {
+      res = await fetch(url, { signal: abort.signal });
+    } catch (e) {
+      if (abort.signal.aborted) throw stalled();
+      // A TypeError with no detail ("Failed to fetch"): unreachable, offline, or refused by CORS.
+      throw Object.assign(new Error(`the weights could not be downloaded from ${url} (${e.message || e}): the server is unreachable, the page is offline, or the server does not allow this page to read the file (CORS)`), { kind: Kind.INPUT });
     }
+    if (!res.ok) throw Object.assign(new Error(`downloading ${url} failed: HTTP ${res.status}`), { kind: Kind.INPUT });
+    total = Number(res.headers.get('content-length')) || 0;
+    const reader = res.body.getReader();
+    const chunks = [];
+    let last = 0;
+    for (;;) {
+      let chunk;
+      try {
+        chunk = await reader.read();
+      } catch (e) {
+        if (abort.signal.aborted) throw stalled();
+        throw Object.assign(new Error(`the download of ${url} broke off at ${mb(loaded)} MB (${e.message || e}); Retry`), { kind: Kind.INPUT });
+      }
+      const { done, value } = chunk;
+      if (done) break;
+      watch();
+      chunks.push(value);
+      loaded += value.length;
+      if (loaded - last > 256 * 1024 || loaded === total) {
+        last = loaded;
+        event({ type: Event.PROGRESS, label, loaded, total, cached: false });
+      }
+    }
+    if (total && loaded !== total) throw Object.assign(new Error(`the download of ${url} stopped at ${loaded} of ${total} bytes; Retry`), { kind: Kind.INPUT });
+    const bytes = new Uint8Array(loaded);
+    let off = 0;
+    for (const c of chunks) { bytes.set(c, off); off += c.length; }
+    event({ type: Event.PROGRESS, label, loaded, total: loaded, cached: false });
+    return { bytes, cached: false, cache };
+  } finally {
+    clearTimeout(timer);
   }
-  if (total && loaded !== total) throw Object.assign(new Error(`the download of ${url} stopped at ${loaded} of ${total} bytes; reload to try again`), { kind: Kind.INPUT });
-  const bytes = new Uint8Array(loaded);
-  let off = 0;
-  for (const c of chunks) { bytes.set(c, off); off += c.length; }
-  event({ type: Event.PROGRESS, label, loaded, total: loaded, cached: false });
-  return { bytes, cached: false, cache };
 }
 
 /** Load an engine build; the threaded one also starts its worker threads. */
@@ -131,10 +166,16 @@ async function loadLabels(url) {
   return text;
 }
 
-async function loadDefaultWeights(url, labelsUrl) {
+/**
+ * The weights the page asked for (`url`), from the cache or the network. Only the default weights
+ * (`defaultUrl`) are kept for offline use, whatever else is loaded: other weights (`?weights=`)
+ * are read for this visit and never evict them.
+ */
+async function loadWeights(url, defaultUrl, labelsUrl, stallMs) {
   const t0 = performance.now();
   labelsText = await loadLabels(labelsUrl);
-  let got = await fetchWithProgress(url, 'weights');
+  const keep = url === defaultUrl;
+  let got = await fetchWithProgress(url, 'weights', stallMs);
   const t1 = performance.now();
   let report;
   try {
@@ -143,18 +184,18 @@ async function loadDefaultWeights(url, labelsUrl) {
     if (!got.cached) throw e;
     // A bad cached copy: drop it and download again once.
     await got.cache.delete(url);
-    got = await fetchWithProgress(url, 'weights');
+    got = await fetchWithProgress(url, 'weights', stallMs);
     report = session.load_weights(got.bytes, '', labelsText);
   }
-  if (!got.cached && got.cache) {
+  if (keep && !got.cached && got.cache) {
     await got.cache.put(url, new Response(got.bytes, { headers: { 'content-type': 'application/octet-stream' } })).catch(() => {});
-    // One weights file kept (the one just loaded, e.g. after the default changes to f16), plus
-    // the labels: the cache never grows by a whole model per file ever used.
+    // One weights file kept (the default just loaded, e.g. after the default changes to f16),
+    // plus the labels: the cache never grows by a whole model per file ever used.
     for (const req of await got.cache.keys().catch(() => [])) {
       if (req.url !== url && req.url !== labelsUrl) await got.cache.delete(req).catch(() => {});
     }
   }
-  return { report, cached: got.cached, readMs: t1 - t0, loadMs: performance.now() - t1 };
+  return { report, cached: got.cached, kept: keep, readMs: t1 - t0, loadMs: performance.now() - t1 };
 }
 
 /**
@@ -186,11 +227,11 @@ const handlers = {
     const t0 = performance.now();
     await createSession(m);
     const t1 = performance.now();
-    const w = await loadDefaultWeights(m.weightsUrl, m.labelsUrl);
+    const w = await loadWeights(m.weightsUrl, m.defaultWeightsUrl || m.weightsUrl, m.labelsUrl, m.stallMs || 20_000);
     // Where a start's time went (bench/browser.mjs reports it): the worker's clock origin is its
     // own start, so `workerStart` places it on the page's timeline.
     const phases = { workerStart: performance.timeOrigin, engine: t1 - t0, weights: w.readMs, load: w.loadMs, total: performance.now() - t0 };
-    return { ...backendInfo, report: w.report, weightsCached: w.cached, initMs: phases.total, phases, settings: session.finetune_settings() };
+    return { ...backendInfo, report: w.report, weightsCached: w.cached, weightsKept: w.kept, initMs: phases.total, phases, settings: session.finetune_settings() };
   },
   // Validated whole in Rust before it replaces anything: on error the model in use stays.
   [Req.LOAD_WEIGHTS]: (m) => ({ report: session.load_weights(new Uint8Array(m.bytes), m.variant || '', labelsText) }),
@@ -247,7 +288,7 @@ async function handle(m) {
   try {
     await ready;
   } catch (e) {
-    throw Object.assign(new Error(`the model failed to load: ${e.message || e}`), { kind: e.kind || Kind.INTERNAL });
+    throw Object.assign(new Error(`the model failed to load: ${e.message || e}`), { kind: e.kind || Kind.INTERNAL, code: 'model.not_loaded' });
   }
   return h(m);
 }

@@ -34,7 +34,11 @@ export function updateStep({ waiting, controlled, pageVersion, waitingVersion, t
 
 /** The line under the weights: what is kept for offline use. */
 export function offlineText(s) {
-  if (s.state === 'ready') return 'available offline';
+  if (s.state === 'ready') {
+    return s.reason === 'custom'
+      ? 'available offline with the default weights (the weights named in this address are not kept: offline, the page starts with the default ones)'
+      : 'available offline';
+  }
   if (s.state === 'saving') return 'saving for offline use…';
   if (s.state === 'failed') return `not available offline: ${s.reason}`;
   return '';

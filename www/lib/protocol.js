@@ -4,7 +4,7 @@
 
 /** Requests the page sends as `{rid, type, ...payload}`; each gets exactly one reply with the same `rid`. */
 export const Req = Object.freeze({
-  INIT: 'init',                 // {backend, reason, weightsUrl, labelsUrl, fault} → {backend, adapter, reason, fallback, report, weightsCached, initMs, phases, settings}
+  INIT: 'init',                 // {engine, threads, cpu, adapter, reason, fallback, weightsUrl, defaultWeightsUrl, labelsUrl, stallMs, fault} → {backend, adapter, reason, fallback, report, weightsCached, weightsKept, initMs, phases, settings}
   LOAD_WEIGHTS: 'load-weights', // {bytes, name, variant} → {report}
   CLASSIFY: 'classify',         // {bytes} → {top, aux1, aux2, ms, ms_forward, ms_preprocess, wasmBytes}
   BLOCK: 'block',               // {index, k, before} → BlockView
@@ -44,7 +44,7 @@ export const TIMEOUT_MS = Object.freeze({
 
 export class RequestError extends Error {
   /** @param {number} generation  which start of the worker the request went to */
-  constructor(message, kind, type, generation = 0) { super(message); this.kind = kind; this.request = type; this.generation = generation; }
+  constructor(message, kind, type, generation = 0, code = '') { super(message); this.kind = kind; this.request = type; this.generation = generation; this.code = code; }
 }
 
 /** The reply the worker posts: success or a typed error. */
@@ -52,7 +52,8 @@ export function reply(rid, value) { return { rid, ok: true, value }; }
 export function replyError(rid, error) {
   // wasm errors carry `kind`; anything else thrown in the worker is a crash (a trap) or a bug.
   const kind = error?.kind || (error instanceof WebAssembly.RuntimeError ? Kind.CRASH : Kind.INTERNAL);
-  return { rid, ok: false, error: { message: String(error?.message || error), kind } };
+  const code = typeof error?.code === 'string' ? error.code : undefined;
+  return { rid, ok: false, error: { message: String(error?.message || error), kind, ...(code ? { code } : {}) } };
 }
 
 /**
@@ -151,7 +152,7 @@ export class WorkerClient {
       if (REPLAYED.has(p.type) && !p.replay) this.journal.push([p.type, p.payload]);
       p.resolve(m.value);
     } else {
-      p.reject(new RequestError(m.error.message, m.error.kind, p.type, p.generation));
+      p.reject(new RequestError(m.error.message, m.error.kind, p.type, p.generation, m.error.code || ''));
     }
   }
 

@@ -79,7 +79,8 @@ function blockCard(b, index, loadBlock) {
       const view = await loadBlock(index);
       body.replaceChildren(...blockBody(b, view).filter((c) => c != null));
     } catch (e) {
-      body.replaceChildren(el('p', { class: 'note' }, String(e.message || e)));
+      // A newer photo is on its way: its answer reopens this block.
+      body.replaceChildren(el('p', { class: 'note' }, e.stale ? 'waiting for the new photo…' : String(e.message || e)));
     }
   });
   return card;

@@ -29,6 +29,8 @@ export function setupFinetune(api) {
   let running = false;
   let heldOut = null;
   let applied = false;
+  /** How many steps had been trained when the model was last exported (unsaved work otherwise). */
+  let exportedSteps = 0;
   let created = 0;
   /** The idle-time loop that runs the frozen layers ahead of a heads-only run (see `prepare`). */
   let preparing = null;
@@ -71,12 +73,11 @@ export function setupFinetune(api) {
     const count = el('span', { className: 'count', textContent: '0 images' });
     const row = el('div', { className: 'ft-class' }, name, el('label', { className: 'file-btn' }, 'add images', files), current, remove, count, el('div', { className: 'thumbs' }));
     const entry = { row, images: [], name, count, id: null, sent: name.value };
-    entry.id = request(Req.FT_ADD_CLASS, { name: name.value });
-    entry.id.catch((e) => { failed(e, 'Adding a class'); drop(entry); });
     classes.push(entry);
+    ensureId(entry);
     renumber();
     name.addEventListener('change', async () => {
-      try { await request(Req.FT_RENAME, { id: await entry.id, name: name.value }); entry.sent = name.value; showError(''); } catch (e) { failed(e, 'Renaming'); }
+      try { await request(Req.FT_RENAME, { id: await ensureId(entry), name: name.value }); entry.sent = name.value; showError(''); } catch (e) { failed(e, 'Renaming'); }
     });
     files.addEventListener('change', (e) => {
       addFiles(entry, e.target.files);
@@ -88,7 +89,7 @@ export function setupFinetune(api) {
     });
     remove.addEventListener('click', async () => {
       if (running) return showError('Stop the training before removing a class.');
-      try { await request(Req.FT_REMOVE_CLASS, { id: await entry.id }); drop(entry); showError(''); } catch (e) { failed(e, 'Removing a class'); }
+      try { await request(Req.FT_REMOVE_CLASS, { id: await ensureId(entry) }); drop(entry); showError(''); } catch (e) { failed(e, 'Removing a class'); }
     });
     row.addEventListener('dragover', (e) => e.preventDefault());
     row.addEventListener('drop', (e) => {
@@ -96,6 +97,23 @@ export function setupFinetune(api) {
       addFiles(entry, e.dataTransfer.files);
     });
     $('ft-classes').append(row);
+  }
+
+  /**
+   * The class's id in the worker's data set, asked for once. A model that did not load leaves
+   * the row in place (the page says why and offers Retry); the id is asked for again once a
+   * model is ready.
+   */
+  function ensureId(entry) {
+    if (!entry.id) {
+      entry.id = request(Req.FT_ADD_CLASS, { name: entry.name.value });
+      entry.id.catch((e) => {
+        if (e.code === 'model.not_loaded' || e.kind === Kind.RESTART) { entry.id = null; return; }
+        failed(e, 'Adding a class');
+        drop(entry);
+      });
+    }
+    return entry.id;
   }
 
   function drop(entry) {
@@ -118,7 +136,7 @@ export function setupFinetune(api) {
   function addImage(entry, bytes, what) {
     const done = (async () => {
       try {
-        const n = await request(Req.FT_ADD_IMAGE, { id: await entry.id, bytes: bytes.slice().buffer });
+        const n = await request(Req.FT_ADD_IMAGE, { id: await ensureId(entry), bytes: bytes.slice().buffer });
         entry.images.push(bytes);
         entry.count.textContent = `${n} image${n === 1 ? '' : 's'}`;
         const img = el('img', { src: URL.createObjectURL(new Blob([bytes])), alt: '' });
@@ -330,8 +348,8 @@ export function setupFinetune(api) {
 
   async function apply() {
     const { report } = await request(Req.FT_APPLY);
-    api.onApplied(report);
     applied = true;
+    await api.onApplied(report);
     // The worker keeps the features computed ahead when only the heads trained (same frozen
     // layers) and starts afresh otherwise: either way, the note shows where it stands.
     prepare();
@@ -355,22 +373,33 @@ export function setupFinetune(api) {
     try {
       // Export what was trained: it becomes the page's model first.
       if (!applied) await apply();
-      const m = await request(Req.EXPORT);
-      const a = el('a', { href: URL.createObjectURL(new Blob([m.bytes], { type: 'application/octet-stream' })), download: 'googlenet-finetuned.safetensors' });
+      // The page keeps the applied model's bytes (they survive a restart of the model).
+      const bytes = api.keptModel() || (await request(Req.EXPORT)).bytes;
+      const a = el('a', { href: URL.createObjectURL(new Blob([bytes], { type: 'application/octet-stream' })), download: 'googlenet-finetuned.safetensors' });
       document.body.append(a); a.click(); a.remove();
+      exportedSteps = steps.length;
     } catch (e) { failed(e, 'Export failed'); }
   });
   addClass(); addClass();
   drawChart();
   return {
     running: () => running,
-    /** The worker restarted: its trainer and any applied model are gone (the data set is replayed). */
-    modelRestarted() {
-      applied = false;
+    /** Trained steps that were not exported: leaving the page loses them (it asks first). */
+    unsaved: () => steps.length > 0 && exportedSteps !== steps.length,
+    /**
+     * The worker restarted: its trainer is gone (the data set is replayed). `restored`: the page
+     * put the applied model back, so it still classifies and can still be exported.
+     */
+    modelRestarted({ restored = false } = {}) {
+      applied = restored && applied;
       $('ft-prepared').hidden = true; // the worker's features are gone; they are redone once it is back
       $('ft-apply').disabled = true;
-      $('ft-export').disabled = true;
-      if (steps.length && !running) status('the model restarted: train again to apply or export');
+      $('ft-export').disabled = !(applied && api.keptModel());
+      if (steps.length && !running) {
+        status(applied && api.keptModel()
+          ? 'the model restarted; the fine-tuned model was put back (export it, or train again to change it)'
+          : 'the model restarted: train again to apply or export');
+      }
     },
     /** Another model classifies now (own weights loaded): its features are computed afresh. */
     modelChanged: () => prepare(),
@@ -391,6 +420,7 @@ export function setupFinetune(api) {
         $('ft-aux').checked = d.aux; $('ft-augment').checked = d.augment; $('ft-seed').value = String(d.seed);
         $('ft-opt').value = d.optimizer; $('ft-train').value = d.trainable;
       }
+      for (const c of classes) ensureId(c);
       renumber();
       modelThere();
       prepare();

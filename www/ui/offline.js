@@ -180,7 +180,7 @@ export function setupOffline({ params, weightsUrl, touched, $ }) {
   }
 
   /** The model runs on `engine` with the default weights: make sure all of it is kept, and say so. */
-  async function modelReady({ engine }) {
+  async function modelReady({ engine, custom = false }) {
     if (!usable || params.get('sw') === '0') return;
     await registered;
     if (!reg) return;
@@ -199,10 +199,14 @@ export function setupOffline({ params, weightsUrl, touched, $ }) {
     }), 600_000, { ok: false, error: 'no answer from the service worker' });
     if (!reply.ok) return failed(reply.error);
     const weights = await caches.open(WEIGHTS_CACHE).then((c) => c.match(weightsUrl)).catch(() => null);
-    if (!weights) return failed('the weights are not in the cache');
+    if (!weights) {
+      return failed(custom
+        ? 'this visit loads the weights named in its address, which are not kept; open the page once without ?weights= to keep the default weights'
+        : 'the weights are not in the cache');
+    }
     if (run !== readyRun) return;
     document.body.dataset.offlineBuild = reply.version;
-    show('ready');
+    show('ready', custom ? 'custom' : '');
     navigator.storage?.persist?.().catch(() => {});
   }
 

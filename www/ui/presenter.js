@@ -12,12 +12,12 @@ import { shape } from '../lib/format.js';
  * @param {object} o
  * @param {(id: string) => HTMLElement} o.$
  * @param {URLSearchParams} o.params
- * @param {(bytes: Uint8Array) => Promise<void>} o.classify  the page's classification
+ * @param {(read: () => Promise<ArrayBuffer>, what: string) => Promise<void>} o.takePhoto  the page's new photo (read, then classified, unless a newer one came meanwhile)
  * @param {(index: number, opts: {overlay: boolean}) => Promise<object>} o.loadBlock  a block's live view (Req.BLOCK)
  * @param {() => object|null} o.summary  the loaded model's summary (null while loading)
  * @param {() => boolean} o.hasImage  whether an image has been classified by this model
  */
-export function setupPresenter({ $, params, classify, loadBlock, summary, hasImage }) {
+export function setupPresenter({ $, params, takePhoto, loadBlock, summary, hasImage }) {
   let on = false;
   let block = 0;
   /** The images space steps through: a folder ({path, file}) or, without one, the gallery. */
@@ -101,7 +101,7 @@ export function setupPresenter({ $, params, classify, loadBlock, summary, hasIma
       const v = await loadBlock(block, { overlay: false }); // (the view shows where it responds)
       if (mine === run && on) renderBlockView(view, b, v);
     } catch (e) {
-      if (mine !== run) return;
+      if (mine !== run || e.stale) return; // (a newer photo's answer redraws it)
       const p = document.createElement('p');
       p.className = 'p-empty';
       p.textContent = String(e.message || e);
@@ -126,12 +126,10 @@ export function setupPresenter({ $, params, classify, loadBlock, summary, hasIma
     const item = items[at];
     $('p-counter').textContent = counterText(at, items.length, item.path);
     $('p-counter').dataset.index = String(at);
-    try {
-      const bytes = item.file ? await item.file.arrayBuffer() : await fetch(item.url).then((r) => r.arrayBuffer());
-      await classify(new Uint8Array(bytes));
-    } catch (e) {
-      note(`${item.path} could not be read: ${e.message || e}`);
-    }
+    await takePhoto(() => (item.file ? item.file.arrayBuffer() : fetch(item.url).then((r) => {
+      if (!r.ok) throw new Error(`HTTP ${r.status}`);
+      return r.arrayBuffer();
+    })), item.path);
   }
 
   function useFolder(items, what) {
