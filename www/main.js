@@ -6,7 +6,7 @@ import { setupFinetune } from './ui/finetune.js';
 import { setupExplain } from './ui/explain.js';
 import { setupOffline } from './ui/offline.js';
 import { setupPresenter } from './ui/presenter.js';
-import { WorkerClient, Req, Event, Kind, RequestError, restartBudget } from './lib/protocol.js';
+import { WorkerClient, Req, Event, Kind, RequestError, restartBudget, triage, DEFAULTS } from './lib/protocol.js';
 import { Generations, Stale } from './lib/generation.js';
 import { route, SNIFF_BYTES } from './lib/sniff.js';
 import { chooseEngine, cpuEngine, decide, describeAdapter, describeMeasurement, engineLabel, hasRelaxedSimd, measureKey, median } from './lib/backend.js';
@@ -128,7 +128,7 @@ if (params.get('bench') === '1') {
 }
 
 /** Test hook `?stallms=MS`: how long a download may go without a byte (default 20 s). */
-const STALL_MS = Math.max(500, Number(params.get('stallms')) || 20_000);
+const STALL_MS = Math.max(500, Number(params.get('stallms')) || DEFAULTS.stallMs);
 
 /**
  * (Re)start the model on `requested`; `reason` says why when the page chose for the user.
@@ -186,8 +186,8 @@ async function boot(requested, reason = '') {
     if (pending && photos.current(pending.gen)) classify(pending.bytes, pending.gen);
     return true;
   } catch (e) {
-    if (e.kind === Kind.RESTART) return false; // another start replaced this one
-    if (e.request === Req.INIT && (e.kind === Kind.INPUT || e.kind === Kind.INTERNAL)) {
+    if (triage(e) === 'cancelled') return false; // another start replaced this one
+    if (e.request === Req.INIT && triage(e) === 'show') {
       // The model did not load (unreachable, refused, stalled, bad weights): say so and offer a way on.
       state.startError = e;
       showStartFailure(e);
@@ -210,7 +210,7 @@ async function restoreUserModel() {
   const m = state.userModel;
   try {
     const bytes = m.bytes.slice().buffer;
-    const { report } = await client.request(Req.LOAD_WEIGHTS, { bytes, name: m.name, variant: m.variant }, [bytes]);
+    const report = await client.request(Req.LOAD_WEIGHTS, { bytes, name: m.name, variant: m.variant });
     finetune.modelChanged();
     return report;
   } catch (e) {
@@ -254,9 +254,10 @@ function useDefaultWeights() {
  * lands here; only the first restarts it. Returns true when `retry` was re-run.
  */
 async function recover(err, retry) {
-  if (!(err instanceof RequestError)) { showError(`Internal error in the page: ${err.message}`); return false; }
-  if (err.kind === Kind.RESTART) return false;
-  if (err.kind === Kind.INPUT || err.kind === Kind.INTERNAL) { showError(err.message); return false; }
+  if (!(err instanceof RequestError) && !err?.stale) { showError(`Internal error in the page: ${err.message}`); return false; }
+  const whose = triage(err);
+  if (whose === 'cancelled') return false;
+  if (whose === 'show') { showError(err.message); return false; }
   if (err.generation && err.generation <= state.recoveredGeneration) return false;
   state.recoveredGeneration = Math.max(state.recoveredGeneration, err.generation || 0);
   if (!state.budget.allow()) {
@@ -333,13 +334,13 @@ async function loadBlock(index, { overlay = true } = {}) {
   const gen = photos.shown;
   if (!photos.settled()) throw new Stale('block view');
   if (!state.blockCache.has(index)) {
-    const after = client.request(Req.BLOCK, { index, k: 16 });
-    const before = state.report.has_base ? client.request(Req.BLOCK, { index, k: 16, before: true }) : null;
+    const after = client.request(Req.BLOCK, { index });
+    const before = state.report.has_base ? client.request(Req.BLOCK, { index, before: true }) : null;
     const both = Promise.all([after, before]).then(([a, b]) => ({ ...a, before: b }));
     both.catch((e) => {
       state.blockCache.delete(index);
       // A dead or lost model is recovered from like any other request's.
-      if (e instanceof RequestError && ![Kind.INPUT, Kind.INTERNAL, Kind.RESTART].includes(e.kind)) recover(e, null);
+      if (triage(e) === 'recover') recover(e, null);
     });
     state.blockCache.set(index, both);
   }
@@ -545,7 +546,7 @@ async function loadOwnWeights(file) {
   const before = state.report;
   setStatus('loading weights');
   try {
-    const { report } = await client.request(Req.LOAD_WEIGHTS, { bytes, name: file.name, variant }, [bytes]);
+    const report = await client.request(Req.LOAD_WEIGHTS, { bytes, name: file.name, variant });
     state.userModel = { bytes: kept, name: file.name, variant, fineTuned: false };
     state.blockCache.clear();
     state.lastImage = null;
@@ -556,7 +557,7 @@ async function loadOwnWeights(file) {
     setStatus('waiting for an image');
     finetune.modelChanged();
   } catch (e) {
-    if (e.kind === Kind.INPUT || e.kind === Kind.INTERNAL) {
+    if (triage(e) === 'show') {
       showError(`${file.name} was not loaded: ${e.message}. Still using the previous model (${before.variant}, ${classCount(before.num_classes)}).`);
       setStatus(state.lastImage ? 'ready' : 'waiting for an image');
     } else if (!(await recover(e, null)) && !state.ready) {
@@ -694,7 +695,7 @@ const finetune = setupFinetune({
     $('weights-text').textContent = `fine-tuned: ${classCount(report.num_classes)} (${report.variant})`;
     state.blockCache.clear();
     reclassifyShown();
-    const { bytes } = await client.request(Req.EXPORT);
+    const bytes = await client.request(Req.EXPORT);
     state.userModel = { bytes: new Uint8Array(bytes), name: 'your fine-tuned model', variant: '', fineTuned: true };
     return state.userModel.bytes;
   },

@@ -3,7 +3,7 @@
 // reply (see lib/protocol.js); requests that arrive while the model loads wait for it.
 // The worker loads one engine build (pkg/<engine>/, see lib/backend.js); WebGPU falls back to
 // the CPU engine it is given, the threaded CPU engine to the one-thread build.
-import { Req, Event, Kind, reply, replyError } from './lib/protocol.js';
+import { Req, Event, Kind, DEFAULTS, reply, replyError, replyTransfer } from './lib/protocol.js';
 import { engineLabel } from './lib/backend.js';
 
 const CACHE = 'googlenet-weights-v1';
@@ -227,14 +227,14 @@ const handlers = {
     const t0 = performance.now();
     await createSession(m);
     const t1 = performance.now();
-    const w = await loadWeights(m.weightsUrl, m.defaultWeightsUrl || m.weightsUrl, m.labelsUrl, m.stallMs || 20_000);
+    const w = await loadWeights(m.weightsUrl, m.defaultWeightsUrl || m.weightsUrl, m.labelsUrl, m.stallMs ?? DEFAULTS.stallMs);
     // Where a start's time went (bench/browser.mjs reports it): the worker's clock origin is its
     // own start, so `workerStart` places it on the page's timeline.
     const phases = { workerStart: performance.timeOrigin, engine: t1 - t0, weights: w.readMs, load: w.loadMs, total: performance.now() - t0 };
     return { ...backendInfo, report: w.report, weightsCached: w.cached, weightsKept: w.kept, initMs: phases.total, phases, settings: session.finetune_settings() };
   },
   // Validated whole in Rust before it replaces anything: on error the model in use stays.
-  [Req.LOAD_WEIGHTS]: (m) => ({ report: session.load_weights(new Uint8Array(m.bytes), m.variant || '', labelsText) }),
+  [Req.LOAD_WEIGHTS]: (m) => session.load_weights(new Uint8Array(m.bytes), m.variant || '', labelsText),
   async [Req.CLASSIFY](m) {
     if (fault === 'webgpu-lost' && backendInfo.backend === 'webgpu' && !faultUsed) {
       faultUsed = true;
@@ -245,11 +245,11 @@ const handlers = {
       session.simulate_panic(); // a real panic: the instance traps
     }
     const t0 = performance.now();
-    const res = await session.classify(await imageInput(m.bytes), 5);
+    const res = await session.classify(await imageInput(m.bytes), DEFAULTS.top);
     return { ...res, ms: performance.now() - t0, wasmBytes: wasm.memory.buffer.byteLength };
   },
   async [Req.BLOCK](m) {
-    const v = await session.block_view(m.index, m.k || 12, Boolean(m.before));
+    const v = await session.block_view(m.index, m.k ?? DEFAULTS.blockK, Boolean(m.before));
     return { ...v, heatmap: Float32Array.from(v.heatmap), branches: v.branches.map((b) => ({ ...b, maps: Float32Array.from(b.maps) })) };
   },
   async [Req.EXPLAIN](m) {
@@ -257,7 +257,7 @@ const handlers = {
     const e = await session.explain(m.class, m.block, m.head || 'main');
     return { ...e, ms: performance.now() - t0 };
   },
-  [Req.STAGE_TIMES]: (m) => session.stage_times(m.iters || 10),
+  [Req.STAGE_TIMES]: (m) => session.stage_times(m.iters ?? DEFAULTS.stageIters),
   [Req.FT_ADD_CLASS]: (m) => session.ft_add_class(m.name),
   [Req.FT_RENAME]: (m) => session.ft_rename(m.id, m.name),
   [Req.FT_REMOVE_CLASS]: (m) => session.ft_remove_class(m.id),
@@ -266,10 +266,10 @@ const handlers = {
   [Req.FT_START]: (m) => session.ft_start(m.config),
   [Req.FT_STEP]: () => session.ft_step(),
   [Req.FT_PREDICT]: async (m) => session.ft_predict(await imageInput(m.bytes)),
-  [Req.FT_APPLY]: () => ({ report: session.ft_apply() }),
+  [Req.FT_APPLY]: () => session.ft_apply(),
   async [Req.EXPORT]() {
     const bytes = await session.export_weights();
-    return { bytes: bytes.buffer };
+    return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes.buffer : bytes.slice().buffer;
   },
 };
 
@@ -300,9 +300,7 @@ self.onmessage = ({ data: m }) => {
     self.postMessage({ event: true, type: Event.STARTED, rid: m.rid });
     try {
       const value = await handle(m);
-      const transfer = value?.bytes instanceof ArrayBuffer ? [value.bytes]
-        : value?.heatmap ? [value.heatmap.buffer, ...value.branches.map((b) => b.maps.buffer)] : [];
-      self.postMessage(reply(m.rid, value), transfer);
+      self.postMessage(reply(m.rid, value), replyTransfer(m.type, value));
     } catch (e) {
       const r = replyError(m.rid, e);
       if (r.error.kind === Kind.CRASH) dead = dead || r.error.message;

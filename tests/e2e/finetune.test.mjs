@@ -88,10 +88,14 @@ async function run({ webgpu }) {
     } else {
       await page.locator('#ft-apply').click();
     }
+    // Leaving the page with a fine-tune that was not exported asks first; once exported it does not.
+    const leaving = () => page.evaluate(() => { const e = new Event('beforeunload', { cancelable: true }); window.dispatchEvent(e); return e.defaultPrevented; });
+    assert.equal(await leaving(), true, 'an unexported fine-tune: the browser asks before leaving');
     await page.locator('#ft-export').and(page.locator(':enabled')).waitFor({ timeout: SLOW });
     const [download] = await Promise.all([page.waitForEvent('download'), page.locator('#ft-export').click()]);
     const file = path.join(os.tmpdir(), `ft-${process.pid}-${webgpu ? 'gpu' : 'cpu'}.safetensors`);
     await download.saveAs(file);
+    assert.equal(await leaving(), false, 'exported: leaving does not ask');
     assert.ok(fs.statSync(file).size > 20e6, 'the whole network is exported');
     await page.locator('.tab[data-view="classify"]').click();
     // Before/after: heads-only training leaves the blocks' activations unchanged, and says so.

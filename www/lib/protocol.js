@@ -2,25 +2,91 @@
 // kinds, and a client that gives every request an answer or an error within a bounded time.
 // Pure (no DOM), tested with `node --test`.
 
-/** Requests the page sends as `{rid, type, ...payload}`; each gets exactly one reply with the same `rid`. */
+// ---- Shapes (JSDoc: the one description of what crosses between the page and the worker) ----
+/**
+ * @typedef {{engine: string, threads: number}} CpuEngine
+ * @typedef {object} InitRequest
+ * @property {'cpu'|'threads'|'threads-relaxed'|'webgpu'} engine  the build to load (lib/backend.js)
+ * @property {number} threads
+ * @property {CpuEngine|null} cpu  the CPU engine to fall back to when WebGPU fails (null: none)
+ * @property {string} adapter  the WebGPU adapter's name ('' on the CPU)
+ * @property {string} reason  why this engine (shown in the badge)
+ * @property {boolean} [fallback]
+ * @property {string} weightsUrl  the weights this start loads
+ * @property {string} defaultWeightsUrl  the default weights: the only ones kept offline
+ * @property {string} labelsUrl
+ * @property {number} [stallMs]  a download with no byte for this long fails (default DEFAULTS.stallMs)
+ * @property {string} [fault]  a test hook (DEVELOPERS.md)
+ *
+ * @typedef {object} LoadReport  the loaded model (Rust `LoadReport`): variant, num_classes, labels, summary, has_aux, has_base, …
+ * @typedef {object} EngineInfo
+ * @property {'cpu'|'webgpu'} backend
+ * @property {string} engine
+ * @property {number} threads
+ * @property {string} label
+ * @property {string} adapter
+ * @property {string} reason
+ * @property {boolean} fallback
+ * @typedef {EngineInfo & {report: LoadReport, weightsCached: boolean, weightsKept: boolean, initMs: number,
+ *   phases: {workerStart: number, engine: number, weights: number, load: number, total: number}, settings: object}} InitReply
+ *
+ * @typedef {{index: number, label: string, prob: number}} Prediction
+ * @typedef {{top: Prediction[], aux1: Prediction[]|null, aux2: Prediction[]|null, ms: number, ms_forward: number,
+ *   ms_preprocess: number, wasmBytes: number}} ClassifyReply
+ * @typedef {{block: string, h: number, w: number, heatmap: Float32Array,
+ *   branches: {name: string, maps: Float32Array}[]}} BlockReply  (Rust `BlockView`; maps and heatmap transferred)
+ * @typedef {{class: number, label: string, layer: string, head: string, score: number, grid: number[][], ms: number}} ExplainReply
+ */
+
+/**
+ * Requests the page sends as `{rid, type, ...payload}`; each gets exactly one reply with the
+ * same `rid`: `{rid, ok: true, value}` (the value's shape is given here) or `{rid, ok: false,
+ * error: {message, kind, code?}}`.
+ */
 export const Req = Object.freeze({
-  INIT: 'init',                 // {engine, threads, cpu, adapter, reason, fallback, weightsUrl, defaultWeightsUrl, labelsUrl, stallMs, fault} → {backend, adapter, reason, fallback, report, weightsCached, weightsKept, initMs, phases, settings}
-  LOAD_WEIGHTS: 'load-weights', // {bytes, name, variant} → {report}
-  CLASSIFY: 'classify',         // {bytes} → {top, aux1, aux2, ms, ms_forward, ms_preprocess, wasmBytes}
-  BLOCK: 'block',               // {index, k, before} → BlockView
-  EXPLAIN: 'explain',           // {class, block, head} → Explanation (Grad-CAM on the last image)
+  INIT: 'init',                 // InitRequest → InitReply
+  LOAD_WEIGHTS: 'load-weights', // {bytes: ArrayBuffer, name, variant} → LoadReport (bytes transferred)
+  CLASSIFY: 'classify',         // {bytes: ArrayBuffer} → ClassifyReply (bytes transferred)
+  BLOCK: 'block',               // {index, k?, before?} → BlockReply (of the last image classified)
+  EXPLAIN: 'explain',           // {class, block, head} → ExplainReply (Grad-CAM on the last image)
   FT_ADD_CLASS: 'ft-add-class', // {name} → id
-  FT_RENAME: 'ft-rename',       // {id, name}
-  FT_REMOVE_CLASS: 'ft-remove-class', // {id}
-  FT_ADD_IMAGE: 'ft-add-image', // {id, bytes} → image count
+  FT_RENAME: 'ft-rename',       // {id, name} → undefined
+  FT_REMOVE_CLASS: 'ft-remove-class', // {id} → undefined
+  FT_ADD_IMAGE: 'ft-add-image', // {id, bytes: ArrayBuffer} → image count
   FT_PRECOMPUTE: 'ft-precompute', // {views, n} → {ready, wanted} (heads-only features computed ahead, while idle)
-  FT_START: 'ft-start',         // {config}
+  FT_START: 'ft-start',         // {config} → undefined
   FT_STEP: 'ft-step',           // → StepReport
   FT_PREDICT: 'ft-predict',     // {bytes} → {main, aux1, aux2}
-  FT_APPLY: 'ft-apply',         // → {report}
-  EXPORT: 'export',             // → {bytes}
-  STAGE_TIMES: 'stage-times',   // {iters} → [{stage, ms}] (the benchmark's per-stage times on the last image)
+  FT_APPLY: 'ft-apply',         // → LoadReport (the fine-tuned model classifies now)
+  EXPORT: 'export',             // → ArrayBuffer (safetensors; transferred)
+  STAGE_TIMES: 'stage-times',   // {iters?} → [{stage, ms}] (the benchmark's per-stage times on the last image)
 });
+
+/** Defaults of optional request fields, in one place (the page and the worker both read them). */
+export const DEFAULTS = Object.freeze({
+  /** Strongest channels per branch in a block view. */
+  blockK: 16,
+  /** Predictions per classification. */
+  top: 5,
+  /** Benchmark iterations per stage. */
+  stageIters: 10,
+  /** A download with no byte for this long fails (ms). */
+  stallMs: 20_000,
+});
+
+/** What a request's payload hands over (transfers instead of copies), per request type. */
+export function requestTransfer(type, payload) {
+  // (Not the data-set edits: the client keeps their bytes to replay them after a restart.)
+  const t = [Req.LOAD_WEIGHTS, Req.CLASSIFY, Req.FT_PREDICT].includes(type) && payload?.bytes instanceof ArrayBuffer;
+  return t ? [payload.bytes] : [];
+}
+
+/** What a reply's value hands over, per request type (never guessed from the value). */
+export function replyTransfer(type, value) {
+  if (type === Req.EXPORT) return [value];
+  if (type === Req.BLOCK) return [value.heatmap.buffer, ...value.branches.map((b) => b.maps.buffer)];
+  return [];
+}
 
 /** Messages the worker sends on its own (no reply expected). */
 export const Event = Object.freeze({ PROGRESS: 'progress', BACKEND: 'backend', STARTED: 'started' });
@@ -32,6 +98,24 @@ export const Event = Object.freeze({ PROGRESS: 'progress', BACKEND: 'backend', S
  * request was cancelled because the model restarted (send it again if still wanted).
  */
 export const Kind = Object.freeze({ INPUT: 'input', DEVICE: 'device', INTERNAL: 'internal', CRASH: 'crash', TIMEOUT: 'timeout', RESTART: 'restart' });
+
+/**
+ * Whose move a failed request is, decided once for every view:
+ * - `'cancelled'`: the model restarted (a switch, a newer start) or the answer belongs to a
+ *   replaced photo; nothing to show;
+ * - `'show'`: the user's (bad input, wrong state) or a bug; show the message, the model stays;
+ * - `'recover'`: the model failed (GPU lost, crash, no answer); the page restarts or falls back.
+ * Anything that is not a RequestError is a bug in the page (`'show'`).
+ * @param {unknown} err
+ * @returns {'cancelled'|'show'|'recover'}
+ */
+export function triage(err) {
+  if (err?.stale) return 'cancelled';
+  if (!(err instanceof RequestError)) return 'show';
+  if (err.kind === Kind.RESTART) return 'cancelled';
+  if (err.kind === Kind.INPUT || err.kind === Kind.INTERNAL) return 'show';
+  return 'recover';
+}
 
 /** The fine-tune's data-set edits: the worker owns the data set, the client replays these after a restart. */
 export const REPLAYED = new Set([Req.FT_ADD_CLASS, Req.FT_RENAME, Req.FT_REMOVE_CLASS, Req.FT_ADD_IMAGE]);
@@ -178,7 +262,7 @@ export class WorkerClient {
       // Data-set edits keep a copy for replay (a transferred buffer is gone from this side).
       const kept = REPLAYED.has(type) && payload.bytes ? { ...payload, bytes: payload.bytes.slice(0) } : payload;
       this.pending.set(rid, { resolve, reject, timer, type, payload: kept, replay, ms, generation });
-      w.postMessage({ ...payload, rid, type }, transfer);
+      w.postMessage({ ...payload, rid, type }, transfer.length ? transfer : requestTransfer(type, payload));
     });
   }
 

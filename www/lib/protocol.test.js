@@ -127,3 +127,38 @@ test('requests made before the first start wait for it', async () => {
   assert.deepEqual(await early, { echo: Req.FT_ADD_CLASS });
   assert.deepEqual(log, [Req.INIT, Req.FT_ADD_CLASS]);
 });
+
+test('triage: one answer to "whose move is this error?" for every view', async () => {
+  const { triage, RequestError, Kind } = await import('./protocol.js');
+  const { Stale } = await import('./generation.js');
+  assert.equal(triage(new RequestError('bad file', Kind.INPUT, 'classify')), 'show');
+  assert.equal(triage(new RequestError('bug', Kind.INTERNAL, 'classify')), 'show');
+  assert.equal(triage(new RequestError('restarted', Kind.RESTART, 'classify')), 'cancelled');
+  assert.equal(triage(new Stale('result')), 'cancelled');
+  for (const k of [Kind.DEVICE, Kind.CRASH, Kind.TIMEOUT]) assert.equal(triage(new RequestError('gone', k, 'classify')), 'recover', k);
+  assert.equal(triage(new TypeError('x is undefined')), 'show', 'a bug in the page is shown, never a restart');
+});
+
+test('the error kinds the Rust library sends are the ones the page knows (src/error.rs ErrorKind)', async () => {
+  const fs = await import('node:fs');
+  const { Kind } = await import('./protocol.js');
+  const src = fs.readFileSync(new URL('../../src/error.rs', import.meta.url), 'utf8');
+  const body = /pub enum ErrorKind\s*\{([^}]*)\}/.exec(src);
+  assert.ok(body, 'ErrorKind is in src/error.rs');
+  const rust = body[1].split('\n').map((l) => l.replace(/\/\/.*$/, '').trim().replace(/,$/, '')).filter(Boolean).map((v) => v.toLowerCase());
+  assert.ok(rust.length >= 3, `variants: ${rust}`);
+  for (const v of rust) assert.ok(Object.values(Kind).includes(v), `the Rust kind "${v}" is a Kind of the page`);
+});
+
+test('transfer lists are chosen per request type, never by sniffing a value', async () => {
+  const { requestTransfer, replyTransfer, Req: R } = await import('./protocol.js');
+  const buf = new ArrayBuffer(8);
+  assert.deepEqual(requestTransfer(R.CLASSIFY, { bytes: buf }), [buf]);
+  assert.deepEqual(requestTransfer(R.LOAD_WEIGHTS, { bytes: buf }), [buf]);
+  assert.deepEqual(requestTransfer(R.FT_ADD_IMAGE, { bytes: buf }), [], 'replayed edits keep their bytes');
+  assert.deepEqual(requestTransfer(R.EXPLAIN, { bytes: buf }), []);
+  assert.deepEqual(replyTransfer(R.EXPORT, buf), [buf]);
+  const heat = new Float32Array(4), map = new Float32Array(2);
+  assert.deepEqual(replyTransfer(R.BLOCK, { heatmap: heat, branches: [{ maps: map }] }), [heat.buffer, map.buffer]);
+  assert.deepEqual(replyTransfer(R.FT_APPLY, { bytes: buf }), [], 'a report that happens to hold bytes is not transferred');
+});

@@ -1,7 +1,7 @@
 // "Why?": Grad-CAM for any class, computed in the worker (burn's autodiff on whichever engine
 // runs) and drawn over the 224×224 crop. Which class (top-5 or any by name), which block, and,
 // after a fine-tune with the aux losses, which head.
-import { Req, Kind, RequestError } from '../lib/protocol.js';
+import { Req, triage } from '../lib/protocol.js';
 import { findClasses, parseClass, describeEvidence, shortName } from '../lib/explain.js';
 import { drawHeat } from './explorer.js';
 
@@ -92,9 +92,10 @@ export function setupExplain({ request, recover, engine }) {
     } catch (err) {
       if (mine !== seq) return;
       box.dataset.state = 'error';
-      if (err instanceof RequestError && err.kind === Kind.RESTART) { setOn(false); return; }
+      const whose = triage(err);
+      if (whose === 'cancelled') { setOn(false); return; }
       say(`No explanation: ${err.message}`, 'error');
-      if (err instanceof RequestError && ![Kind.INPUT, Kind.INTERNAL].includes(err.kind)) recover(err);
+      if (whose === 'recover') recover(err);
     }
   }
 

@@ -4,7 +4,7 @@
 import { extent, project } from '../lib/chart.js';
 import { percent, num } from '../lib/format.js';
 import { renderTop } from './results.js';
-import { Req, Kind } from '../lib/protocol.js';
+import { Req, triage } from '../lib/protocol.js';
 
 const $ = (id) => document.getElementById(id);
 const SERIES = [['loss', 'total (weighted)', '#1d1d1f'], ['main', 'main', '#1a73e8'], ['aux1', 'aux1 (4a)', '#ea4335'], ['aux2', 'aux2 (4d)', '#fbbc04']];
@@ -46,8 +46,9 @@ export function setupFinetune(api) {
 
   /** A failed request: input errors are shown; crashes and timeouts go to the page's recovery. */
   async function failed(e, what) {
-    if (e.kind === Kind.INPUT || e.kind === Kind.INTERNAL) return showError(`${what}: ${e.message}`);
-    if (e.kind === Kind.RESTART) return showError(`${what}: the model restarted meanwhile; try again.`);
+    const whose = triage(e);
+    if (whose === 'show') return showError(`${what}: ${e.message}`);
+    if (whose === 'cancelled') return showError(`${what}: the model restarted meanwhile; try again.`);
     showError(`${what}: ${e.message}`);
     await api.recover(e);
   }
@@ -108,7 +109,7 @@ export function setupFinetune(api) {
     if (!entry.id) {
       entry.id = request(Req.FT_ADD_CLASS, { name: entry.name.value });
       entry.id.catch((e) => {
-        if (e.code === 'model.not_loaded' || e.kind === Kind.RESTART) { entry.id = null; return; }
+        if (e.code === 'model.not_loaded' || triage(e) === 'cancelled') { entry.id = null; return; }
         failed(e, 'Adding a class');
         drop(entry);
       });
@@ -189,7 +190,7 @@ export function setupFinetune(api) {
       } catch (e) {
         // Not something the user asked for: a crash or a timeout restarts the model as usual,
         // anything else is left to the run (which computes what it needs).
-        if (![Kind.INPUT, Kind.INTERNAL, Kind.RESTART].includes(e.kind)) await api.recover(e);
+        if (triage(e) === 'recover') await api.recover(e);
       } finally {
         preparing = null;
       }
@@ -347,7 +348,7 @@ export function setupFinetune(api) {
   }
 
   async function apply() {
-    const { report } = await request(Req.FT_APPLY);
+    const report = await request(Req.FT_APPLY);
     applied = true;
     await api.onApplied(report);
     // The worker keeps the features computed ahead when only the heads trained (same frozen
@@ -374,7 +375,7 @@ export function setupFinetune(api) {
       // Export what was trained: it becomes the page's model first.
       if (!applied) await apply();
       // The page keeps the applied model's bytes (they survive a restart of the model).
-      const bytes = api.keptModel() || (await request(Req.EXPORT)).bytes;
+      const bytes = api.keptModel() || (await request(Req.EXPORT));
       const a = el('a', { href: URL.createObjectURL(new Blob([bytes], { type: 'application/octet-stream' })), download: 'googlenet-finetuned.safetensors' });
       document.body.append(a); a.click(); a.remove();
       exportedSteps = steps.length;
