@@ -114,12 +114,13 @@ finish_all
 find pkg -name '*.wasm' -o -name '*.js' | while read -r f; do gzip -9 -kf "$f"; done
 for f in index.html www/*.js www/*/*.js www/*.css; do gzip -9 -kf "$f"; done
 
-# The page's default weights: the BVLC file as float16 (half the download), made by the CLI
-# when the shared data is here (scripts/serve.mjs serves the float32 file when it is not).
+# The page's default weights: the BVLC file as float16 (half the download), when the shared
+# data is here (scripts/serve.mjs serves the float32 file when it is not). Written by
+# scripts/f16.mjs (the same rounding as `googlenet convert --dtype f16`): no native build.
 if [ -f "$SHARED/weights/bvlc_googlenet.safetensors" ] && { ! [ -f weights/bvlc_googlenet.f16.safetensors ] || [ "$SHARED/weights/bvlc_googlenet.safetensors" -nt weights/bvlc_googlenet.f16.safetensors ]; }; then
   mkdir -p weights
-  cargo run --release --quiet -- convert --dtype f16 --from "$SHARED/weights/bvlc_googlenet.safetensors" \
-    --to weights/bvlc_googlenet.f16.safetensors || die "converting the weights to float16 failed"
+  node scripts/f16.mjs "$SHARED/weights/bvlc_googlenet.safetensors" weights/bvlc_googlenet.f16.safetensors \
+    || die "converting the weights to float16 failed"
 fi
 
 # The gallery: the shared test photos, when present.

@@ -23,6 +23,16 @@ const types = {
 // GOOGLENET_BUILD_SALT changes the id without changing a file (a "new deploy").
 const hashes = new Map();
 
+// Test hook: GOOGLENET_SERVE_STATS=1 counts the bodies sent per path, read at /__stats.
+const stats = process.env.GOOGLENET_SERVE_STATS === '1' ? new Map() : null;
+function sent(pathname, bytes) {
+  if (!stats) return;
+  const s = stats.get(pathname) || { bodies: 0, bytes: 0 };
+  s.bodies += 1;
+  s.bytes += bytes;
+  stats.set(pathname, s);
+}
+
 function resolve(urlPath) {
   if (urlPath.startsWith('/weights/')) {
     const name = path.basename(urlPath);
@@ -53,6 +63,11 @@ const server = http.createServer(async (req, res) => {
 // `?stall=BYTES` (below) sends the start of a file and then stalls.
   const delay = Math.min(Number(url.searchParams.get('delay')) || 0, 60_000);
   if (delay) await new Promise((r) => setTimeout(r, delay));
+  if (stats && url.pathname === '/__stats') {
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    res.end(JSON.stringify(Object.fromEntries(stats)));
+    return;
+  }
   if (url.pathname === '/build-id.json') {
     const body = JSON.stringify(buildInfo(root, { memo: hashes, salt: process.env.GOOGLENET_BUILD_SALT || '' }));
     res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store', 'cross-origin-resource-policy': 'same-origin' });
@@ -84,7 +99,21 @@ const server = http.createServer(async (req, res) => {
     body = gz;
     headers['content-encoding'] = 'gzip';
   }
-  headers['content-length'] = fs.statSync(body).size;
+  // Validators: a second fetch of an unchanged file (the service worker's precache after the
+  // page's own first load, `cache: 'no-cache'`) is a 304, so on a first visit every file
+  // crosses the wire once.
+  const st = fs.statSync(body);
+  headers.etag = `"${st.size.toString(36)}-${Math.floor(st.mtimeMs).toString(36)}${body === gz ? '-gz' : ''}"`;
+  headers['last-modified'] = st.mtime.toUTCString();
+  headers.vary = 'accept-encoding';
+  const tags = String(req.headers['if-none-match'] || '').split(',').map((t) => t.trim().replace(/^W\//, ''));
+  if (url.searchParams.get('stall') === null && tags.includes(headers.etag)) {
+    delete headers['content-type'];
+    res.writeHead(304, headers);
+    return res.end();
+  }
+  headers['content-length'] = st.size;
+  sent(url.pathname, req.method === 'HEAD' ? 0 : st.size);
   res.writeHead(200, headers);
   if (req.method === 'HEAD') return res.end();
   // Test hook: `?stall=BYTES` sends that many bytes, then nothing more (a stalled download;

@@ -240,3 +240,19 @@ test('two tabs: an update never takes over under a tab in use without saying so'
     await assertCleanText(inUse, assert);
   } finally { await close(); }
 });
+
+test('on a first visit every file of the page and its engine crosses the wire once (the precache revalidates)', { skip: SKIP, timeout: 900_000 }, async () => {
+  const server = await serve({ env: { GOOGLENET_SERVE_STATS: '1' } });
+  const { context, close } = await launch();
+  try {
+    const page = await context.newPage();
+    page.on('pageerror', (e) => console.error('pageerror:', e.message));
+    await page.goto(server.url);
+    await loaded(page);
+    await offlineReady(page);
+    const stats = await (await fetch(`${server.url}__stats`)).json();
+    const app = Object.entries(stats).filter(([p]) => p.startsWith('/pkg/') || p.startsWith('/www/') || p === '/index.html');
+    assert.ok(app.some(([p]) => /^\/pkg\/[^/]+\/googlenet_bg\.wasm$/.test(p)), `the engine was downloaded: ${JSON.stringify(stats)}`);
+    for (const [p, s] of app) assert.equal(s.bodies, 1, `${p} was sent ${s.bodies} times (${s.bytes} bytes)`);
+  } finally { await close(); }
+});
