@@ -5,6 +5,8 @@ pub mod clock;
 pub mod error;
 pub mod explain;
 pub mod explore;
+#[cfg(not(target_family = "wasm"))]
+pub mod files;
 pub mod labels;
 pub mod model;
 pub mod npy;
@@ -12,6 +14,7 @@ pub mod npy;
 pub mod paths;
 pub mod preprocess;
 pub mod rng;
+pub mod text;
 pub mod train;
 pub mod weights;
 #[cfg(target_family = "wasm")]

@@ -1,6 +1,7 @@
 //! `googlenet`: classify images, dump logits, inspect the architecture, convert weights and
 //! benchmark, from the command line.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -9,8 +10,10 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use clap::{Parser, Subcommand};
 
+use googlenet::files::{self, Output};
+use googlenet::labels::{self, Prediction, parse_labels};
+use googlenet::text::{self, count, escape, thousands};
 use googlenet::{explain, explore};
-use googlenet::labels::{Prediction, parse_labels};
 use googlenet::model::summary::Summary;
 use googlenet::weights::{self, LoadOptions, LoadReport, SaveInfo, StoreDtype};
 use googlenet::train::{self, FinetuneConfig, OptimizerKind, Trainable, Trainer};
@@ -53,7 +56,10 @@ enum Command {
         /// the weights file, else ../shared/data/synset_words.txt.
         #[arg(long)]
         labels: Option<PathBuf>,
-        /// Print JSON: [{"image", "top": [{"index", "label", "prob"}]}].
+        /// Print JSON: an array [{"image", "top": [{"index", "label", "prob"}]}], one element a
+        /// line, each printed as soon as its image is classified. An image that fails is named
+        /// on stderr (not in the array), the others are still classified, and the exit status
+        /// is 1.
         #[arg(long)]
         json: bool,
         #[arg(required = true)]
@@ -159,8 +165,8 @@ enum Command {
         steps: usize,
         #[arg(long, default_value_t = FinetuneConfig::default().batch)]
         batch: usize,
-        /// Learning rate (default 1e-3 for Adam, 1e-2 for SGD).
-        #[arg(long)]
+        /// Learning rate, in (0, 1] (default 1e-3 for Adam, 1e-2 for SGD).
+        #[arg(long, value_parser = parse_lr)]
         lr: Option<f64>,
         /// Weight of each aux loss (the paper: 0.3).
         #[arg(long, default_value_t = train::AUX_LOSS_WEIGHT)]
@@ -173,7 +179,8 @@ enum Command {
         trainable: String,
         #[arg(long, value_enum, default_value = "adam")]
         optimizer: Optimizer,
-        #[arg(long, default_value_t = 0)]
+        /// Seed of the batches, augmentations, dropout and fresh heads: a whole number 0…2^64−1.
+        #[arg(long, default_value_t = 0, value_parser = parse_seed, allow_negative_numbers = true)]
         seed: u64,
         /// No random crops and flips.
         #[arg(long)]
@@ -200,6 +207,14 @@ enum Optimizer {
 
 fn parse_variant(s: &str) -> Result<Variant, String> {
     Variant::parse(s).ok_or_else(|| format!("unknown variant `{s}`; expected bvlc, torchvision or seed"))
+}
+
+fn parse_lr(s: &str) -> Result<f64, String> {
+    s.trim().parse::<f64>().map_err(|_| format!("learning rate `{}` is not a number; expected one in (0, 1], e.g. 0.001", escape(s)))
+}
+
+fn parse_seed(s: &str) -> Result<u64, String> {
+    s.trim().parse::<u64>().map_err(|_| format!("seed `{}` is not a whole number in 0…{}", escape(s), u64::MAX))
 }
 
 fn parse_dtype(s: &str) -> Result<StoreDtype, String> {
@@ -259,10 +274,31 @@ fn main() {
     let cli = Cli::parse();
     let _ = BACKEND.set(cli.backend);
     if let Err(e) = run(cli) {
-        eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+        // Already reported (each failed image has its own line).
+        if e.downcast_ref::<Reported>().is_none() {
+            eprintln!("error: {}", one_line(&e));
+        }
         std::process::exit(1);
     }
 }
+
+/// An error as one line of visible text: the chain joined by ": ", our own line breaks as
+/// spaces, and every control character that came from a file (a label, a file name) escaped.
+fn one_line(e: &anyhow::Error) -> String {
+    escape(&format!("{e:#}").replace('\n', " "))
+}
+
+/// A failure already reported on stderr: the exit status says it, nothing more is printed.
+#[derive(Debug)]
+struct Reported;
+
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "reported above")
+    }
+}
+
+impl std::error::Error for Reported {}
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
@@ -300,9 +336,9 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn load(path: &Path, variant: Option<Variant>, transform_input: Option<bool>, device: &Device) -> Result<(GoogLeNet, LoadReport)> {
-    let map = weights::read_file(path).with_context(|| format!("loading weights {}", path.display()))?;
+    let map = weights::read_file(path).with_context(|| format!("loading weights {}", text::path(path)))?;
     let opts = LoadOptions { variant, num_classes: None, transform_input };
-    weights::load_model(&map, &opts, device).with_context(|| format!("loading weights {}", path.display()))
+    weights::load_model(&map, &opts, device).with_context(|| format!("loading weights {}", text::path(path)))
 }
 
 /// The given weights file, else the shared BVLC weights, else what `fetch-weights` wrote.
@@ -332,95 +368,115 @@ fn classify(weights: Option<PathBuf>, variant: Option<Variant>, top: usize, labe
     let (model, report) = load(&path, variant, None, &device)?;
     let model = model.valid();
     let names = class_names(labels, &report)?;
-    let mut results = Vec::new();
-    for image in images {
-        let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
-        let prepared = preprocess::prepare(&bytes, report.variant).with_context(|| format!("{}", image.display()))?;
-        let s = preprocess::INPUT_SIZE;
-        let x = Tensor::<4>::from_data(TensorData::new(prepared.chw, [1, 3, s, s]), &device);
-        let (c, _) = futures_lite::future::block_on(explore::classify(&model, x, false, false, top, &names))
-            .with_context(|| format!("{}", image.display()))?;
-        results.push((image.display().to_string(), c.top));
-    }
+    // Each result is printed (and flushed) as soon as it is known: an image that fails costs
+    // only its own line, never the results before or after it.
+    let mut out = std::io::stdout().lock();
     if json {
-        let out: Vec<_> = results
-            .iter()
-            .map(|(image, top)| serde_json::json!({"image": image, "top": top}))
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
-        for (image, top) in &results {
-            println!("{image}");
-            for Prediction { index, label, prob } in top {
-                println!("  {:>6.2}%  {label} (#{index})", prob * 100.0);
+        write!(out, "[")?;
+    }
+    let mut printed = 0;
+    let mut failed = Vec::new();
+    for image in images {
+        let top = match classify_one(&model, &device, report.variant, top, &names, image) {
+            Ok(top) => top,
+            Err(e) => {
+                eprintln!("error: {}", one_line(&e));
+                failed.push(text::path(image));
+                continue;
+            }
+        };
+        if json {
+            let v = serde_json::json!({"image": image.display().to_string(), "top": top});
+            write!(out, "{}\n{v}", if printed > 0 { "," } else { "" })?;
+        } else {
+            writeln!(out, "{}", text::path(image))?;
+            for Prediction { index, label, prob } in &top {
+                writeln!(out, "  {:>6.2}%  {} (#{index})", prob * 100.0, escape(label))?;
             }
         }
+        out.flush()?;
+        printed += 1;
     }
-    Ok(())
+    if json {
+        writeln!(out, "\n]")?;
+        out.flush()?;
+    }
+    match failed.len() {
+        0 => Ok(()),
+        _ if images.len() == 1 => Err(Reported.into()),
+        n => bail!("{} of {} could not be classified: {}", n, count(images.len(), "image", "images"), failed.join(", ")),
+    }
+}
+
+/// One image's top classes.
+fn classify_one(model: &GoogLeNet, device: &Device, variant: Variant, top: usize, names: &[String], image: &Path) -> Result<Vec<Prediction>> {
+    let bytes = files::read_image(image)?;
+    let prepared = preprocess::prepare(&bytes, variant).with_context(|| text::path(image))?;
+    let s = preprocess::INPUT_SIZE;
+    let x = Tensor::<4>::from_data(TensorData::new(prepared.chw, [1, 3, s, s]), device);
+    let (c, _) = futures_lite::future::block_on(explore::classify(model, x, false, false, top, names)).with_context(|| text::path(image))?;
+    Ok(c.top)
 }
 
 /// The class names: `--labels`, else those in the weights file, else the shared ImageNet list
 /// (for a 1000-class model); empty when there are none.
 fn class_names(labels: Option<PathBuf>, report: &LoadReport) -> Result<Vec<String>> {
+    let read = |p: &Path| -> Result<Vec<String>> {
+        let names = parse_labels(&files::read_text(p, files::LABELS)?);
+        labels::check_labels(&names).with_context(|| format!("labels {}", text::path(p)))?;
+        Ok(names)
+    };
     let names = match (labels, &report.labels) {
-        (Some(p), _) => parse_labels(&std::fs::read_to_string(&p).with_context(|| format!("reading labels {}", p.display()))?),
+        (Some(p), _) => read(&p)?,
         (None, Some(l)) => l.clone(),
         (None, None) => match paths::shared_labels() {
-            Some(p) if report.num_classes == 1000 => parse_labels(&std::fs::read_to_string(&p)?),
+            Some(p) if report.num_classes == 1000 => read(&p)?,
             _ => Vec::new(),
         },
     };
     if !names.is_empty() && names.len() != report.num_classes {
-        bail!("{} labels for a {}-class classifier", names.len(), report.num_classes);
+        bail!("{} for a {}-class classifier", count(names.len(), "label", "labels"), report.num_classes);
     }
     Ok(names)
 }
 
-/// A class given by index or by name (a label, or one of its comma-separated synonyms, in any
-/// case).
+/// A class given by index or by name (`labels::find_class`: first names before synonyms, an
+/// ambiguous name refused with the classes it names).
 fn class_index(class: &str, names: &[String], num_classes: usize) -> Result<usize> {
-    if let Ok(i) = class.trim().parse::<usize>() {
-        if i >= num_classes {
-            bail!("--class {i}: this model has classes 0…{}", num_classes - 1);
-        }
-        return Ok(i);
-    }
-    let want = class.trim().to_lowercase();
-    let matches = |label: &String| label.to_lowercase() == want || label.split(',').any(|s| s.trim().to_lowercase() == want);
-    match names.iter().position(matches) {
-        Some(i) => Ok(i),
-        None if names.is_empty() => bail!("--class `{class}`: no class names are known (pass --labels FILE or a class index)"),
-        None => {
-            let close: Vec<_> = names.iter().filter(|l| l.to_lowercase().contains(&want)).take(5).cloned().collect();
-            if close.is_empty() {
-                bail!("--class `{class}`: no class has that name; give an index (0…{}) or a name from the labels", num_classes - 1)
-            }
-            bail!("--class `{class}`: no class has exactly that name; did you mean {}?", close.join(" / "))
-        }
-    }
+    labels::find_class(class, names, num_classes).context("--class")
 }
 
 #[allow(clippy::too_many_arguments)]
 fn explain(image: &Path, class: &str, layer: &str, head: &str, weights: Option<PathBuf>, variant: Option<Variant>, labels: Option<PathBuf>, json: bool, out: Option<&Path>) -> Result<()> {
-    let head = explain::Head::parse(head).with_context(|| format!("--head `{head}`: expected main, aux1 or aux2"))?;
+    let head = explain::Head::parse(head).with_context(|| format!("--head `{}`: expected main, aux1 or aux2", escape(head)))?;
     let block = explain::block_index(layer)?;
-    let device = device()?;
     let path = weights_or_default(weights)?;
+    if let Some(out) = out {
+        let mut inputs = vec![("the image", image), ("--weights", path.as_path())];
+        if let Some(l) = &labels {
+            inputs.push(("--labels", l.as_path()));
+        }
+        files::check_outputs(&[("--out", out)], &inputs)?;
+    }
+    let device = device()?;
     let (model, report) = load(&path, variant, None, &device)?;
     if head != explain::Head::Main && report.aux_fresh {
-        bail!("--head {head:?}: {} holds no trained aux heads (the BVLC release has none); fine-tune with the aux losses on first", path.display());
+        bail!("--head {head:?}: {} holds no trained aux heads (the BVLC release has none); fine-tune with the aux losses on first", text::path(&path));
     }
     let model = model.valid();
     let names = class_names(labels, &report)?;
     let class = class_index(class, &names, report.num_classes)?;
-    let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
-    let prepared = preprocess::prepare(&bytes, report.variant).with_context(|| format!("{}", image.display()))?;
+    let bytes = files::read_image(image)?;
+    let prepared = preprocess::prepare(&bytes, report.variant).with_context(|| text::path(image))?;
     let s = preprocess::INPUT_SIZE;
     let x = Tensor::<4>::from_data(TensorData::new(prepared.chw, [1, 3, s, s]), &device);
-    let e = futures_lite::future::block_on(explain::grad_cam(&model, x, class, block, head, &names)).with_context(|| format!("{}", image.display()))?;
+    let e = futures_lite::future::block_on(explain::grad_cam(&model, x, class, block, head, &names)).with_context(|| text::path(image))?;
     if let Some(out) = out {
-        let crop = preprocess::resize_crop(&preprocess::decode(&bytes)?);
-        explain::overlay(&crop, &e.grid).save(out).with_context(|| format!("writing {}", out.display()))?;
+        // In the format the name says (PNG when it says none), through a temporary file.
+        let format = image::ImageFormat::from_path(out).unwrap_or(image::ImageFormat::Png);
+        let mut encoded = std::io::Cursor::new(Vec::new());
+        explain::overlay(&prepared.crop, &e.grid).write_to(&mut encoded, format).with_context(|| format!("writing {}", text::path(out)))?;
+        files::write(out, encoded.get_ref())?;
     }
     if json {
         let v = serde_json::json!({
@@ -438,7 +494,7 @@ fn explain(image: &Path, class: &str, layer: &str, head: &str, weights: Option<P
                 }
             }
         }
-        println!("{}: {} (#{}), logit {:.2}, on {} ({h}×{w}), {:.0} ms", image.display(), e.label, e.class, e.score, e.layer, e.ms);
+        println!("{}: {} (#{}), logit {:.2}, on {} ({h}×{w}), {:.0} ms", text::path(image), escape(&e.label), e.class, e.score, e.layer, e.ms);
         if best > 0.0 {
             let cell = s as f32 / h as f32;
             println!("  strongest evidence around pixel ({:.0}, {:.0}) of the 224×224 crop (x, y)", (at.1 as f32 + 0.5) * cell, (at.0 as f32 + 0.5) * cell);
@@ -446,21 +502,28 @@ fn explain(image: &Path, class: &str, layer: &str, head: &str, weights: Option<P
             println!("  no positive evidence for this class in {}", e.layer);
         }
         if let Some(out) = out {
-            println!("  overlay written to {}", out.display());
+            println!("  overlay written to {}", text::path(out));
         }
     }
     Ok(())
 }
 
 fn logits(weights: &Path, variant: Option<Variant>, input: &Path, train: bool, transform_input: Option<bool>, out: &Path) -> Result<()> {
-    let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
-    let arr = npy::read(&bytes).with_context(|| format!("{}", input.display()))?;
+    let stem = out.with_extension("");
+    let (aux2, aux1) = (PathBuf::from(format!("{}.aux2.npy", stem.display())), PathBuf::from(format!("{}.aux1.npy", stem.display())));
+    let mut outputs = vec![("--out", out)];
+    if train {
+        outputs.extend([("--out (aux2)", aux2.as_path()), ("--out (aux1)", aux1.as_path())]);
+    }
+    files::check_outputs(&outputs, &[("--input", input), ("--weights", weights)])?;
+    let bytes = files::read(input, files::ARRAY)?;
+    let arr = npy::read(&bytes).with_context(|| text::path(input))?;
     let [n, c, h, w] = match arr.shape[..] {
         [n, c, h, w] => [n, c, h, w],
-        _ => bail!("{}: expected an NCHW array of 4 dimensions, got shape {:?}", input.display(), arr.shape),
+        _ => bail!("{}: expected an NCHW array of 4 dimensions, got shape {:?}", text::path(input), arr.shape),
     };
     if n == 0 || c != 3 || !(96..=1024).contains(&h) || !(96..=1024).contains(&w) {
-        bail!("{}: expected shape [N≥1, 3, H, W] with 96 ≤ H, W ≤ 1024, got {:?}", input.display(), arr.shape);
+        bail!("{}: expected shape [N≥1, 3, H, W] with 96 ≤ H, W ≤ 1024, got {:?}", text::path(input), arr.shape);
     }
     // The training forward needs an autodiff device: that is where burn's BatchNorm uses
     // batch statistics, as PyTorch does in train mode.
@@ -470,7 +533,7 @@ fn logits(weights: &Path, variant: Option<Variant>, input: &Path, train: bool, t
     let save = |path: &Path, t: Tensor<2>| -> Result<()> {
         let dims = t.dims();
         let data = t.into_data().try_to_vec::<f32>().expect("f32 logits");
-        std::fs::write(path, npy::write(&dims, &data)).with_context(|| format!("writing {}", path.display()))
+        Ok(files::write(path, &npy::write(&dims, &data))?)
     };
     if train {
         if !model.has_aux() {
@@ -478,9 +541,8 @@ fn logits(weights: &Path, variant: Option<Variant>, input: &Path, train: bool, t
         }
         let o = model.forward_train(x);
         save(out, o.main)?;
-        let stem = out.with_extension("");
-        save(&PathBuf::from(format!("{}.aux2.npy", stem.display())), o.aux2.expect("checked has_aux"))?;
-        save(&PathBuf::from(format!("{}.aux1.npy", stem.display())), o.aux1.expect("checked has_aux"))?;
+        save(&aux2, o.aux2.expect("checked has_aux"))?;
+        save(&aux1, o.aux1.expect("checked has_aux"))?;
     } else {
         save(out, model.valid().forward(x))?;
     }
@@ -498,20 +560,8 @@ fn inspect(variant: Variant, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
-}
-
 fn print_summary(s: &Summary) {
-    println!("GoogLeNet, variant {}, input {}×{}×{}, {} classes\n", s.variant, s.input[1], s.input[2], s.input[0], s.num_classes);
+    println!("GoogLeNet, variant {}, input {}×{}×{}, {}\n", s.variant, s.input[1], s.input[2], s.input[0], count(s.num_classes, "class", "classes"));
     println!("{:<26} {:<16} {:>14} {:>12} {:>16}", "layer", "kind", "output", "params", "mult-adds");
     for l in &s.layers {
         let shape = format!("{}×{}×{}", l.output[1], l.output[2], l.output[0]);
@@ -540,18 +590,20 @@ fn print_summary(s: &Summary) {
 }
 
 fn convert(from: &Path, variant: Option<Variant>, transform_input: Option<bool>, to: &Path, dtype: StoreDtype) -> Result<()> {
+    files::check_outputs(&[("--to", to)], &[("--from", from)])?;
     let device = device()?;
     let (model, report) = load(from, variant, transform_input, &device)?;
     let info = SaveInfo { labels: report.labels.clone(), aux_trained: !report.aux_fresh };
     let bytes = weights::save_model_as(&model, &info, dtype)?;
-    std::fs::write(to, &bytes).with_context(|| format!("writing {}", to.display()))?;
+    // Through a temporary file: a failed write leaves `to` (and so any source) as it was.
+    files::write(to, &bytes)?;
     eprintln!(
-        "wrote {} ({:?}, {:.1} MB; {} variant, {} classes, {} tensors{})",
-        to.display(),
+        "wrote {} ({:?}, {:.1} MB; {} variant, {}, {} tensors{})",
+        text::path(to),
         dtype,
         bytes.len() as f64 / 1e6,
         report.variant,
-        report.num_classes,
+        count(report.num_classes, "class", "classes"),
         report.loaded,
         if report.aux_fresh { "; no trained aux heads, so none saved" } else { "" }
     );
@@ -636,50 +688,72 @@ fn fetch_weights(url: &str) -> Result<()> {
     convert(&pth, Some(Variant::Torchvision), Some(true), &dest, StoreDtype::F32)
 }
 
-/// The class folders of a fine-tune data set, sorted by name, with their image files.
-fn dataset(dir: &Path) -> Result<(Vec<String>, Vec<train::Example>)> {
+/// The class folders of a fine-tune data set, sorted by name, and their image files. The names
+/// are checked before any image is read: they become the model's labels, and a name the
+/// loader would refuse (blank, control characters, over 200 characters) would make the
+/// trained model unloadable.
+fn dataset_files(dir: &Path) -> Result<(Vec<String>, Vec<Vec<PathBuf>>)> {
     let mut classes: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
+        .with_context(|| format!("reading {}", text::path(dir)))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_dir())
         .collect();
     classes.sort();
     if classes.len() < 2 {
-        bail!("{}: expected one sub-folder of images per class, at least 2, found {}", dir.display(), classes.len());
+        bail!("{}: expected one sub-folder of images per class, at least 2, found {}", text::path(dir), classes.len());
     }
-    let mut labels = Vec::new();
-    let mut examples = Vec::new();
-    for (label, class) in classes.iter().enumerate() {
-        let name = class.file_name().expect("a folder has a name").to_string_lossy().into_owned();
-        let mut files: Vec<PathBuf> = std::fs::read_dir(class)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect();
-        files.sort();
-        if files.is_empty() {
-            bail!("class folder {} has no images", class.display());
-        }
-        for f in files {
-            let bytes = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
-            examples.push(train::example_from_bytes(&bytes, label).with_context(|| format!("{}", f.display()))?);
-        }
-        labels.push(name);
+    let names: Vec<String> = classes.iter().map(|c| c.file_name().expect("a folder has a name").to_string_lossy().into_owned()).collect();
+    for (i, (name, class)) in names.iter().zip(&classes).enumerate() {
+        labels::check_label(i, name).with_context(|| format!("class folder {}", text::path(class)))?;
     }
-    Ok((labels, examples))
+    let mut files = Vec::new();
+    for class in &classes {
+        let mut images: Vec<PathBuf> =
+            std::fs::read_dir(class)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect();
+        images.sort();
+        if images.is_empty() {
+            bail!("class folder {} has no images", text::path(class));
+        }
+        files.push(images);
+    }
+    Ok((names, files))
 }
 
 fn finetune(weights: Option<PathBuf>, variant: Option<Variant>, data: &Path, steps: usize, cfg: FinetuneConfig, out: &Path, log: Option<&Path>) -> Result<()> {
     if steps == 0 || steps > train::LIMITS.max_steps {
-        bail!("--steps must be 1…{}", train::LIMITS.max_steps);
+        bail!("--steps {steps} is out of range 1…{}", train::LIMITS.max_steps);
     }
-    let device = device()?;
+    cfg.check()?;
     let path = weights_or_default(weights)?;
+    let (labels, class_files) = dataset_files(data)?;
+    // No output may be an input: not the weights, not a training image, not each other.
+    let mut outputs = vec![("--out", out)];
+    if let Some(log) = log {
+        outputs.push(("--log", log));
+    }
+    let mut inputs = vec![("--weights", path.as_path())];
+    inputs.extend(class_files.iter().flatten().map(|f| ("a training image", f.as_path())));
+    files::check_outputs(&outputs, &inputs)?;
+    let device = device()?;
     let (model, _) = load(&path, variant, None, &device)?;
-    let (labels, examples) = dataset(data)?;
-    eprintln!("{} images in {} classes: {}", examples.len(), labels.len(), labels.join(", "));
+    let mut examples = Vec::new();
+    for (label, images) in class_files.iter().enumerate() {
+        for f in images {
+            let bytes = files::read_image(f)?;
+            examples.push(train::example_from_bytes(&bytes, label).with_context(|| text::path(f))?);
+        }
+    }
+    eprintln!(
+        "{} in {}: {}",
+        count(examples.len(), "image", "images"),
+        count(labels.len(), "class", "classes"),
+        labels.iter().map(|l| escape(l)).collect::<Vec<_>>().join(", ")
+    );
     let aux_trained = cfg.aux;
     let mut trainer = Trainer::new(model, examples, labels.clone(), cfg, &device)?;
-    let mut log_file = match log {
-        Some(p) => Some(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?),
-        None => None,
-    };
+    // Both outputs through temporary files, renamed only when the fine-tune is done: an error
+    // on the way leaves whatever was at those paths as it was.
+    let mut log_file = log.map(Output::create).transpose()?;
     for _ in 0..steps {
         let r = futures_lite::future::block_on(trainer.step())?;
         eprintln!(
@@ -687,14 +761,15 @@ fn finetune(weights: Option<PathBuf>, variant: Option<Variant>, data: &Path, ste
             r.step, r.loss, r.main, r.aux1, r.aux2, r.acc * 100.0, r.ms
         );
         if let Some(f) = log_file.as_mut() {
-            use std::io::Write;
             let line = serde_json::json!({"step": r.step, "loss": r.loss, "main": r.main, "aux1": r.aux1, "aux2": r.aux2, "acc": r.acc});
-            writeln!(f, "{line}")?;
+            f.write_all(format!("{line}\n").as_bytes())?;
         }
     }
     let info = SaveInfo { labels: Some(labels), aux_trained };
-    std::fs::write(out, weights::save_model(&trainer.model(), &info)).with_context(|| format!("writing {}", out.display()))?;
-    eprintln!("wrote {}", out.display());
+    files::write(out, &weights::save_model(&trainer.model(), &info)?)?;
+    if let Some(f) = log_file {
+        f.commit()?;
+    }
+    eprintln!("wrote {}", text::path(out));
     Ok(())
 }
-

@@ -1,6 +1,10 @@
 //! Minimal `.npy` reading and writing (float32/float64, C order), for the `logits` command
 //! and the reference tests.
 
+/// The largest `.npy` file the CLI reads (checked before reading): 20 float32 images of
+/// 3×1024×1024, the largest input `logits` takes, are 252 MB.
+pub const MAX_FILE_BYTES: u64 = 256_000_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum NpyError {
     #[error("not a .npy file (missing the \\x93NUMPY magic)")]

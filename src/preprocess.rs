@@ -1,12 +1,13 @@
 //! Image → input tensor, the only copy (the CLI and the page both call it): decode (JPEG,
-//! PNG, GIF, WebP, BMP; EXIF orientation applied; cut-off files and decompression bombs
-//! refused), resize the shorter side to 256 and centre-crop 224 exactly as Pillow does it for
-//! torchvision's evaluation transform, normalise per variant.
+//! PNG, GIF, WebP, BMP; EXIF orientation applied; cut-off files, unsupported formats and
+//! decompression bombs refused), resize the shorter side to 256 and centre-crop 224 exactly as
+//! Pillow does it for torchvision's evaluation transform, normalise per variant.
 //!
-//! # Memory per image
+//! # Memory and work per image
 //!
-//! Decoding ([`decode`]) holds, besides the file's bytes (the `image` crate copies a JPEG's
-//! bytes once more):
+//! Decoding ([`decode`]) holds, besides the file's bytes (at most [`MAX_FILE_BYTES`] where the
+//! CLI reads them; a PNG with colour-profile or text chunks is copied once without them, and
+//! the `image` crate copies a JPEG's bytes once more when it is the decoder):
 //! - the decoded image: at most [`MAX_DECODED_BYTES`] = 160 MB. Both limits are checked from
 //!   the header, before any pixel is decoded: at most [`MAX_PIXELS`] pixels, and at most
 //!   160 MB in the colour type the decoder will produce (8-bit RGBA: 4 bytes a pixel, so
@@ -17,8 +18,16 @@
 //!   baseline JPEG; a progressive JPEG keeps every DCT coefficient until its last scan, 2 bytes a
 //!   sample: 3 bytes a pixel more for 4:2:0 chroma, 6 for 4:4:4 (measured with the CLI on a
 //!   36-megapixel JPEG, whose pixels are 108 MB: the progressive 4:4:4 file peaks 210 MB higher
-//!   than the baseline one).
+//!   than the baseline one). libjpeg-turbo-rs is held to [`JPEG_DECODE_BYTES`] by its own
+//!   estimate (14 bytes a pixel at most: 560 MB at 40 megapixels).
+//! - nothing for a PNG's `iCCP`, `zTXt`, `iTXt` and `tEXt` chunks: they are dropped before the
+//!   decoder sees the file (the compressed ones could inflate a thousandfold).
 //! - during a 90° or 270° EXIF rotation, a second, rotated copy of the decoded image.
+//!
+//! The work is bounded too: a JPEG may have at most [`MAX_JPEG_SCANS`] scans, which together
+//! may decode each 8×8 block at most [`MAX_JPEG_PASSES`] times, both counted from its markers
+//! before decoding ([`ImageError::TooManyScans`], [`ImageError::ScanWork`]); every other
+//! format's decoders do work proportional to the pixels and the file.
 //!
 //! Resizing ([`resize_shorter_and_center_crop`], [`resize_crop`]) never materialises the
 //! resized image: it computes only the crop's pixels, reading only the source rows and columns
@@ -28,14 +37,17 @@
 //! [`MAX_PIXELS`] that band is at most about 4 MB for a 224 crop from 256 (5 MB for 256 from
 //! 256), whatever the aspect ratio: a 40000×1 panorama costs as little as a square photo.
 //!
-//! So one image costs at most: its file (twice for a JPEG) + 160 MB of pixels (twice during a
-//! 90° rotation) + a progressive JPEG's coefficients (up to 240 MB) + about 5 MB.
+//! So one image costs at most: its file (twice for a JPEG or a PNG with dropped chunks) + 160 MB
+//! of pixels (twice during a 90° rotation) + a progressive JPEG's decoder state (up to 400 MB
+//! more) + about 5 MB.
 
+use std::borrow::Cow;
 use std::io::Cursor;
 
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
 
 use crate::model::Variant;
+use crate::text::thousands;
 
 /// Side of the square the network sees.
 pub const INPUT_SIZE: usize = 224;
@@ -47,6 +59,22 @@ pub const MAX_PIXELS: u64 = 40_000_000;
 /// Largest decoded image accepted, in bytes of the colour type the decoder produces (checked
 /// before decoding): [`MAX_PIXELS`] of 8-bit RGBA.
 pub const MAX_DECODED_BYTES: u64 = MAX_PIXELS * 4;
+/// Largest image file read (the CLI checks it before reading; see `files`): an uncompressed
+/// 40-megapixel BMP at 32 bits a pixel is 160 MB, and any real photo is far smaller.
+pub const MAX_FILE_BYTES: u64 = 200_000_000;
+/// Most scans a JPEG may have: libjpeg-turbo's own "unreasonably large number of scans"
+/// (`tjbench -limitscans`). Ordinary progressive files have about 10; each scan is a pass of
+/// the decoder over the blocks of its components, so thousands of them cost seconds however
+/// small the file.
+pub const MAX_JPEG_SCANS: usize = 500;
+/// The decoding work a JPEG may ask for, proportional to its pixels: its scans together may
+/// decode each 8×8 block of the image at most this many times. An ordinary progressive file
+/// does about 5 (libjpeg's default script: 5.3 for 4:2:0, 4.7 for 4:4:4); a baseline one, 1.
+pub const MAX_JPEG_PASSES: u64 = 100;
+/// libjpeg-turbo-rs's estimate of a decode's memory (its `max_memory`): output, component
+/// planes, upsampling planes and a progressive file's coefficients, at most 14 bytes a pixel
+/// (3 + 3 + 2 + 6 for a progressive 4:4:4 RGB decode) at [`MAX_PIXELS`].
+pub const JPEG_DECODE_BYTES: u64 = MAX_PIXELS * 14 + (1 << 20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -54,31 +82,84 @@ pub enum ImageError {
     Empty,
     #[error("not an image this app can read (expected JPEG, PNG, GIF, WebP or BMP)")]
     UnknownFormat,
+    /// A valid file of a kind the app does not decode (TIFF, AVIF, HEIC, …): not damage.
+    #[error("unsupported image format: {0} (this app reads JPEG, PNG, GIF, WebP and BMP; convert it to one of those)")]
+    Unsupported(String),
     #[error("{}", too_large_message(*width, *height))]
     TooLarge { width: u32, height: u32 },
     #[error("the image has zero width or height")]
     ZeroSize,
+    #[error(
+        "the JPEG has {} scans; the limit is {MAX_JPEG_SCANS} (an ordinary progressive JPEG has about 10): \
+         re-save it as an ordinary JPEG or a PNG",
+        thousands(*scans as u64)
+    )]
+    TooManyScans { scans: usize },
+    #[error("{}", scan_work_message(*visits, *blocks))]
+    ScanWork { visits: u64, blocks: u64 },
     #[error("the image file is damaged or truncated: {0}")]
     Corrupt(String),
 }
 
 fn too_large_message(width: u32, height: u32) -> String {
     let pixels = width as u64 * height as u64;
-    let mp = pixels as f64 / 1e6;
-    // One decimal below 100 megapixels, so that 40.3 does not read as "40; the limit is 40".
-    let mp = if mp < 100.0 { format!("{mp:.1}") } else { format!("{mp:.0}") };
+    // Exact counts: "40.0 megapixels; the limit is 40" explains nothing when one pixel over.
     if pixels > MAX_PIXELS {
-        format!("the image is {width}×{height} = {mp} megapixels; the limit is {} megapixels", MAX_PIXELS / 1_000_000)
+        format!("the image is {width}×{height} = {} pixels; the limit is {} pixels", thousands(pixels), thousands(MAX_PIXELS))
     } else {
         // Within the pixel limit, but its decoded form is larger than the memory budget
         // (16 bits per channel).
         format!(
-            "the image is {width}×{height} = {mp} megapixels but needs more than {} MB to decode \
-             (more than 8 bits per channel); the limit is {} megapixels at 8 bits per channel",
-            MAX_DECODED_BYTES / 1_000_000,
-            MAX_PIXELS / 1_000_000
+            "the image is {width}×{height} = {} pixels at more than 8 bits per channel, which needs more than \
+             {} bytes to decode; the limit is {} bytes ({} pixels at 8 bits per channel)",
+            thousands(pixels),
+            thousands(MAX_DECODED_BYTES),
+            thousands(MAX_DECODED_BYTES),
+            thousands(MAX_PIXELS)
         )
     }
+}
+
+fn scan_work_message(visits: u64, blocks: u64) -> String {
+    format!(
+        "the JPEG's scans decode its {} blocks {} times in all, {:.1} times each; the limit is {MAX_JPEG_PASSES} \
+         times each (an ordinary progressive JPEG: about 5): re-save it as an ordinary JPEG or a PNG",
+        thousands(blocks),
+        thousands(visits),
+        visits as f64 / blocks.max(1) as f64
+    )
+}
+
+/// A PNG chunk the app skips before decoding: colour profiles and text, which it never uses,
+/// and of which `iCCP`, `zTXt` and `iTXt` are deflate-compressed: a 1 MB chunk of zeros would
+/// inflate to 1 GB. Pixels are decoded as Pillow decodes them for torchvision, without colour
+/// management, so no pixel changes.
+const SKIPPED_PNG_CHUNKS: [&[u8; 4]; 4] = [b"iCCP", b"zTXt", b"iTXt", b"tEXt"];
+
+/// A PNG without its [skipped chunks](SKIPPED_PNG_CHUNKS); the bytes themselves when it has
+/// none. What cannot be walked (a length past the end) is left as it is, for the decoder and
+/// the cut-off check to judge.
+fn without_skipped_png_chunks(b: &[u8]) -> Cow<'_, [u8]> {
+    let mut kept: Vec<std::ops::Range<usize>> = Vec::new();
+    let (mut i, mut from) = (PNG_SIGNATURE.len(), 0);
+    while i + 12 <= b.len() {
+        let len = u32::from_be_bytes(b[i..i + 4].try_into().expect("4 bytes")) as usize;
+        let Some(end) = (i + 12).checked_add(len).filter(|&e| e <= b.len()) else { break };
+        let kind = &b[i + 4..i + 8];
+        if SKIPPED_PNG_CHUNKS.iter().any(|k| k.as_slice() == kind) {
+            kept.push(from..i);
+            from = end;
+        }
+        if kind == b"IEND" {
+            break;
+        }
+        i = end;
+    }
+    if kept.is_empty() {
+        return Cow::Borrowed(b);
+    }
+    kept.push(from..b.len());
+    Cow::Owned(kept.into_iter().flat_map(|r| b[r].iter().copied()).collect())
 }
 
 /// A preprocessed image: the normalised tensor data and the crop the network saw.
@@ -97,10 +178,12 @@ fn corrupt(e: impl std::fmt::Display) -> ImageError {
 }
 
 /// An `image` error → ours: a limit hit (memory, dimensions) is [`ImageError::TooLarge`] when
-/// the size is known, whatever the target's pointer width; anything else is damage.
+/// the size is known, whatever the target's pointer width; a format it was built without is
+/// [`ImageError::Unsupported`]; anything else is damage.
 fn from_image_error(e: image::ImageError, size: Option<(u32, u32)>) -> ImageError {
     match (&e, size) {
         (image::ImageError::Limits(_), Some((width, height))) => ImageError::TooLarge { width, height },
+        (image::ImageError::Unsupported(u), _) => ImageError::Unsupported(u.to_string()),
         _ => corrupt(e),
     }
 }
@@ -115,23 +198,102 @@ fn check_size(width: u32, height: u32) -> Result<(), ImageError> {
     Ok(())
 }
 
-/// Decode an image, refusing non-images, cut-off files and decompression bombs with clear
-/// errors. Memory: see the [module documentation](self).
-pub fn decode(bytes: &[u8]) -> Result<DynamicImage, ImageError> {
-    if bytes.is_empty() {
+/// What a file's first bytes say it is: one of the formats [`decode`] reads, or why not
+/// ([`ImageError::UnknownFormat`], or [`ImageError::Unsupported`] for an image format the app
+/// does not read). 16 bytes are enough; the CLI calls this on a file's first bytes before
+/// reading the rest.
+pub fn sniff(head: &[u8]) -> Result<ImageFormat, ImageError> {
+    use image::ImageFormat as F;
+    if head.is_empty() {
         return Err(ImageError::Empty);
     }
-    let reader = |limits: Option<image::Limits>| -> Result<ImageReader<Cursor<&[u8]>>, ImageError> {
-        let mut r = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(corrupt)?;
+    match image::guess_format(head) {
+        Ok(f @ (F::Jpeg | F::Png | F::Gif | F::WebP | F::Bmp)) => Ok(f),
+        Ok(other) => Err(ImageError::Unsupported(format_name(other))),
+        // HEIC/HEIF (iPhone photos): an ISO-BMFF `ftyp` box with a HEIF brand.
+        Err(_) if head.get(4..8) == Some(b"ftyp") && head.get(8..12).is_some_and(|b| HEIF_BRANDS.contains(&b)) => {
+            Err(ImageError::Unsupported("HEIC/HEIF".into()))
+        }
+        Err(_) => Err(ImageError::UnknownFormat),
+    }
+}
+
+const HEIF_BRANDS: [&[u8]; 6] = [b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1"];
+
+fn format_name(f: ImageFormat) -> String {
+    use image::ImageFormat as F;
+    match f {
+        F::Tiff => "TIFF".into(),
+        F::Avif => "AVIF".into(),
+        F::Ico => "ICO".into(),
+        F::Tga => "TGA".into(),
+        F::Dds => "DDS".into(),
+        F::Hdr => "Radiance HDR".into(),
+        F::OpenExr => "OpenEXR".into(),
+        F::Pnm => "PNM".into(),
+        F::Qoi => "QOI".into(),
+        F::Farbfeld => "farbfeld".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Decode an image, refusing non-images, unsupported formats, cut-off files and decompression
+/// bombs (pixels, compressed PNG chunks, JPEG scans) with clear errors, before the decoder
+/// allocates for them. Memory: see the [module documentation](self).
+pub fn decode(bytes: &[u8]) -> Result<DynamicImage, ImageError> {
+    let format = sniff(bytes)?;
+    match format {
+        ImageFormat::Jpeg => decode_jpeg(bytes),
+        ImageFormat::Png => decode_with_image(format, &without_skipped_png_chunks(bytes)),
+        _ => decode_with_image(format, bytes),
+    }
+}
+
+/// JPEG: the marker structure is walked first ([`jpeg_structure`]: size, cut-off, scan count
+/// and work), then libjpeg-turbo's own algorithms decode it (ISLOW IDCT, fancy upsampling,
+/// its colour tables), as Pillow decodes, so the pixels equal torchvision's on PIL images
+/// exactly; `image`'s zune-jpeg differs by up to 4 grey levels on 4:2:0 photos. What it cannot
+/// decode falls back to `image`'s decoder, except the codings zune-jpeg lacks (arithmetic,
+/// lossless, 12-bit), where libjpeg-turbo's verdict stands.
+fn decode_jpeg(bytes: &[u8]) -> Result<DynamicImage, ImageError> {
+    let s = jpeg_structure(bytes)?;
+    let limits = libjpeg_turbo_rs::DecodeLimits {
+        max_pixels: MAX_PIXELS,
+        max_scans: MAX_JPEG_SCANS,
+        max_memory: Some(JPEG_DECODE_BYTES),
+        ..Default::default()
+    };
+    let turbo = libjpeg_turbo_rs::Decoder::new_with_limits(bytes, limits).and_then(|mut d| {
+        d.set_output_format(libjpeg_turbo_rs::PixelFormat::Rgb);
+        let orientation = d.exif_orientation();
+        d.decode_image().map(|img| (img, orientation))
+    });
+    let (img, orientation) = match turbo {
+        Ok(done) => done,
+        Err(libjpeg_turbo_rs::JpegError::LimitExceeded { .. }) => return Err(ImageError::TooLarge { width: s.width, height: s.height }),
+        Err(e) if s.beyond_zune => return Err(corrupt(e)),
+        Err(_) => return decode_with_image(ImageFormat::Jpeg, bytes),
+    };
+    let Some(rgb) = RgbImage::from_raw(img.width as u32, img.height as u32, img.data).filter(|r| r.dimensions() == (s.width, s.height)) else {
+        return decode_with_image(ImageFormat::Jpeg, bytes);
+    };
+    let mut img = DynamicImage::ImageRgb8(rgb);
+    if let Some(o) = orientation.and_then(image::metadata::Orientation::from_exif) {
+        img.apply_orientation(o);
+    }
+    Ok(img)
+}
+
+/// Every other format (and a JPEG libjpeg-turbo could not decode) through `image`, with its
+/// allocation limit set to the budget.
+fn decode_with_image(format: ImageFormat, bytes: &[u8]) -> Result<DynamicImage, ImageError> {
+    let reader = |limits: Option<image::Limits>| -> ImageReader<Cursor<&[u8]>> {
+        let mut r = ImageReader::with_format(Cursor::new(bytes), format);
         match limits {
             Some(l) => r.limits(l),
             None => r.no_limits(),
         }
-        Ok(r)
-    };
-    let probe = reader(None)?;
-    let Some(format) = probe.format() else {
-        return Err(ImageError::UnknownFormat);
+        r
     };
     // Header first: the size is known before a single pixel is decoded. A PNG's size is read
     // from its IHDR directly, because the png crate refuses, on 32-bit targets (the page), to
@@ -140,9 +302,10 @@ pub fn decode(bytes: &[u8]) -> Result<DynamicImage, ImageError> {
     if let Some((width, height)) = png_size {
         check_size(width, height)?;
     }
-    // The probe runs without allocation limits: it allocates nothing for pixels, and the
-    // default limit's arithmetic would otherwise decide what a header may claim.
-    let (width, height) = probe.into_dimensions().map_err(|e| {
+    // The probe runs without allocation limits: it allocates nothing for pixels (the PNG
+    // chunks that would inflate are skipped before this), and the default limit's arithmetic
+    // would otherwise decide what a header may claim.
+    let (width, height) = reader(None).into_dimensions().map_err(|e| {
         // A header cut short is reported as such.
         check_complete(format, bytes).err().unwrap_or_else(|| from_image_error(e, png_size))
     })?;
@@ -154,20 +317,12 @@ pub fn decode(bytes: &[u8]) -> Result<DynamicImage, ImageError> {
     limits.max_image_height = Some(height);
     limits.max_alloc = Some(MAX_DECODED_BYTES);
     let size = Some((width, height));
-    let mut decoder = reader(Some(limits))?.into_decoder().map_err(|e| from_image_error(e, size))?;
+    let mut decoder = reader(Some(limits)).into_decoder().map_err(|e| from_image_error(e, size))?;
     if decoder.total_bytes() > MAX_DECODED_BYTES {
         return Err(ImageError::TooLarge { width, height });
     }
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
-    // JPEG: libjpeg-turbo's own algorithms (ISLOW IDCT, fancy upsampling, its colour tables),
-    // as Pillow decodes, so the pixels equal torchvision's on PIL images exactly; `image`'s
-    // zune-jpeg differs by up to 4 grey levels on 4:2:0 photos. What it cannot decode (CMYK,
-    // say) falls back to `image`'s decoder.
-    let turbo = (format == ImageFormat::Jpeg).then(|| libjpeg_turbo_rs::decompress_to(bytes, libjpeg_turbo_rs::PixelFormat::Rgb).ok()).flatten();
-    let mut img = match turbo.and_then(|j| RgbImage::from_raw(j.width as u32, j.height as u32, j.data)) {
-        Some(rgb) if rgb.dimensions() == (width, height) => DynamicImage::ImageRgb8(rgb),
-        _ => DynamicImage::from_decoder(decoder).map_err(|e| from_image_error(e, size))?,
-    };
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| from_image_error(e, size))?;
     img.apply_orientation(orientation);
     Ok(img)
 }
@@ -194,7 +349,7 @@ fn cut_off(what: &str, end: &str, len: usize) -> ImageError {
 /// judge (unknown structures) they leave to the decoder.
 fn check_complete(format: ImageFormat, bytes: &[u8]) -> Result<(), ImageError> {
     match format {
-        ImageFormat::Jpeg => check_jpeg_complete(bytes),
+        ImageFormat::Jpeg => jpeg_structure(bytes).map(|_| ()),
         ImageFormat::Png => check_png_complete(bytes),
         ImageFormat::Gif => check_gif_complete(bytes),
         ImageFormat::WebP => check_webp_complete(bytes),
@@ -203,17 +358,41 @@ fn check_complete(format: ImageFormat, bytes: &[u8]) -> Result<(), ImageError> {
     }
 }
 
+/// What [`jpeg_structure`] learns from a JPEG's markers.
+#[derive(Debug, Clone, Copy)]
+struct JpegStructure {
+    width: u32,
+    height: u32,
+    /// Arithmetic-coded, lossless or 12/16-bit: codings libjpeg-turbo decodes and zune-jpeg
+    /// does not, so there is no fallback for them.
+    beyond_zune: bool,
+}
+
+/// One component of a JPEG frame: its id and its 8×8 block count.
+#[derive(Debug, Clone, Copy)]
+struct JpegComponent {
+    id: u8,
+    blocks: u64,
+}
+
 /// Walk a JPEG's marker structure from SOI to EOI: marker segments are skipped by their
 /// lengths (so an EXIF thumbnail inside APP1, with its own SOI…EOI, is skipped whole), and
 /// after each SOS (progressive files have many) the entropy-coded data is scanned to the next
 /// marker, `FF 00` (a stuffed `FF`) and RST0–7 being part of the data. Bytes after the EOI are
 /// allowed (cameras append data there).
-fn check_jpeg_complete(b: &[u8]) -> Result<(), ImageError> {
+///
+/// On the way it reads the frame header (SOFn: the size, refused at once when too large, and
+/// each component's block count) and counts the scans and the blocks each decodes, so that a
+/// scan bomb ([`MAX_JPEG_SCANS`], [`MAX_JPEG_PASSES`]) is refused before a decoder starts:
+/// the walk itself costs one read of the bytes, whatever they claim.
+fn jpeg_structure(b: &[u8]) -> Result<JpegStructure, ImageError> {
     let n = b.len();
     let cut = || cut_off("JPEG", "end-of-image marker", n);
     if !b.starts_with(&[0xFF, 0xD8]) {
         return Err(corrupt("no JPEG start-of-image marker"));
     }
+    let mut frame: Option<(JpegStructure, Vec<JpegComponent>)> = None;
+    let (mut scans, mut visits) = (0usize, 0u64);
     let mut i = 2;
     loop {
         // The next marker: FF, optional FF fill bytes, the code. Bytes before it that are not
@@ -230,7 +409,7 @@ fn check_jpeg_complete(b: &[u8]) -> Result<(), ImageError> {
         let marker = b[i];
         i += 1;
         match marker {
-            0xD9 => return Ok(()),
+            0xD9 => break,
             // Standalone markers (TEM, RST0–7, SOI) and a stray stuffed zero: no length.
             0x00 | 0x01 | 0xD0..=0xD8 => continue,
             _ => {}
@@ -242,26 +421,79 @@ fn check_jpeg_complete(b: &[u8]) -> Result<(), ImageError> {
         if len < 2 {
             return Err(corrupt(format!("invalid JPEG segment length {len} at byte {i}")));
         }
+        let segment = b.get(i + 2..i + len);
         i += len;
         if i > n {
             return Err(cut());
         }
-        if marker == 0xDA {
-            // Entropy-coded data up to the next marker that is not FF00 or RSTn.
-            loop {
-                match b[i..].iter().position(|&x| x == 0xFF) {
-                    None => return Err(cut()),
-                    Some(p) => i += p,
+        let segment = segment.expect("within the file");
+        match marker {
+            // SOF0–3, 5–7, 9–11, 13–15 (C4 is DHT, C8 JPG, CC DAC). The first frame counts.
+            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) && frame.is_none() => {
+                let f = jpeg_frame(marker, segment)?;
+                check_size(f.0.width, f.0.height)?;
+                frame = Some(f);
+            }
+            0xDA => {
+                scans += 1;
+                // Each scan decodes every block of the components it names.
+                if let (Some((_, components)), Some(&ns)) = (&frame, segment.first()) {
+                    let ids = segment.iter().skip(1).step_by(2).take(ns as usize);
+                    visits += ids.filter_map(|id| components.iter().find(|c| c.id == *id)).map(|c| c.blocks).sum::<u64>();
                 }
-                match b.get(i + 1) {
-                    None => return Err(cut()),
-                    Some(0x00 | 0xD0..=0xD7) => i += 2,
-                    Some(0xFF) => i += 1,
-                    Some(_) => break,
+                // Entropy-coded data up to the next marker that is not FF00 or RSTn.
+                loop {
+                    match b[i..].iter().position(|&x| x == 0xFF) {
+                        None => return Err(cut()),
+                        Some(p) => i += p,
+                    }
+                    match b.get(i + 1) {
+                        None => return Err(cut()),
+                        Some(0x00 | 0xD0..=0xD7) => i += 2,
+                        Some(0xFF) => i += 1,
+                        Some(_) => break,
+                    }
                 }
             }
+            _ => {}
         }
     }
+    if scans > MAX_JPEG_SCANS {
+        return Err(ImageError::TooManyScans { scans });
+    }
+    let Some((structure, components)) = frame else {
+        return Err(corrupt("the JPEG has no frame header (SOF marker)"));
+    };
+    let blocks: u64 = components.iter().map(|c| c.blocks).sum();
+    if visits > MAX_JPEG_PASSES * blocks {
+        return Err(ImageError::ScanWork { visits, blocks });
+    }
+    Ok(structure)
+}
+
+/// A frame header (SOFn): precision, height, width, then per component its id, sampling
+/// factors (4 bits each) and quantisation table.
+fn jpeg_frame(marker: u8, seg: &[u8]) -> Result<(JpegStructure, Vec<JpegComponent>), ImageError> {
+    let bad = || corrupt(format!("the JPEG frame header (SOF{}) is malformed", marker - 0xC0));
+    let (&precision, rest) = seg.split_first().ok_or_else(bad)?;
+    let (height, width) = match rest {
+        [h0, h1, w0, w1, ..] => (u16::from_be_bytes([*h0, *h1]) as u32, u16::from_be_bytes([*w0, *w1]) as u32),
+        _ => return Err(bad()),
+    };
+    let nf = *seg.get(5).ok_or_else(bad)? as usize;
+    let specs = seg.get(6..6 + 3 * nf).ok_or_else(bad)?;
+    let sampling: Vec<(u8, u64, u64)> = specs.chunks_exact(3).map(|c| (c[0], (c[1] >> 4).max(1) as u64, (c[1] & 15).max(1) as u64)).collect();
+    let (hmax, vmax) = sampling.iter().fold((1, 1), |(h, v), &(_, hc, vc)| (hc.max(h), vc.max(v)));
+    // A component's size is ceil(X · H / Hmax) × ceil(Y · V / Vmax), in blocks of 8 (T.81 A.1.1).
+    let components = sampling
+        .iter()
+        .map(|&(id, h, v)| {
+            let (cw, ch) = ((width as u64 * h).div_ceil(hmax), (height as u64 * v).div_ceil(vmax));
+            JpegComponent { id, blocks: cw.div_ceil(8) * ch.div_ceil(8) }
+        })
+        .collect();
+    let beyond_zune = matches!(marker, 0xC3 | 0xC7 | 0xC9..=0xCB | 0xCD..=0xCF) || precision != 8;
+    Ok((JpegStructure { width, height, beyond_zune }, components))
 }
 
 /// Walk a PNG's chunks (length, type, data, CRC) to the end of IEND.

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::aux_head::{aux_pool, inception_aux};
 use crate::model::config::{AUX_TAPS, INCEPTION_TABLE, STAGES, Stage};
+use crate::labels::{LabelError, check_labels};
 use crate::model::{GoogLeNet, Variant};
 use crate::preprocess::{self, INPUT_SIZE, ImageError};
 use crate::rng::SplitMix64;
@@ -52,7 +53,7 @@ pub enum TrainError {
     TooFewClasses(usize),
     #[error("{0} classes is too many; at most {max}", max = LIMITS.max_classes)]
     TooManyClasses(usize),
-    #[error("class `{name}` has {count} image(s); every class needs at least {min}", min = LIMITS.min_images_per_class)]
+    #[error("class `{name}` has {}; every class needs at least {min}", crate::text::count(*count, "image", "images"), min = LIMITS.min_images_per_class)]
     TooFewImages { name: String, count: usize },
     #[error("class `{name}` already has {max} images, the limit", max = LIMITS.max_images_per_class)]
     TooManyImages { name: String },
@@ -60,6 +61,9 @@ pub enum TrainError {
     NoSuchClass(u32),
     #[error("{0}")]
     Config(String),
+    /// A class name the saved model could not be loaded with: refused before training.
+    #[error("{0}")]
+    Label(#[from] LabelError),
     #[error("reading results from the device failed: {0}")]
     Device(String),
 }
@@ -156,7 +160,126 @@ impl Default for FinetuneConfig {
     }
 }
 
+/// One setting's value as the page (a JS value) or a JSON file gives it, kept as it came so
+/// that a refusal can name it: `learning rate "fast"`, `seed -1`, `learning rate NaN`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Setting {
+    Bool(bool),
+    /// A whole number that fits u64 (before `Number`, so a large seed keeps every digit).
+    Whole(u64),
+    Number(f64),
+    Text(String),
+    List(Vec<Setting>),
+    Null,
+}
+
+impl std::fmt::Display for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Setting::Bool(b) => write!(f, "{b}"),
+            Setting::Whole(n) => write!(f, "{n}"),
+            Setting::Number(x) => write!(f, "{x}"),
+            Setting::Text(t) => {
+                // At most 40 characters of it, control characters made visible.
+                let short: String = t.chars().take(40).collect();
+                let more = if t.chars().count() > 40 { "…" } else { "" };
+                write!(f, "\"{}{more}\"", crate::text::escape(&short))
+            }
+            Setting::List(items) => {
+                write!(f, "[")?;
+                for (i, v) in items.iter().enumerate() {
+                    write!(f, "{}{v}", if i > 0 { ", " } else { "" })?;
+                }
+                write!(f, "]")
+            }
+            Setting::Null => write!(f, "null"),
+        }
+    }
+}
+
+impl Setting {
+    fn whole(&self, what: &str, range: std::ops::RangeInclusive<u64>) -> Result<u64, TrainError> {
+        let n = match *self {
+            Setting::Whole(n) => Some(n),
+            // A JS number: whole and exactly representable (≤ 2^53).
+            Setting::Number(x) if x.fract() == 0.0 && (0.0..=9_007_199_254_740_992.0).contains(&x) => Some(x as u64),
+            _ => None,
+        };
+        match n {
+            Some(n) if range.contains(&n) => Ok(n),
+            _ => Err(TrainError::Config(format!("{what} {self} is not a whole number in {}…{}", range.start(), range.end()))),
+        }
+    }
+
+    fn number(&self, what: &str) -> Result<f64, TrainError> {
+        match *self {
+            Setting::Whole(n) => Ok(n as f64),
+            Setting::Number(x) if x.is_finite() => Ok(x),
+            _ => Err(TrainError::Config(format!("{what} {self} is not a number"))),
+        }
+    }
+
+    fn flag(&self, what: &str) -> Result<bool, TrainError> {
+        match *self {
+            Setting::Bool(b) => Ok(b),
+            _ => Err(TrainError::Config(format!("{what} {self} is not true or false"))),
+        }
+    }
+
+    fn text(&self, what: &str) -> Result<&str, TrainError> {
+        match self {
+            Setting::Text(t) => Ok(t),
+            _ => Err(TrainError::Config(format!("{what} {self} is not text"))),
+        }
+    }
+}
+
 impl FinetuneConfig {
+    /// Settings as the page sends them (field → value; missing or null fields take the defaults),
+    /// each refusal naming the setting and the value it got, then [`FinetuneConfig::check`].
+    pub fn from_settings<'a>(settings: impl IntoIterator<Item = (&'a str, &'a Setting)>) -> Result<Self, TrainError> {
+        let mut c = FinetuneConfig::default();
+        for (key, v) in settings {
+            // An absent value (`null`, or `undefined` from the page) takes the default.
+            if *v == Setting::Null {
+                continue;
+            }
+            match key {
+                "batch" => c.batch = v.whole("batch size", 1..=LIMITS.max_batch as u64)? as usize,
+                "lr" => {
+                    c.lr = v.number("learning rate").map_err(|_| TrainError::Config(format!("learning rate {v} is not a number; expected one in (0, 1], e.g. 0.001")))?
+                }
+                "aux_weights" => {
+                    let w = match v {
+                        Setting::List(items) if items.len() == 2 => [items[0].number("aux weight")?, items[1].number("aux weight")?],
+                        _ => return Err(TrainError::Config(format!("aux weights {v} are not two numbers [aux1, aux2]"))),
+                    };
+                    c.aux_weights = w.map(|x| x as f32);
+                }
+                "aux" => c.aux = v.flag("aux")?,
+                "augment" => c.augment = v.flag("augment")?,
+                "trainable" => c.trainable = Trainable::parse(v.text("trainable")?)?,
+                "optimizer" => {
+                    c.optimizer = match v.text("optimizer")? {
+                        "adam" => OptimizerKind::Adam,
+                        "sgd" => OptimizerKind::Sgd,
+                        _ => return Err(TrainError::Config(format!("optimizer {v} is not adam or sgd"))),
+                    }
+                }
+                "seed" => c.seed = v.whole("seed", 0..=u64::MAX)?,
+                other => {
+                    return Err(TrainError::Config(format!(
+                        "unknown setting `{}`; the settings are batch, lr, aux_weights, aux, augment, trainable, optimizer, seed",
+                        crate::text::escape(other)
+                    )));
+                }
+            }
+        }
+        c.check()?;
+        Ok(c)
+    }
+
     /// Every field in range, or a message that says which and what is allowed.
     pub fn check(&self) -> Result<(), TrainError> {
         let bad = |m: String| Err(TrainError::Config(m));
@@ -415,6 +538,9 @@ pub struct Trainer {
 
 /// Check a training set against [`LIMITS`]: names each offending class.
 pub fn check_set(labels: &[String], examples: &[Example]) -> Result<(), TrainError> {
+    // The names first: they are saved with the model, and a name the loader refuses would
+    // make the whole fine-tune's work unloadable.
+    check_labels(labels)?;
     let n = labels.len();
     if n < 2 {
         return Err(TrainError::TooFewClasses(n));
@@ -790,6 +916,30 @@ mod tests {
         assert!(d.add_image(0, img()).unwrap_err().to_string().contains("`c0` already has 30"));
         d.rename(1, "c0").unwrap();
         assert!(d.training_set().unwrap_err().to_string().contains("named `c0`"));
+    }
+
+    fn settings(json: &str) -> Result<FinetuneConfig, String> {
+        let map: std::collections::BTreeMap<String, Setting> = serde_json::from_str(json).unwrap();
+        FinetuneConfig::from_settings(map.iter().map(|(k, v)| (k.as_str(), v))).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn every_refused_setting_names_the_value_it_got() {
+        let ok = settings(r#"{"batch": 4, "lr": 0.01, "optimizer": "sgd", "trainable": "blocks:2", "seed": 18446744073709551615, "aux_weights": [0.3, 1]}"#).unwrap();
+        assert_eq!((ok.batch, ok.lr, ok.optimizer, ok.trainable, ok.seed, ok.aux_weights), (4, 0.01, OptimizerKind::Sgd, Trainable::Blocks(2), u64::MAX, [0.3, 1.0]));
+        assert_eq!(settings(r#"{"lr": "fast"}"#).unwrap_err(), "learning rate \"fast\" is not a number; expected one in (0, 1], e.g. 0.001");
+        assert_eq!(settings(r#"{"lr": 0}"#).unwrap_err(), "learning rate 0 is out of range (0, 1]");
+        assert_eq!(settings(r#"{"seed": -1}"#).unwrap_err(), "seed -1 is not a whole number in 0…18446744073709551615");
+        assert_eq!(settings(r#"{"seed": 1.5}"#).unwrap_err(), "seed 1.5 is not a whole number in 0…18446744073709551615");
+        assert_eq!(settings(r#"{"batch": 65}"#).unwrap_err(), "batch size 65 is not a whole number in 1…64");
+        assert_eq!(settings(r#"{"aux": "yes"}"#).unwrap_err(), "aux \"yes\" is not true or false");
+        assert_eq!(settings(r#"{"optimizer": "rmsprop"}"#).unwrap_err(), "optimizer \"rmsprop\" is not adam or sgd");
+        assert_eq!(settings(r#"{"aux_weights": [0.3]}"#).unwrap_err(), "aux weights [0.3] are not two numbers [aux1, aux2]");
+        assert!(settings(r#"{"batchsize": 4}"#).unwrap_err().starts_with("unknown setting `batchsize`"));
+        // A JS NaN (Number("fast")) arrives as a number: named as NaN, never as 0.
+        let nan = Setting::Number(f64::NAN);
+        let err = FinetuneConfig::from_settings([("lr", &nan)]).unwrap_err().to_string();
+        assert_eq!(err, "learning rate NaN is not a number; expected one in (0, 1], e.g. 0.001");
     }
 
     #[test]

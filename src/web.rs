@@ -393,8 +393,10 @@ impl Session {
     /// Start a fine-tune of the model in use on the classes so far. `config` is a
     /// `FinetuneConfig` object; unknown fields or values are refused.
     pub fn ft_start(&self, config: JsValue) -> Result<(), JsValue> {
-        let cfg: FinetuneConfig = serde_wasm_bindgen::from_value(config)
+        // Read as plain values first, so that a refusal names the value it got.
+        let settings: std::collections::BTreeMap<String, train::Setting> = serde_wasm_bindgen::from_value(config)
             .map_err(|e| js_error(Error::Request(format!("fine-tune settings: {e}"))))?;
+        let cfg = FinetuneConfig::from_settings(settings.iter().map(|(k, v)| (k.as_str(), v))).map_err(|e| js_error(e.into()))?;
         let (labels, examples) = self.inner.dataset.borrow().training_set().map_err(|e| js_error(e.into()))?;
         let (model, _, _) = self.inner.model().map_err(js_error)?;
         let images: Vec<_> = examples.iter().map(|e| e.image.clone()).collect();
@@ -495,7 +497,7 @@ impl Session {
             for (k, shape, t) in weights::named_tensors(&model) {
                 tensors.push((k, shape, explore::read(t).await.map_err(js_error)?));
             }
-            let bytes = weights::write_safetensors(&model, tensors, &SaveInfo { labels: Some(labels), aux_trained });
+            let bytes = weights::write_safetensors(&model, tensors, &SaveInfo { labels: Some(labels), aux_trained }).map_err(|e| js_error(e.into()))?;
             Ok(js_sys::Uint8Array::from(bytes.as_slice()).into())
         })
     }

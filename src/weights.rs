@@ -17,15 +17,25 @@ use std::collections::{BTreeMap, BTreeSet};
 use burn::module::{Param, RunningState};
 use burn::tensor::{Device, Tensor, TensorData};
 
+use crate::labels::{LabelError, check_labels};
 use crate::model::basic_conv::BasicConv2d;
 use crate::model::{GoogLeNet, GoogLeNetConfig, Inception, STAGES, Stage, Variant};
 use crate::rng::SplitMix64;
+use crate::text::count;
+
+/// The largest weights file the CLI reads (checked before reading): the float32 BVLC release is
+/// 28 MB, torchvision's with its aux heads 52 MB, and the same in float64 105 MB.
+pub const MAX_FILE_BYTES: u64 = 256_000_000;
 
 /// Everything that can be wrong with a weights file, each naming what was expected.
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
     #[error("cannot read {path}: {message}")]
     Io { path: String, message: String },
+    /// The file itself: not a regular file, too large, unreadable.
+    #[cfg(not(target_family = "wasm"))]
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
     #[error("not a valid safetensors file: {0}")]
     Safetensors(String),
     #[error("not a readable PyTorch checkpoint: {0}")]
@@ -42,7 +52,7 @@ pub enum WeightsError {
     Shape { key: String, found: Vec<usize>, expected: Vec<usize> },
     #[error("{} tensor(s) in the file are not part of the `{variant}` network: {}", keys.len(), keys.join(", "))]
     Unknown { keys: Vec<String>, variant: Variant },
-    #[error("the classifier has {found} classes (`{key}` is {shape:?}), but {requested} classes were requested")]
+    #[error("the classifier has {} (`{key}` is {shape:?}), but {} were requested", count(*found, "class", "classes"), count(*requested, "class", "classes"))]
     ClassCount { key: String, shape: Vec<usize>, found: usize, requested: usize },
     #[error("cannot find the classifier (`fc.weight` or `loss3/classifier.weight`) in the weights file")]
     NoClassifier,
@@ -50,6 +60,9 @@ pub enum WeightsError {
     NeedsConversion,
     #[error("bad metadata `{key}`: {message}")]
     Metadata { key: String, message: String },
+    /// A class name that cannot be saved or shown (blank, control characters, too long).
+    #[error("bad metadata `googlenet.labels`: {0}")]
+    Label(#[from] LabelError),
     #[error("{}", non_finite_message(key, *index, *value))]
     NonFinite { key: String, index: usize, value: f64 },
     #[error("tensor `{key}` holds {value} at index {index}, beyond float16's range (±65504); keep this model in F32")]
@@ -444,14 +457,7 @@ fn explain_safetensors(bytes: &[u8], e: safetensors::SafeTensorError) -> Weights
         prev = Some(key);
     }
     if end != data_len {
-        let why = if data_len == end + 1 {
-            "the header length is wrong or a stray byte follows the last tensor".to_string()
-        } else if data_len > end {
-            format!("the header length is wrong or {} stray bytes follow the last tensor", data_len - end)
-        } else {
-            "the header length is wrong or the file is truncated".to_string()
-        };
-        return bad(format!("the data section has {data_len} bytes but the tensors cover {end}: {why}"));
+        return data_len_error(data_len, end);
     }
     // Not reached for any failure we know of; keep the crate's own words.
     bad(e.to_string())
@@ -502,7 +508,7 @@ pub fn read_pytorch(path: &std::path::Path) -> Result<TensorMap, WeightsError> {
             // torch.save: torch always appends zip64 end records, and with those present the
             // reader looks for the central directory at the wrong place. When the classic end
             // record is complete, the same archive without the zip64 records is standard.
-            let bytes = std::fs::read(path).map_err(|e| WeightsError::Io { path: path.display().to_string(), message: e.to_string() })?;
+            let bytes = crate::files::read(path, crate::files::WEIGHTS)?;
             let Some(fixed) = without_zip64_trailer(&bytes) else {
                 return Err(WeightsError::Pytorch(e.to_string()));
             };
@@ -582,18 +588,62 @@ pub fn read_bytes(bytes: &[u8]) -> Result<TensorMap, WeightsError> {
 }
 
 /// Read a weights file by its content: safetensors or a PyTorch checkpoint (zip or legacy
-/// pickle).
+/// pickle), within [`MAX_FILE_BYTES`] and checked before it is read (`files::open`). A
+/// safetensors file's header is read first: it states how long the file must be, so a file
+/// with bytes after its last tensor, or cut short, is refused having read only the header.
 #[cfg(not(target_family = "wasm"))]
 pub fn read_file(path: &std::path::Path) -> Result<TensorMap, WeightsError> {
-    let io = |e: std::io::Error| WeightsError::Io { path: path.display().to_string(), message: e.to_string() };
-    let bytes = std::fs::read(path).map_err(io)?;
-    if bytes.is_empty() {
-        return Err(WeightsError::Io { path: path.display().to_string(), message: "the file is empty".into() });
+    use std::io::Read;
+
+    use crate::files::{self, FileError};
+    let io = |e: std::io::Error| FileError::Read { path: crate::text::path(path), message: e.to_string() };
+    let (mut file, size) = files::open(path, files::WEIGHTS)?;
+    if size == 0 {
+        return Err(WeightsError::Io { path: crate::text::path(path), message: "the file is empty".into() });
     }
+    let mut bytes = Vec::with_capacity(8);
+    (&mut file).take(8).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.starts_with(b"PK\x03\x04") {
+        return read_pytorch(path);
+    }
+    let header_len = (bytes.len() == 8).then(|| u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")));
+    if let Some(n) = header_len.filter(|&n| n <= MAX_HEADER as u64 && n <= size - 8 && bytes[0] != 0x80) {
+        (&mut file).take(n).read_to_end(&mut bytes).map_err(io)?;
+        if let Some(end) = safetensors_data_end(&bytes[8..]) {
+            let data_len = size - 8 - n;
+            if data_len != end {
+                return Err(data_len_error(data_len as usize, end as usize));
+            }
+        }
+    }
+    files::read_rest(path, &mut file, files::WEIGHTS, &mut bytes)?;
     if is_pytorch(&bytes) {
         return read_pytorch(path);
     }
     read_safetensors(&bytes)
+}
+
+/// Where a safetensors header says the data section ends (the largest `data_offsets` end), if
+/// the header is JSON that says so; `None` leaves the judgement to [`read_safetensors`].
+#[cfg(not(target_family = "wasm"))]
+fn safetensors_data_end(header: &[u8]) -> Option<u64> {
+    let json: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(header).ok()?;
+    json.iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .map(|(_, v)| v.get("data_offsets")?.get(1)?.as_u64())
+        .try_fold(0u64, |m, e| Some(m.max(e?)))
+}
+
+/// The data section's length disagrees with the tensors' byte ranges.
+fn data_len_error(data_len: usize, end: usize) -> WeightsError {
+    let why = if data_len == end + 1 {
+        "the header length is wrong or a stray byte follows the last tensor".to_string()
+    } else if data_len > end {
+        format!("the header length is wrong or {} stray bytes follow the last tensor", data_len - end)
+    } else {
+        "the header length is wrong or the file is truncated".to_string()
+    };
+    WeightsError::Safetensors(format!("the data section has {data_len} bytes but the tensors cover {end}: {why}"))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -666,9 +716,7 @@ impl TensorMap {
             Some(s) => {
                 let l = serde_json::from_str::<Vec<String>>(s)
                     .map_err(|e| err(META_LABELS, format!("expected a JSON array of strings (one class name per class): {e}")))?;
-                if let Some(i) = l.iter().position(|x| x.trim().is_empty()) {
-                    return Err(err(META_LABELS, format!("label {i} is empty: every class needs a name")));
-                }
+                check_labels(&l)?;
                 Some(l)
             }
             None => None,
@@ -722,7 +770,9 @@ pub fn load_model(map: &TensorMap, opts: &LoadOptions, device: &Device) -> Resul
         return Err(WeightsError::Metadata {
             key: META_CLASSES.into(),
             message: format!(
-                "says {n} classes but the classifier `{cls_key}` is {cls_shape:?}, {num_classes} classes: the metadata and the tensors disagree"
+                "says {} but the classifier `{cls_key}` is {cls_shape:?}, {}: the metadata and the tensors disagree",
+                count(n, "class", "classes"),
+                count(num_classes, "class", "classes")
             ),
         });
     }
@@ -731,7 +781,7 @@ pub fn load_model(map: &TensorMap, opts: &LoadOptions, device: &Device) -> Resul
     {
         return Err(WeightsError::Metadata {
             key: META_LABELS.into(),
-            message: format!("{} labels for a {num_classes}-class classifier (`{cls_key}` is {cls_shape:?})", l.len()),
+            message: format!("{} for a {num_classes}-class classifier (`{cls_key}` is {cls_shape:?})", count(l.len(), "label", "labels")),
         });
     }
     if let Some(req) = opts.num_classes
@@ -857,20 +907,25 @@ impl StoreDtype {
 
 /// Serialise tensors (already read to the host, in file layout) as F32 safetensors with the
 /// project's metadata.
-pub fn write_safetensors(model: &GoogLeNet, tensors: Vec<(String, Vec<usize>, Vec<f32>)>, info: &SaveInfo) -> Vec<u8> {
-    write_safetensors_as(model, tensors, info, StoreDtype::F32).expect("every finite f32 is storable as F32")
+pub fn write_safetensors(model: &GoogLeNet, tensors: Vec<(String, Vec<usize>, Vec<f32>)>, info: &SaveInfo) -> Result<Vec<u8>, WeightsError> {
+    write_safetensors_as(model, tensors, info, StoreDtype::F32)
 }
 
 /// Serialise tensors as safetensors in `dtype`. F16 refuses a value beyond its range rather
 /// than store an infinity (which the loader would then refuse with a less helpful message).
 /// Aux heads that were never trained are left out: they are random, the loader initialises
-/// them afresh when absent, and they would be more than half of the file.
+/// them afresh when absent, and they would be more than half of the file. Labels the loader
+/// would refuse (blank, control characters, too long: [`check_labels`]) are refused here, so
+/// no file is written that cannot be read back.
 pub fn write_safetensors_as(
     model: &GoogLeNet,
     mut tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
     info: &SaveInfo,
     dtype: StoreDtype,
 ) -> Result<Vec<u8>, WeightsError> {
+    if let Some(l) = &info.labels {
+        check_labels(l)?;
+    }
     if !info.aux_trained {
         tensors.retain(|(k, _, _)| !is_aux_key(k));
     }
@@ -921,8 +976,8 @@ pub fn write_safetensors_as(
 
 /// Save a model as the project's F32 safetensors (native: reads tensors synchronously).
 #[cfg(not(target_family = "wasm"))]
-pub fn save_model(model: &GoogLeNet, info: &SaveInfo) -> Vec<u8> {
-    save_model_as(model, info, StoreDtype::F32).expect("every finite f32 is storable as F32")
+pub fn save_model(model: &GoogLeNet, info: &SaveInfo) -> Result<Vec<u8>, WeightsError> {
+    save_model_as(model, info, StoreDtype::F32)
 }
 
 /// Save a model as the project's safetensors in `dtype` (native).

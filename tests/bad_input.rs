@@ -124,9 +124,9 @@ fn partial_aux_heads_are_an_error_absent_ones_a_fresh_init() {
     let device = Device::flex();
     let model = GoogLeNetConfig::new().with_variant(Variant::Seed).with_num_classes(3).init(&device);
     // Untrained aux heads are not saved (random, and more than half of the file).
-    let untrained = weights::read_safetensors(&weights::save_model(&model, &Default::default())).unwrap();
+    let untrained = weights::read_safetensors(&weights::save_model(&model, &Default::default()).unwrap()).unwrap();
     assert!(!untrained.tensors.is_empty() && untrained.tensors.keys().all(|k| !k.starts_with("aux")));
-    let bytes = weights::save_model(&model, &weights::SaveInfo { aux_trained: true, ..Default::default() });
+    let bytes = weights::save_model(&model, &weights::SaveInfo { aux_trained: true, ..Default::default() }).unwrap();
     let map = weights::read_safetensors(&bytes).unwrap();
     assert!(map.tensors.contains_key("aux2.fc1.weight"));
 
@@ -167,7 +167,7 @@ fn saved_files_round_trip_with_identical_logits() {
     let model = GoogLeNetConfig::new().with_variant(Variant::Torchvision).with_num_classes(4).init(&device);
     let labels: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
     let info = weights::SaveInfo { labels: Some(labels.clone()), aux_trained: true };
-    let bytes = weights::save_model(&model, &info);
+    let bytes = weights::save_model(&model, &info).unwrap();
     let map = weights::read_safetensors(&bytes).unwrap();
     assert_eq!(map.metadata["googlenet.variant"], "torchvision");
     let (back, report) = weights::load_model(&map, &LoadOptions::default(), &device).unwrap();

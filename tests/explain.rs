@@ -33,7 +33,7 @@ fn small_at(side: usize) -> (GoogLeNet, Tensor<4>) {
             (k, shape, (0..n).map(|_| (rng.unit() * 2.0 - 1.0) * bound).collect())
         })
         .collect();
-    let bytes = weights::write_safetensors(&shape_only, tensors, &weights::SaveInfo { labels: None, aux_trained: true });
+    let bytes = weights::write_safetensors(&shape_only, tensors, &weights::SaveInfo { labels: None, aux_trained: true }).unwrap();
     let (model, _) = weights::load_model(&weights::read_bytes(&bytes).unwrap(), &LoadOptions::default(), &device).unwrap();
     let model = model.valid();
     let x: Vec<f32> = (0..3 * side * side).map(|_| rng.unit() * 100.0 - 50.0).collect();

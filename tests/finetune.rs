@@ -153,7 +153,7 @@ fn a_fine_tuned_file_round_trips_with_identical_logits() {
     let mut t = Trainer::new(model, examples, labels.clone(), cfg, &device).unwrap();
     block_on(t.step()).unwrap();
     let trained = t.model();
-    let bytes = weights::save_model(&trained, &SaveInfo { labels: Some(labels.clone()), aux_trained: true });
+    let bytes = weights::save_model(&trained, &SaveInfo { labels: Some(labels.clone()), aux_trained: true }).unwrap();
     let (back, report) = weights::load_model(&weights::read_safetensors(&bytes).unwrap(), &LoadOptions::default(), &device).unwrap();
     assert_eq!(report.num_classes, 2);
     assert_eq!(report.labels, Some(labels));

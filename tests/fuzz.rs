@@ -296,7 +296,7 @@ fn small_weights(model: &googlenet::GoogLeNet) -> Vec<u8> {
         .collect();
     assert!(tensors.len() >= 3, "the model has small tensors to save");
     let info = SaveInfo { labels: Some(vec!["a".into(), "b".into(), "c".into()]), aux_trained: false };
-    weights::write_safetensors(model, tensors, &info)
+    weights::write_safetensors(model, tensors, &info).unwrap()
 }
 
 fn header_end(bytes: &[u8]) -> usize {
@@ -385,7 +385,7 @@ fn fuzz_weights_reader() {
     let mut failures = Failures::default();
     let model = GoogLeNetConfig::new().with_variant(Variant::Seed).with_num_classes(3).init(&Device::flex());
     let info = SaveInfo { labels: Some(vec!["a".into(), "b".into(), "c".into()]), aux_trained: false };
-    let full = weights::save_model(&model, &info);
+    let full = weights::save_model(&model, &info).unwrap();
     let small = small_weights(&model);
     drop(model);
     let donors: [&[u8]; 2] = [&small, &full[..header_end(&full)]];

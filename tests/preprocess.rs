@@ -387,10 +387,14 @@ fn truncated_rle_bmps_are_refused() {
 fn bombs_are_refused_from_the_header() {
     let err = preprocess::decode(&common::png_header(60_000, 60_000)).unwrap_err();
     assert!(matches!(err, ImageError::TooLarge { width: 60_000, height: 60_000 }), "{err}");
-    assert_eq!(err.to_string(), "the image is 60000×60000 = 3600 megapixels; the limit is 40 megapixels");
-    // Just over the limit: the message does not round it down to the limit.
+    assert_eq!(err.to_string(), "the image is 60000×60000 = 3,600,000,000 pixels; the limit is 40,000,000 pixels");
+    // Just over the limit: exact counts, so one pixel too many reads as such (not "40.0
+    // megapixels; the limit is 40").
     let err = preprocess::decode(&common::png_header(6400, 6300)).unwrap_err();
-    assert_eq!(err.to_string(), "the image is 6400×6300 = 40.3 megapixels; the limit is 40 megapixels");
+    assert_eq!(err.to_string(), "the image is 6400×6300 = 40,320,000 pixels; the limit is 40,000,000 pixels");
+    let err = preprocess::decode(&common::png_header(40_000_001, 1)).unwrap_err();
+    assert_eq!(err.to_string(), "the image is 40000001×1 = 40,000,001 pixels; the limit is 40,000,000 pixels");
+    assert!(preprocess::decode(&common::png_header(40_000_000, 1)).is_err_and(|e| !matches!(e, ImageError::TooLarge { .. })));
     // Other formats' headers.
     let mut bmp = encode(&noise(4, 4, 0), ImageFormat::Bmp);
     bmp[18..22].copy_from_slice(&50_000i32.to_le_bytes());
@@ -425,7 +429,11 @@ fn sixteen_bit_images_count_their_decoded_bytes() {
     png[29..33].copy_from_slice(&crc.to_be_bytes());
     let err = preprocess::decode(&png).unwrap_err();
     assert!(matches!(err, ImageError::TooLarge { width: 5000, height: 5000 }), "{err}");
-    assert!(err.to_string().contains("needs more than 160 MB"), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "the image is 5000×5000 = 25,000,000 pixels at more than 8 bits per channel, which needs more than 160,000,000 \
+         bytes to decode; the limit is 160,000,000 bytes (40,000,000 pixels at 8 bits per channel)"
+    );
 }
 
 #[test]

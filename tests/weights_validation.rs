@@ -6,6 +6,7 @@
 mod common;
 
 use burn::tensor::Device;
+use googlenet::labels::LabelError;
 use googlenet::weights::{self, LoadOptions, SaveInfo, TensorMap, WeightsError};
 use googlenet::{GoogLeNetConfig, Variant};
 use serde_json::{Map, Value, json};
@@ -16,7 +17,7 @@ const CONV1: &str = "conv1.conv.weight";
 fn valid_file() -> Vec<u8> {
     let model = GoogLeNetConfig::new().with_variant(Variant::Seed).with_num_classes(5).init(&Device::flex());
     let labels = ["a", "b", "c", "d", "e"].map(String::from).to_vec();
-    weights::save_model(&model, &SaveInfo { labels: Some(labels), aux_trained: false })
+    weights::save_model(&model, &SaveInfo { labels: Some(labels), aux_trained: false }).unwrap()
 }
 
 /// A safetensors file taken apart: its JSON header and its data section.
@@ -357,11 +358,64 @@ fn labels_must_match_the_classes() {
     let (key, msg) = meta_err("googlenet.labels", r#"["a","b","c"]"#);
     assert_eq!(key, "googlenet.labels");
     assert!(msg.contains("3 labels for a 5-class classifier"), "{msg}");
-    let (key, msg) = meta_err("googlenet.labels", r#"["a","b","","d","e"]"#);
-    assert_eq!(key, "googlenet.labels");
-    assert!(msg.contains("label 2 is empty"), "{msg}");
+    let mut p = parts();
+    p.set_meta("googlenet.labels", r#"["a","b"," ","d","e"]"#);
+    let err = load_err(&weights::read_safetensors(&p.bytes(0)).unwrap());
+    assert!(matches!(err, WeightsError::Label(LabelError::Blank { index: 2 })), "{err}");
+    assert_eq!(err.to_string(), "bad metadata `googlenet.labels`: label 2 is blank: every class needs a name");
     let (_, msg) = meta_err("googlenet.labels", r#"["a","b","c","d",5]"#);
     assert!(msg.contains("JSON array of strings"), "{msg}");
+}
+
+/// The load error for the valid file with these five labels.
+fn labels_err(labels: &[&str]) -> WeightsError {
+    let mut p = parts();
+    p.set_meta("googlenet.labels", &serde_json::to_string(labels).unwrap());
+    load_err(&weights::read_safetensors(&p.bytes(0)).unwrap())
+}
+
+#[test]
+fn hostile_labels_are_refused_on_load_naming_the_label() {
+    // A label that forges a result line, one that recolours the terminal, one that reorders it.
+    let err = labels_err(&["a", "dog\r\nfake line 99.99% Egyptian cat (#285)", "c", "d", "e"]);
+    assert!(matches!(&err, WeightsError::Label(LabelError::Control { index: 1, at: 3, .. })), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "bad metadata `googlenet.labels`: label 1 (`dog\\r\\nfake line 99.99% Egyptian cat (#285)`) holds a control \
+         character (at character 3): class names must be plain text"
+    );
+    assert!(!err.to_string().contains('\r') && !err.to_string().contains('\n'));
+    let err = labels_err(&["a", "b", "\u{1b}[31mred", "d", "e"]);
+    assert!(matches!(&err, WeightsError::Label(LabelError::Control { index: 2, at: 0, .. })), "{err}");
+    assert!(!err.to_string().contains('\u{1b}'), "{err}");
+    let err = labels_err(&["a", "b", "c", "abc\u{202E}fed", "e"]);
+    assert!(matches!(&err, WeightsError::Label(LabelError::Control { index: 3, at: 3, .. })), "{err}");
+    // Over-long: 10,000 characters (149,080 px wide on the page), and 5 MB.
+    let err = labels_err(&["a", "b", "c", "d", &"x".repeat(10_000)]);
+    assert!(matches!(err, WeightsError::Label(LabelError::TooLong { index: 4, chars: 10_000 })), "{err}");
+    assert_eq!(err.to_string(), "bad metadata `googlenet.labels`: label 4 is 10,000 characters long; the limit is 200");
+    let err = labels_err(&[&"é".repeat(2_500_000), "b", "c", "d", "e"]);
+    assert!(matches!(err, WeightsError::Label(LabelError::TooLong { index: 0, chars: 2_500_000 })), "{err}");
+    // 200 characters (of any script) are fine.
+    let ok = ["a", "b", "c", "d", &"猫".repeat(200)];
+    let mut p = parts();
+    p.set_meta("googlenet.labels", &serde_json::to_string(&ok).unwrap());
+    let (_, report) = weights::load_model(&weights::read_safetensors(&p.bytes(0)).unwrap(), &LoadOptions::default(), &Device::flex()).unwrap();
+    assert_eq!(report.labels.unwrap()[4].chars().count(), 200);
+}
+
+#[test]
+fn labels_the_loader_would_refuse_are_never_saved() {
+    let model = GoogLeNetConfig::new().with_variant(Variant::Seed).with_num_classes(3).init(&Device::flex());
+    let save = |labels: &[&str], dtype| {
+        let info = SaveInfo { labels: Some(labels.iter().map(|s| s.to_string()).collect()), aux_trained: false };
+        weights::save_model_as(&model, &info, dtype).map(|_| ()).unwrap_err()
+    };
+    for dtype in [weights::StoreDtype::F32, weights::StoreDtype::F16] {
+        assert!(matches!(save(&["cats", " ", "dogs"], dtype), WeightsError::Label(LabelError::Blank { index: 1 })));
+        assert!(matches!(save(&["cats", "dogs", "a\tb"], dtype), WeightsError::Label(LabelError::Control { index: 2, at: 1, .. })));
+        assert!(matches!(save(&[&"x".repeat(201), "b", "c"], dtype), WeightsError::Label(LabelError::TooLong { index: 0, chars: 201 })));
+    }
 }
 
 #[test]
@@ -461,7 +515,7 @@ fn a_safetensors_file_whose_header_length_starts_with_0x80_is_not_taken_for_a_pi
     // A header of 0x0280 = 640 bytes: the file's first bytes are 0x80 0x02, as a pickle's are.
     let labels: Vec<String> = (0..5).map(|i| format!("class {i}")).collect();
     let model = GoogLeNetConfig::new().with_variant(Variant::Seed).with_num_classes(5).init(&Device::flex());
-    let mut bytes = weights::save_model(&model, &SaveInfo { labels: Some(labels), aux_trained: true });
+    let mut bytes = weights::save_model(&model, &SaveInfo { labels: Some(labels), aux_trained: true }).unwrap();
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     // Re-pad the header with spaces to the next length whose low byte is 0x80, second 0x02.
     let target = (n + 1..).find(|l| l % 256 == 0x80 && (l >> 8) % 256 == 2).unwrap();
