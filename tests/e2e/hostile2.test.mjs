@@ -220,7 +220,7 @@ test('one ?weights= visit keeps the default weights offline, and the page says w
   } finally { await close(); await own.close(); }
 });
 
-test('files go by content: safetensors under another name loads as weights, a JPEG named .safetensors is classified', { skip: SKIP, timeout: 900_000 }, async () => {
+test('files go by content (safetensors under another name loads as weights, a JPEG named .safetensors is classified), and shared class names are a choice', { skip: SKIP, timeout: 900_000 }, async () => {
   const { context, close } = await launch();
   try {
     const page = await open(context, '?backend=cpu');
@@ -233,6 +233,19 @@ test('files go by content: safetensors under another name loads as weights, a JP
     await page.getByTestId('file-input').setInputFiles({ ...catFile(), name: 'photo.safetensors' });
     await page.getByTestId('status').filter({ hasText: /^ready$/ }).waitFor({ timeout: WAIT });
     assert.equal(await page.getByTestId('top5').locator('li').first().getAttribute('data-label'), CAT);
+    // Class names that several classes share: an exact name wins, else the user picks.
+    const find = page.getByTestId('explain-find');
+    await find.fill('cardigan');
+    await find.press('Enter');
+    await page.getByTestId('explain').filter({ hasText: /cardigan/ }).waitFor({ timeout: WAIT });
+    assert.equal(await page.getByTestId('explain-class').inputValue(), '474', '“cardigan” is the sweater, not the corgi');
+    await find.fill('crane');
+    await find.press('Enter');
+    const choices = page.locator('#explain-status .class-choice');
+    await choices.first().waitFor({ timeout: 10_000 });
+    assert.deepEqual(await choices.evaluateAll((bs) => bs.map((b) => b.dataset.index)), ['134', '517']);
+    await choices.nth(1).click();
+    assert.equal(await page.getByTestId('explain-class').inputValue(), '517');
   } finally { await close(); }
 });
 

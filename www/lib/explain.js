@@ -30,22 +30,47 @@ export function findClasses(labels, query, limit = 12) {
   return scored.slice(0, limit).map(({ index, label }) => ({ index, label }));
 }
 
-/** A class typed by the user: `"#285"`/`"285"`, an option text `"Egyptian cat (#285)"`, or a name. */
-export function parseClass(labels, text) {
+/**
+ * A class typed by the user: `"#285"`/`"285"`, an option text `"Egyptian cat (#285)"`, or a
+ * name. A name is looked up as the CLI does (`labels::find_class`): a class's first name
+ * exactly, then in any case, then a synonym exactly, then in any case, each round only when the
+ * one before found nothing; then a name that only one class contains. So `cardigan` is the
+ * sweater and `Cardigan` the corgi. A round that finds several classes (`crane`: the bird and
+ * the machine) is a choice for the user, never a silent pick.
+ * @returns {{index: number} | {choices: {index: number, label: string}[]} | {none: true}}
+ */
+export function lookupClass(labels, text) {
   const s = String(text).trim();
   const m = /^#?(\d+)$/.exec(s) || /\(#(\d+)\)\s*$/.exec(s);
   if (m) {
     const i = Number(m[1]);
-    return i < labels.length ? i : null;
+    return i < labels.length ? { index: i } : { none: true };
   }
-  const found = findClasses(labels, s, 1);
-  return found.length && findClasses(labels, s, 2).length === 1 ? found[0].index : exactClass(labels, s);
+  if (!s) return { none: true };
+  const lower = s.toLowerCase();
+  const names = labels.map((l) => String(l).split(',').map((n) => n.trim()));
+  const rounds = [
+    (n) => n[0] === s,
+    (n) => n[0].toLowerCase() === lower,
+    (n) => n.slice(1).some((x) => x === s),
+    (n) => n.slice(1).some((x) => x.toLowerCase() === lower),
+  ];
+  for (const round of rounds) {
+    const found = [];
+    names.forEach((n, index) => { if (round(n)) found.push({ index, label: labels[index] }); });
+    if (found.length === 1) return { index: found[0].index };
+    if (found.length > 1) return { choices: found };
+  }
+  const partial = findClasses(labels, s, 9);
+  if (partial.length === 1) return { index: partial[0].index };
+  if (partial.length > 1) return { choices: partial.slice(0, 8) };
+  return { none: true };
 }
 
-function exactClass(labels, s) {
-  const q = s.toLowerCase();
-  const i = labels.findIndex((l) => String(l).toLowerCase().split(',').some((n) => n.trim() === q));
-  return i >= 0 ? i : null;
+/** `lookupClass`'s index, or null when the text names no class or several. */
+export function parseClass(labels, text) {
+  const r = lookupClass(labels, text);
+  return 'index' in r ? r.index : null;
 }
 
 /**

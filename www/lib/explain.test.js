@@ -1,6 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { findClasses, parseClass, describeEvidence, shortName } from './explain.js';
+import { findClasses, parseClass, lookupClass, describeEvidence, shortName } from './explain.js';
 
 const labels = ['tabby, tabby cat', 'tiger cat', 'Egyptian cat', 'Pembroke, Pembroke Welsh corgi', 'Cardigan, Cardigan Welsh corgi', 'cat <b>"quoted"</b>'];
 
@@ -39,4 +39,22 @@ test('describeEvidence names the strongest third of the image and the lit share'
   grid[3][2] = 0; grid[3][5] = 9;
   assert.equal(describeEvidence(grid).where, 'right middle');
   assert.equal(describeEvidence([[0, 0], [0, 0]]).text, 'no positive evidence in this block');
+});
+
+test('lookupClass: an exact first name first, then any case, then synonyms; several matches are a choice', () => {
+  // The ImageNet classes that share a name (synset_words.txt lines 135, 265, 475, 518, 639, 640, 658, 745).
+  const imagenet = [];
+  Object.assign(imagenet, { 134: 'crane', 264: 'Cardigan, Cardigan Welsh corgi', 474: 'cardigan', 517: 'crane', 638: 'maillot', 639: 'maillot, tank suit', 657: 'missile', 744: 'projectile, missile' });
+  for (let i = 0; i < 1000; i++) imagenet[i] ??= `class${i}`;
+  assert.deepEqual(lookupClass(imagenet, 'cardigan'), { index: 474 }, 'the sweater, exactly');
+  assert.deepEqual(lookupClass(imagenet, 'Cardigan'), { index: 264 }, 'the corgi, exactly');
+  assert.deepEqual(lookupClass(imagenet, 'CARDIGAN').choices.map((c) => c.index), [264, 474], 'in another case both: a choice');
+  assert.deepEqual(lookupClass(imagenet, 'missile'), { index: 657 }, 'a first name before a synonym');
+  assert.deepEqual(lookupClass(imagenet, 'crane').choices.map((c) => c.index), [134, 517]);
+  assert.deepEqual(lookupClass(imagenet, 'maillot').choices.map((c) => c.index), [638, 639]);
+  assert.deepEqual(lookupClass(imagenet, 'tank suit'), { index: 639 });
+  assert.deepEqual(lookupClass(imagenet, 'welsh corgi'), { index: 264 }, 'a name only one class contains');
+  assert.deepEqual(lookupClass(imagenet, 'no such thing'), { none: true });
+  assert.deepEqual(lookupClass(imagenet, '#1000'), { none: true });
+  assert.equal(parseClass(imagenet, 'crane'), null);
 });

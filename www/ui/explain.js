@@ -2,7 +2,7 @@
 // runs) and drawn over the 224×224 crop. Which class (top-5 or any by name), which block, and,
 // after a fine-tune with the aux losses, which head.
 import { Req, triage } from '../lib/protocol.js';
-import { findClasses, parseClass, describeEvidence, shortName } from '../lib/explain.js';
+import { lookupClass, describeEvidence, shortName } from '../lib/explain.js';
 import { drawHeat } from './explorer.js';
 
 const $ = (id) => document.getElementById(id);
@@ -113,17 +113,32 @@ export function setupExplain({ request, recover, engine }) {
   toggle.addEventListener('click', () => { setOn(!on); run(); });
   for (const sel of [classSel, blockSel]) sel.addEventListener('change', () => { blockSel.dataset.chosen = '1'; setOn(true); run(); });
   headSel.addEventListener('change', () => { fillBlocks(); setOn(true); run(); });
+  /** Several classes answer to what was typed: one button each, the user picks. */
+  function offerChoices(text, choices) {
+    status.className = 'note error';
+    const lead = document.createElement('span');
+    lead.className = 'lead';
+    lead.textContent = `Several classes are called “${text}”: which one?`;
+    const buttons = choices.map((c) => {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'class-choice';
+      b.dataset.index = String(c.index);
+      b.textContent = `${c.label} (#${c.index})`;
+      b.addEventListener('click', () => { find.value = ''; choose(c.index); setOn(true); run(); });
+      return b;
+    });
+    status.replaceChildren(lead, ...buttons);
+  }
+
   find.addEventListener('change', () => {
     const text = find.value;
     if (!text.trim() || !report) return;
-    const index = parseClass(report.labels, text);
-    if (index === null) {
-      const close = findClasses(report.labels, text, 4).map((c) => shortName(c.label));
-      say(close.length ? `Several classes match “${text}”: ${close.join(', ')}… pick one from the list.` : `No class is called “${text}”.`, 'error');
-      return;
-    }
+    const found = lookupClass(report.labels, text);
+    if ('choices' in found) { offerChoices(text.trim(), found.choices); return; }
+    if ('none' in found) { say(`No class is called “${text}”.`, 'error'); return; }
     find.value = '';
-    choose(index);
+    choose(found.index);
     setOn(true);
     run();
   });
