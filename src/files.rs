@@ -45,8 +45,8 @@ pub enum FileError {
     NotAFile { path: String, kind: &'static str, what: &'static str },
     #[error("{path} is {} bytes; the limit for {what} is {} bytes", thousands(*size), thousands(*limit))]
     TooLarge { path: String, what: &'static str, size: u64, limit: u64 },
-    #[error("{path}: {source}")]
-    Image { path: String, source: ImageError },
+    #[error("{path}: {error}")]
+    Image { path: String, error: ImageError },
     #[error("{output} is the same file as {input}: writing it would destroy that input; choose another path")]
     SameFile { output: String, input: String },
 }
@@ -133,7 +133,7 @@ pub fn read_text(path: &Path, budget: Budget) -> Result<String, FileError> {
 /// An image file: its first bytes must be an image format [`preprocess::decode`] reads, and
 /// only then is the rest read (a 2 GB file that is not an image costs 16 bytes).
 pub fn read_image(path: &Path) -> Result<Vec<u8>, FileError> {
-    let image_err = |source| FileError::Image { path: text::path(path), source };
+    let image_err = |error| FileError::Image { path: text::path(path), error };
     // The file type first, whatever its size: a FIFO or a device is named as such.
     let meta = std::fs::metadata(path).map_err(|e| read_err(path, e))?;
     if let Some(kind) = not_regular(&meta) {

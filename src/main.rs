@@ -57,9 +57,9 @@ enum Command {
         #[arg(long)]
         labels: Option<PathBuf>,
         /// Print JSON: an array [{"image", "top": [{"index", "label", "prob"}]}], one element a
-        /// line, each printed as soon as its image is classified. An image that fails is named
-        /// on stderr (not in the array), the others are still classified, and the exit status
-        /// is 1.
+        /// line (from the second on, led by its comma), each printed as soon as its image is
+        /// classified. An image that fails is named on stderr (not in the array), the others
+        /// are still classified, and the exit status is 1.
         #[arg(long)]
         json: bool,
         #[arg(required = true)]
@@ -372,7 +372,7 @@ fn classify(weights: Option<PathBuf>, variant: Option<Variant>, top: usize, labe
     // only its own line, never the results before or after it.
     let mut out = std::io::stdout().lock();
     if json {
-        write!(out, "[")?;
+        writeln!(out, "[")?;
     }
     let mut printed = 0;
     let mut failed = Vec::new();
@@ -387,7 +387,9 @@ fn classify(weights: Option<PathBuf>, variant: Option<Variant>, top: usize, labe
         };
         if json {
             let v = serde_json::json!({"image": image.display().to_string(), "top": top});
-            write!(out, "{}\n{v}", if printed > 0 { "," } else { "" })?;
+            // Each element is a whole line as soon as it is printed (the comma leads the next
+            // one), so a reader line by line gets every result at once.
+            writeln!(out, "{}{v}", if printed > 0 { "," } else { "" })?;
         } else {
             writeln!(out, "{}", text::path(image))?;
             for Prediction { index, label, prob } in &top {
@@ -398,7 +400,7 @@ fn classify(weights: Option<PathBuf>, variant: Option<Variant>, top: usize, labe
         printed += 1;
     }
     if json {
-        writeln!(out, "\n]")?;
+        writeln!(out, "]")?;
         out.flush()?;
     }
     match failed.len() {

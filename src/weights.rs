@@ -597,13 +597,18 @@ pub fn read_file(path: &std::path::Path) -> Result<TensorMap, WeightsError> {
 
     use crate::files::{self, FileError};
     let io = |e: std::io::Error| FileError::Read { path: crate::text::path(path), message: e.to_string() };
-    let (mut file, size) = files::open(path, files::WEIGHTS)?;
+    // The kind of file now, its size once the header has said what it should be.
+    let (mut file, size) = files::open(path, files::Budget { max_bytes: u64::MAX, ..files::WEIGHTS })?;
+    let too_large = || FileError::TooLarge { path: crate::text::path(path), what: files::WEIGHTS.what, size, limit: MAX_FILE_BYTES };
     if size == 0 {
         return Err(WeightsError::Io { path: crate::text::path(path), message: "the file is empty".into() });
     }
     let mut bytes = Vec::with_capacity(8);
     (&mut file).take(8).read_to_end(&mut bytes).map_err(io)?;
     if bytes.starts_with(b"PK\x03\x04") {
+        if size > MAX_FILE_BYTES {
+            return Err(too_large().into());
+        }
         return read_pytorch(path);
     }
     let header_len = (bytes.len() == 8).then(|| u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")));
@@ -615,6 +620,9 @@ pub fn read_file(path: &std::path::Path) -> Result<TensorMap, WeightsError> {
                 return Err(data_len_error(data_len as usize, end as usize));
             }
         }
+    }
+    if size > MAX_FILE_BYTES {
+        return Err(too_large().into());
     }
     files::read_rest(path, &mut file, files::WEIGHTS, &mut bytes)?;
     if is_pytorch(&bytes) {

@@ -246,7 +246,7 @@ fn cli_explain_prints_the_grid_and_writes_the_overlay() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Egyptian cat (#285)"));
     for (args, want) in [
-        (vec!["--class", "1000"], "classes 0…999"),
+        (vec!["--class", "1000"], "class 1000 does not exist: this model has 1000 classes, 0…999"),
         (vec!["--class", "corgi"], "did you mean"),
         (vec!["--class", "1", "--layer", "inception_9z"], "expected one of inception_3a"),
         (vec!["--class", "1", "--head", "aux1"], "no trained aux heads"),
@@ -258,5 +258,56 @@ fn cli_explain_prints_the_grid_and_writes_the_overlay() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains(want), "{all:?}: expected an error with `{want}`, got {err}");
     }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn cli_explain_finds_classes_by_exact_name_and_refuses_ambiguous_ones() {
+    let Some(shared) = common::shared() else { return };
+    let cat = shared.join("images/cat.jpg");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_googlenet")).arg("explain").arg(&cat).args(args).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // "cardigan" is #474 (the sweater, exactly that name), not #264 "Cardigan, Cardigan Welsh
+    // corgi", which the old lookup took because it came first.
+    let (code, out, err) = run(&["--class", "cardigan"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with(&format!("{}: cardigan (#474), logit", cat.display())), "{out}");
+    let (_, out, _) = run(&["--class", "Cardigan"]);
+    assert!(out.contains(": Cardigan, Cardigan Welsh corgi (#264), logit"), "{out}");
+    // Two classes of one first name: an error that lists both, never a silent pick.
+    for (name, a, b) in [("crane", 134, 517), ("maillot", 638, 639)] {
+        let (code, out, err) = run(&["--class", name]);
+        assert_eq!(code, Some(1), "{name}: {out}");
+        assert!(out.is_empty(), "{name}: {out}");
+        assert!(err.starts_with(&format!("error: --class: `{name}` names 2 classes: #{a} {name}")) && err.contains(&format!(", #{b} {name}")), "{err}");
+        assert!(err.trim_end().ends_with("give the index of the one you mean"), "{err}");
+    }
+    // A first name outranks a synonym: "missile" is #657, "projectile" (whose synonym is
+    // "missile") is #744.
+    let (_, out, _) = run(&["--class", "missile"]);
+    assert!(out.contains(": missile (#657), logit"), "{out}");
+    let (_, out, _) = run(&["--class", "projectile"]);
+    assert!(out.contains(": projectile, missile (#744), logit"), "{out}");
+}
+
+#[test]
+fn cli_explain_refuses_to_write_over_an_input() {
+    let Some(shared) = common::shared() else { return };
+    let dir = std::env::temp_dir().join(format!("googlenet-explain-out-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let photo = dir.join("cat.png");
+    std::fs::copy(shared.join("images/cat.jpg"), &photo).unwrap();
+    let before = std::fs::read(&photo).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_googlenet"))
+        .args(["explain", photo.to_str().unwrap(), "--class", "285", "--out", photo.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let p = photo.display();
+    assert_eq!(err.trim_end(), format!("error: --out {p} is the same file as the image {p}: writing it would destroy that input; choose another path"));
+    assert_eq!(std::fs::read(&photo).unwrap(), before, "the photo is untouched");
     std::fs::remove_dir_all(&dir).ok();
 }
