@@ -49,6 +49,8 @@ pub enum FileError {
     Image { path: String, error: ImageError },
     #[error("{output} is the same file as {input}: writing it would destroy that input; choose another path")]
     SameFile { output: String, input: String },
+    #[error("{first} and {second} are the same file: give each output a path of its own")]
+    SameOutputs { first: String, second: String },
 }
 
 fn read_err(path: &Path, e: impl std::fmt::Display) -> FileError {
@@ -182,9 +184,12 @@ pub fn check_outputs(outputs: &[(&str, &Path)], inputs: &[(&str, &Path)]) -> Res
         if out.1.is_dir() {
             return Err(write_err(out.1, "it is a directory; give a file name"));
         }
+        // Paths first (two outputs that do not exist yet can still be one), then files.
+        if let Some(first) = outputs[..k].iter().find(|o| o.1 == out.1 || identity(o.1).is_some_and(|id| identity(out.1) == Some(id))) {
+            return Err(FileError::SameOutputs { first: named(first), second: named(out) });
+        }
         let Some(id) = identity(out.1) else { continue };
-        let earlier = outputs[..k].iter().chain(inputs);
-        if let Some(input) = earlier.into_iter().find(|i| identity(i.1) == Some(id)) {
+        if let Some(input) = inputs.iter().find(|i| identity(i.1) == Some(id)) {
             return Err(FileError::SameFile { output: named(out), input: named(input) });
         }
     }

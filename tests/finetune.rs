@@ -301,3 +301,106 @@ fn features_computed_ahead_are_the_ones_steps_use() {
     c.for_model(2);
     assert!(c.is_empty(), "features of another model are dropped");
 }
+
+#[test]
+fn labels_that_could_not_be_loaded_are_refused_before_training() {
+    let device = Device::flex();
+    let model = GoogLeNetConfig::new().with_variant(Variant::Seed).init(&device);
+    let (_, examples) = dataset(3);
+    for (labels, want) in [
+        (vec![" ".to_string(), "blue stripes".into()], "label 0 is blank: every class needs a name"),
+        (vec!["red".into(), "dog\r\n99.99% cat".into()], "label 1 (`dog\\r\\n99.99% cat`) holds a control character (at character 3)"),
+        (vec!["red".into(), "x".repeat(201)], "label 1 is 201 characters long; the limit is 200"),
+    ] {
+        let err = Trainer::new(model.clone(), examples.clone(), labels, FinetuneConfig::default(), &device).err().unwrap();
+        assert!(matches!(err, googlenet::train::TrainError::Label(_)), "{err}");
+        assert!(err.to_string().starts_with(want), "{err}");
+    }
+    // Counts agree with their nouns.
+    let one: Vec<Example> = examples.iter().filter(|e| e.label == 0).take(1).chain(examples.iter().filter(|e| e.label == 1)).cloned().collect();
+    let err = Trainer::new(model, one, vec!["red".into(), "blue".into()], FinetuneConfig::default(), &device).err().unwrap();
+    assert_eq!(err.to_string(), "class `red` has 1 image; every class needs at least 3");
+}
+
+/// A fine-tune data set of `names` (3 generated images each) under `dir/data`.
+fn data_folder(dir: &std::path::Path, names: &[&str]) -> std::path::PathBuf {
+    let data = dir.join("data");
+    for (c, name) in names.iter().enumerate() {
+        std::fs::create_dir_all(data.join(name)).unwrap();
+        for k in 0..3 {
+            image(c % 2, k).save(data.join(name).join(format!("{k}.png"))).unwrap();
+        }
+    }
+    data
+}
+
+fn cli(args: &[&std::ffi::OsStr]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_googlenet")).args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn cli_finetune_refuses_what_would_lose_work_before_training() {
+    let Some(shared) = common::shared() else { return };
+    let dir = std::env::temp_dir().join(format!("googlenet-ft-refuse-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    let os = |s: &str| std::ffi::OsString::from(s);
+    // A class folder named " ": the model would be saved with a blank label that no loader
+    // accepts (issue 21: it trained, wrote the file, and classify then refused it).
+    let data = data_folder(&dir, &[" ", "blue"]);
+    let out = dir.join("ft.safetensors");
+    let w = shared.join("weights/bvlc_googlenet.safetensors");
+    // One step of batch 2 from the shared weights, unless `extra` says otherwise.
+    let args = |data: &std::path::Path, extra: &[std::ffi::OsString]| {
+        let mut a = vec![os("finetune"), os("--data"), data.into(), os("--out"), out.clone().into()];
+        for (key, value) in [("--steps", os("1")), ("--batch", os("2")), ("--weights", w.clone().into())] {
+            if !extra.contains(&os(key)) {
+                a.extend([os(key), value]);
+            }
+        }
+        a.extend_from_slice(extra);
+        a
+    };
+    let a = args(&data, &[]);
+    let (code, err) = cli(&a.iter().map(|s| s.as_os_str()).collect::<Vec<_>>());
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.trim_end(), format!("error: class folder {}: label 0 is blank: every class needs a name", data.join(" ").display()));
+    assert!(!out.exists(), "nothing trained, nothing written");
+
+    // --log onto the weights (issue 21: it truncated them to 252 bytes and exited 0), or onto
+    // a training image, or --out onto --log: refused before any work, the inputs intact.
+    std::fs::remove_dir_all(&dir).unwrap();
+    let data = data_folder(&dir, &["red", "blue"]);
+    let weights_copy = dir.join("w.safetensors");
+    std::fs::copy(&w, &weights_copy).unwrap();
+    let before = std::fs::read(&weights_copy).unwrap();
+    let image = data.join("red/0.png");
+    for (extra, want) in [
+        (vec![os("--weights"), weights_copy.clone().into(), os("--log"), weights_copy.clone().into()], format!("--log {0} is the same file as --weights {0}", weights_copy.display())),
+        (vec![os("--log"), image.clone().into()], format!("--log {0} is the same file as a training image {0}", image.display())),
+        (vec![os("--log"), out.clone().into()], format!("error: --out {0} and --log {0} are the same file: give each output a path of its own", out.display())),
+    ] {
+        std::fs::write(&out, b"x").unwrap();
+        let a = args(&data, &extra);
+        let (code, err) = cli(&a.iter().map(|s| s.as_os_str()).collect::<Vec<_>>());
+        assert_eq!(code, 1, "{extra:?}: {err}");
+        assert!(err.contains(&want), "{extra:?}: {err}");
+        std::fs::remove_file(&out).unwrap();
+    }
+    assert_eq!(std::fs::read(&weights_copy).unwrap(), before);
+
+    // Settings name the value they got.
+    for (extra, code_want, want) in [
+        (vec![os("--lr"), os("fast")], 2, "learning rate `fast` is not a number; expected one in (0, 1], e.g. 0.001"),
+        (vec![os("--lr"), os("NaN")], 1, "error: learning rate NaN is out of range (0, 1]"),
+        (vec![os("--seed"), os("-1")], 2, "seed `-1` is not a whole number in 0…18446744073709551615"),
+        (vec![os("--steps"), os("0")], 1, "error: --steps 0 is out of range 1…500"),
+    ] {
+        let a = args(&data, &extra);
+        let (code, err) = cli(&a.iter().map(|s| s.as_os_str()).collect::<Vec<_>>());
+        assert_eq!(code, code_want, "{extra:?}: {err}");
+        assert!(err.contains(want), "{extra:?}: {err}");
+    }
+    assert!(!out.exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
