@@ -25,5 +25,5 @@ runtime_dir=$(mktemp -d)
 XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$runtime_dir} cargo test --profile gpu-check --features wgpu --test bvlc_reference -- wgpu
 rm -rf "$runtime_dir"
 bash scripts/build-web.sh
-node --test www/lib/
+node --test www/lib/ www/app/ scripts/lib/
 node --test --test-concurrency=1 tests/e2e/

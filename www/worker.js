@@ -166,15 +166,19 @@ async function loadLabels(url) {
   return text;
 }
 
+/** Marks a cached weights file that is not the default (`?weights=`): at most one such is kept. */
+const CUSTOM = 'x-googlenet-weights';
+
 /**
- * The weights the page asked for (`url`), from the cache or the network. Only the default weights
- * (`defaultUrl`) are kept for offline use, whatever else is loaded: other weights (`?weights=`)
- * are read for this visit and never evict them.
+ * The weights the page asked for (`url`), from the cache or the network. The default weights
+ * (`defaultUrl`) stay kept for offline use whatever else is loaded; beside them the cache keeps
+ * at most one other file (`?weights=`, the last one used). An older default (say the float32
+ * file after the default became float16) is dropped when the default is stored.
  */
 async function loadWeights(url, defaultUrl, labelsUrl, stallMs) {
   const t0 = performance.now();
   labelsText = await loadLabels(labelsUrl);
-  const keep = url === defaultUrl;
+  const isDefault = url === defaultUrl;
   let got = await fetchWithProgress(url, 'weights', stallMs);
   const t1 = performance.now();
   let report;
@@ -187,15 +191,20 @@ async function loadWeights(url, defaultUrl, labelsUrl, stallMs) {
     got = await fetchWithProgress(url, 'weights', stallMs);
     report = session.load_weights(got.bytes, '', labelsText);
   }
-  if (keep && !got.cached && got.cache) {
-    await got.cache.put(url, new Response(got.bytes, { headers: { 'content-type': 'application/octet-stream' } })).catch(() => {});
-    // One weights file kept (the default just loaded, e.g. after the default changes to f16),
-    // plus the labels: the cache never grows by a whole model per file ever used.
+  if (!got.cached && got.cache) {
+    const headers = { 'content-type': 'application/octet-stream', ...(isDefault ? {} : { [CUSTOM]: 'custom' }) };
+    await got.cache.put(url, new Response(got.bytes, { headers })).catch(() => {});
+    // The default, at most one other, and the labels: the cache never grows by a whole model
+    // per file ever used.
     for (const req of await got.cache.keys().catch(() => [])) {
-      if (req.url !== url && req.url !== labelsUrl) await got.cache.delete(req).catch(() => {});
+      if (req.url === url || req.url === defaultUrl || req.url === labelsUrl) continue;
+      const custom = (await got.cache.match(req).catch(() => null))?.headers.get(CUSTOM) === 'custom';
+      // Storing the default drops what is not marked custom (an older default); storing another
+      // file drops the other custom one, and any older default.
+      if (!isDefault || !custom) await got.cache.delete(req).catch(() => {});
     }
   }
-  return { report, cached: got.cached, kept: keep, readMs: t1 - t0, loadMs: performance.now() - t1 };
+  return { report, cached: got.cached, readMs: t1 - t0, loadMs: performance.now() - t1 };
 }
 
 /**
@@ -231,7 +240,7 @@ const handlers = {
     // Where a start's time went (bench/browser.mjs reports it): the worker's clock origin is its
     // own start, so `workerStart` places it on the page's timeline.
     const phases = { workerStart: performance.timeOrigin, engine: t1 - t0, weights: w.readMs, load: w.loadMs, total: performance.now() - t0 };
-    return { ...backendInfo, report: w.report, weightsCached: w.cached, weightsKept: w.kept, initMs: phases.total, phases, settings: session.finetune_settings() };
+    return { ...backendInfo, report: w.report, weightsCached: w.cached, initMs: phases.total, phases, settings: session.finetune_settings() };
   },
   // Validated whole in Rust before it replaces anything: on error the model in use stays.
   [Req.LOAD_WEIGHTS]: (m) => session.load_weights(new Uint8Array(m.bytes), m.variant || '', labelsText),

@@ -88,7 +88,7 @@ test('bad weights never replace the model, and the page keeps working', { skip: 
       fs.writeFileSync(file, bytes);
       const err = await ownWeights(page, file);
       assert.match(err, why, `${name}: ${err}`);
-      assert.match(err, /Still using the previous model \(bvlc, 1000 classes\)/, name);
+      assert.match(err, /Still using the previous model \(bvlc, 1,000 classes\)/, name);
       const r = await send(page, cat);
       assert.equal(r.labels[0][0], expected['cat.jpg'][0].label, `after ${name} the model still classifies`);
       assert.equal(r.error, '');
@@ -131,8 +131,8 @@ test('images of any shape and any damage: a result or a clear error, never a res
     const bytes = fs.readFileSync(cat);
     const cases = {
       'cut.jpg': [bytes.subarray(0, 3000), /cut off|truncated|ends/],
-      'bomb.png': [bombPng(60000, 60000), /3600 megapixels; the limit is 40/],
-      'photo.heic.jpg': [Buffer.concat([Buffer.from([0, 0, 0, 0x18]), Buffer.from('ftypheic'), Buffer.alloc(64)]), /not an image this app can read/],
+      'bomb.png': [bombPng(60000, 60000), /60000×60000 = 3,600,000,000 pixels; the limit is 40,000,000/],
+      'photo.heic.jpg': [Buffer.concat([Buffer.from([0, 0, 0, 0x18]), Buffer.from('ftypheic'), Buffer.alloc(64)]), /unsupported image format: HEIC\/HEIF/],
       'empty.jpg': [Buffer.alloc(0), /empty/],
     };
     for (const [name, [data, why]] of Object.entries(cases)) {
@@ -169,7 +169,7 @@ test('a crashing model restarts once and says so; a missing worker gives up with
     await page.close();
     // Weights that cannot be downloaded: an error that says so, not a stuck "loading".
     page = await open(context, '?backend=cpu&weights=weights%2Fno-such-file.safetensors', { wait: false });
-    await page.getByTestId('error').filter({ hasText: /HTTP 404/ }).waitFor({ timeout: 60_000 });
+    await page.getByTestId('start-failed').filter({ hasText: /The model did not load: .*HTTP 404/ }).waitFor({ timeout: 60_000 });
     await page.getByTestId('status').filter({ hasText: /^error$/ }).waitFor({ timeout: 10_000 });
   } finally { await close(); }
 });

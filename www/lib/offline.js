@@ -36,7 +36,7 @@ export function updateStep({ waiting, controlled, pageVersion, waitingVersion, t
 export function offlineText(s) {
   if (s.state === 'ready') {
     return s.reason === 'custom'
-      ? 'available offline with the default weights (the weights named in this address are not kept: offline, the page starts with the default ones)'
+      ? 'available offline, with these weights and the default ones (another address with ?weights= replaces these; the default weights always stay)'
       : 'available offline';
   }
   if (s.state === 'saving') return 'saving for offline use…';

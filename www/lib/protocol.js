@@ -13,7 +13,7 @@
  * @property {string} reason  why this engine (shown in the badge)
  * @property {boolean} [fallback]
  * @property {string} weightsUrl  the weights this start loads
- * @property {string} defaultWeightsUrl  the default weights: the only ones kept offline
+ * @property {string} defaultWeightsUrl  the default weights: always kept offline (and at most one other file)
  * @property {string} labelsUrl
  * @property {number} [stallMs]  a download with no byte for this long fails (default DEFAULTS.stallMs)
  * @property {string} [fault]  a test hook (DEVELOPERS.md)
@@ -27,7 +27,7 @@
  * @property {string} adapter
  * @property {string} reason
  * @property {boolean} fallback
- * @typedef {EngineInfo & {report: LoadReport, weightsCached: boolean, weightsKept: boolean, initMs: number,
+ * @typedef {EngineInfo & {report: LoadReport, weightsCached: boolean, initMs: number,
  *   phases: {workerStart: number, engine: number, weights: number, load: number, total: number}, settings: object}} InitReply
  *
  * @typedef {{index: number, label: string, prob: number}} Prediction

@@ -201,7 +201,7 @@ export function setupOffline({ params, weightsUrl, touched, $ }) {
     const weights = await caches.open(WEIGHTS_CACHE).then((c) => c.match(weightsUrl)).catch(() => null);
     if (!weights) {
       return failed(custom
-        ? 'this visit loads the weights named in its address, which are not kept; open the page once without ?weights= to keep the default weights'
+        ? 'the default weights have not been downloaded yet (this visit loads the weights named in its address); open the page once without ?weights= to keep them'
         : 'the weights are not in the cache');
     }
     if (run !== readyRun) return;
