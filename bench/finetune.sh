@@ -30,7 +30,7 @@ PY
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; threads $THREADS"
 for mode in heads all; do
   steps=$STEPS; [ "$mode" = all ] && steps=$((STEPS / 2))
-  RAYON_NUM_THREADS=$THREADS ./target/release/googlenet finetune --weights "$SHARED/weights/bvlc_googlenet.safetensors" \
+  RAYON_NUM_THREADS=$THREADS "${CARGO_TARGET_DIR:-target}"/release/googlenet finetune --weights "$SHARED/weights/bvlc_googlenet.safetensors" \
     --data "$tmp/data" --steps "$steps" --batch 8 --train "$mode" --out "$tmp/ft.safetensors" --log "$tmp/$mode.jsonl" 2> "$tmp/$mode.err" \
     || { cat "$tmp/$mode.err"; exit 1; }
   times=$(grep -o '[0-9]* ms$' "$tmp/$mode.err" | cut -d' ' -f1)

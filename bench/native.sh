@@ -8,7 +8,7 @@ ITERS=${ITERS:-30}
 cargo build --release --quiet
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB"
 for t in ${THREADS:-1 2}; do
-  ours=$(./target/release/googlenet bench --variant bvlc --threads "$t" --iters "$ITERS" --json)
+  ours=$("${CARGO_TARGET_DIR:-target}"/release/googlenet bench --variant bvlc --threads "$t" --iters "$ITERS" --json)
   ort=$(python3 bench/ort_cpu.py "$SHARED/bench/bvlc_googlenet.onnx" "$t" "$ITERS" 3)
   python3 - "$ours" "$ort" <<'PY'
 import json, sys

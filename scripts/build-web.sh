@@ -81,11 +81,11 @@ trap stop_jobs EXIT
 build() {
   local engine=$1 out=pkg/$1
   local -a cargo_args=(build --lib --target "$TARGET" --profile wasm --features "engine-$engine")
-  local target_dir=target opt=(-O3 "${OPT_FEATURES[@]}")
+  local target_dir=${CARGO_TARGET_DIR:-target} opt=(-O3 "${OPT_FEATURES[@]}")
   if [[ $engine == threads* ]]; then
     # Shared memory (4 GiB at most, as the one-thread build), std with atomics. Their own
     # target folder: other RUSTFLAGS would rebuild the other engines' dependencies.
-    target_dir=target/wasm-threads
+    target_dir=${CARGO_TARGET_DIR:-target}/wasm-threads
     cargo_args+=(-Z build-std=panic_abort,std)
     opt+=(--enable-threads)
     export RUSTC_BOOTSTRAP=1
