@@ -27,13 +27,25 @@ pub struct Budget {
 }
 
 /// Image files: [`preprocess::MAX_FILE_BYTES`].
-pub const IMAGE: Budget = Budget { what: "an image", max_bytes: preprocess::MAX_FILE_BYTES };
+pub const IMAGE: Budget = Budget {
+    what: "an image",
+    max_bytes: preprocess::MAX_FILE_BYTES,
+};
 /// Weight files: [`crate::weights::MAX_FILE_BYTES`].
-pub const WEIGHTS: Budget = Budget { what: "a weights file", max_bytes: crate::weights::MAX_FILE_BYTES };
+pub const WEIGHTS: Budget = Budget {
+    what: "a weights file",
+    max_bytes: crate::weights::MAX_FILE_BYTES,
+};
 /// Class-name lists: [`crate::labels::MAX_FILE_BYTES`].
-pub const LABELS: Budget = Budget { what: "a labels file", max_bytes: crate::labels::MAX_FILE_BYTES };
+pub const LABELS: Budget = Budget {
+    what: "a labels file",
+    max_bytes: crate::labels::MAX_FILE_BYTES,
+};
 /// `.npy` input arrays: [`crate::npy::MAX_FILE_BYTES`].
-pub const ARRAY: Budget = Budget { what: "an .npy array", max_bytes: crate::npy::MAX_FILE_BYTES };
+pub const ARRAY: Budget = Budget {
+    what: "an .npy array",
+    max_bytes: crate::npy::MAX_FILE_BYTES,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
@@ -42,23 +54,40 @@ pub enum FileError {
     #[error("cannot write {path}: {message}")]
     Write { path: String, message: String },
     #[error("{path} is {kind}, not a regular file: give the path of {what}")]
-    NotAFile { path: String, kind: &'static str, what: &'static str },
+    NotAFile {
+        path: String,
+        kind: &'static str,
+        what: &'static str,
+    },
     #[error("{path} is {} bytes; the limit for {what} is {} bytes", thousands(*size), thousands(*limit))]
-    TooLarge { path: String, what: &'static str, size: u64, limit: u64 },
+    TooLarge {
+        path: String,
+        what: &'static str,
+        size: u64,
+        limit: u64,
+    },
     #[error("{path}: {error}")]
     Image { path: String, error: ImageError },
-    #[error("{output} is the same file as {input}: writing it would destroy that input; choose another path")]
+    #[error(
+        "{output} is the same file as {input}: writing it would destroy that input; choose another path"
+    )]
     SameFile { output: String, input: String },
     #[error("{first} and {second} are the same file: give each output a path of its own")]
     SameOutputs { first: String, second: String },
 }
 
 fn read_err(path: &Path, e: impl std::fmt::Display) -> FileError {
-    FileError::Read { path: text::path(path), message: e.to_string() }
+    FileError::Read {
+        path: text::path(path),
+        message: e.to_string(),
+    }
 }
 
 fn write_err(path: &Path, e: impl std::fmt::Display) -> FileError {
-    FileError::Write { path: text::path(path), message: e.to_string() }
+    FileError::Write {
+        path: text::path(path),
+        message: e.to_string(),
+    }
 }
 
 /// What kind of thing `meta` describes, when it is not a regular file.
@@ -95,10 +124,19 @@ fn not_regular(meta: &Metadata) -> Option<&'static str> {
 pub fn open(path: &Path, budget: Budget) -> Result<(File, u64), FileError> {
     let check = |meta: &Metadata| -> Result<u64, FileError> {
         if let Some(kind) = not_regular(meta) {
-            return Err(FileError::NotAFile { path: text::path(path), kind, what: budget.what });
+            return Err(FileError::NotAFile {
+                path: text::path(path),
+                kind,
+                what: budget.what,
+            });
         }
         if meta.len() > budget.max_bytes {
-            return Err(FileError::TooLarge { path: text::path(path), what: budget.what, size: meta.len(), limit: budget.max_bytes });
+            return Err(FileError::TooLarge {
+                path: text::path(path),
+                what: budget.what,
+                size: meta.len(),
+                limit: budget.max_bytes,
+            });
         }
         Ok(meta.len())
     };
@@ -110,11 +148,23 @@ pub fn open(path: &Path, budget: Budget) -> Result<(File, u64), FileError> {
 
 /// The rest of an open file, appended to `buf`, never more than `budget` bytes in all (a file
 /// that grew since it was measured is refused, not read on).
-pub fn read_rest(path: &Path, file: &mut File, budget: Budget, buf: &mut Vec<u8>) -> Result<(), FileError> {
+pub fn read_rest(
+    path: &Path,
+    file: &mut File,
+    budget: Budget,
+    buf: &mut Vec<u8>,
+) -> Result<(), FileError> {
     let room = budget.max_bytes.saturating_sub(buf.len() as u64);
-    file.take(room + 1).read_to_end(buf).map_err(|e| read_err(path, e))?;
+    file.take(room + 1)
+        .read_to_end(buf)
+        .map_err(|e| read_err(path, e))?;
     if buf.len() as u64 > budget.max_bytes {
-        return Err(FileError::TooLarge { path: text::path(path), what: budget.what, size: buf.len() as u64, limit: budget.max_bytes });
+        return Err(FileError::TooLarge {
+            path: text::path(path),
+            what: budget.what,
+            size: buf.len() as u64,
+            limit: budget.max_bytes,
+        });
     }
     Ok(())
 }
@@ -129,25 +179,41 @@ pub fn read(path: &Path, budget: Budget) -> Result<Vec<u8>, FileError> {
 
 /// A whole text file within `budget`, as UTF-8.
 pub fn read_text(path: &Path, budget: Budget) -> Result<String, FileError> {
-    String::from_utf8(read(path, budget)?).map_err(|e| read_err(path, format!("not UTF-8 text ({e})")))
+    String::from_utf8(read(path, budget)?)
+        .map_err(|e| read_err(path, format!("not UTF-8 text ({e})")))
 }
 
 /// An image file: its first bytes must be an image format [`preprocess::decode`] reads, and
 /// only then is the rest read (a 2 GB file that is not an image costs 16 bytes).
 pub fn read_image(path: &Path) -> Result<Vec<u8>, FileError> {
-    let image_err = |error| FileError::Image { path: text::path(path), error };
+    let image_err = |error| FileError::Image {
+        path: text::path(path),
+        error,
+    };
     // The file type first, whatever its size: a FIFO or a device is named as such.
     let meta = std::fs::metadata(path).map_err(|e| read_err(path, e))?;
     if let Some(kind) = not_regular(&meta) {
-        return Err(FileError::NotAFile { path: text::path(path), kind, what: IMAGE.what });
+        return Err(FileError::NotAFile {
+            path: text::path(path),
+            kind,
+            what: IMAGE.what,
+        });
     }
     let mut file = File::open(path).map_err(|e| read_err(path, e))?;
     let mut head = Vec::with_capacity(16);
-    (&mut file).take(16).read_to_end(&mut head).map_err(|e| read_err(path, e))?;
+    (&mut file)
+        .take(16)
+        .read_to_end(&mut head)
+        .map_err(|e| read_err(path, e))?;
     preprocess::sniff(&head).map_err(image_err)?;
     let size = file.metadata().map_err(|e| read_err(path, e))?.len();
     if size > IMAGE.max_bytes {
-        return Err(FileError::TooLarge { path: text::path(path), what: IMAGE.what, size, limit: IMAGE.max_bytes });
+        return Err(FileError::TooLarge {
+            path: text::path(path),
+            what: IMAGE.what,
+            size,
+            limit: IMAGE.max_bytes,
+        });
     }
     let mut buf = Vec::with_capacity(size as usize);
     buf.extend_from_slice(&head);
@@ -185,12 +251,21 @@ pub fn check_outputs(outputs: &[(&str, &Path)], inputs: &[(&str, &Path)]) -> Res
             return Err(write_err(out.1, "it is a directory; give a file name"));
         }
         // Paths first (two outputs that do not exist yet can still be one), then files.
-        if let Some(first) = outputs[..k].iter().find(|o| o.1 == out.1 || identity(o.1).is_some_and(|id| identity(out.1) == Some(id))) {
-            return Err(FileError::SameOutputs { first: named(first), second: named(out) });
+        if let Some(first) = outputs[..k]
+            .iter()
+            .find(|o| o.1 == out.1 || identity(o.1).is_some_and(|id| identity(out.1) == Some(id)))
+        {
+            return Err(FileError::SameOutputs {
+                first: named(first),
+                second: named(out),
+            });
         }
         let Some(id) = identity(out.1) else { continue };
         if let Some(input) = inputs.iter().find(|i| identity(i.1) == Some(id)) {
-            return Err(FileError::SameFile { output: named(out), input: named(input) });
+            return Err(FileError::SameFile {
+                output: named(out),
+                input: named(input),
+            });
         }
     }
     Ok(())
@@ -209,13 +284,23 @@ impl Output {
     pub fn create(dest: &Path) -> Result<Output, FileError> {
         static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let name = dest.file_name().ok_or_else(|| write_err(dest, "not a file name"))?;
+        let name = dest
+            .file_name()
+            .ok_or_else(|| write_err(dest, "not a file name"))?;
         let mut tmp_name = std::ffi::OsString::from(".");
         tmp_name.push(name);
         tmp_name.push(format!(".{}-{call}.tmp", std::process::id()));
         let tmp = dest.with_file_name(tmp_name);
-        let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| write_err(dest, e))?;
-        Ok(Output { dest: dest.to_path_buf(), tmp, file: Some(std::io::BufWriter::new(file)) })
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| write_err(dest, e))?;
+        Ok(Output {
+            dest: dest.to_path_buf(),
+            tmp,
+            file: Some(std::io::BufWriter::new(file)),
+        })
     }
 
     /// Write all of `bytes`.
@@ -232,7 +317,9 @@ impl Output {
             .into_inner()
             .map_err(|e| write_err(&self.dest, e.error()))
             .and_then(|f| f.sync_all().map_err(|e| write_err(&self.dest, e)))
-            .and_then(|()| std::fs::rename(&self.tmp, &self.dest).map_err(|e| write_err(&self.dest, e)));
+            .and_then(|()| {
+                std::fs::rename(&self.tmp, &self.dest).map_err(|e| write_err(&self.dest, e))
+            });
         if result.is_err() {
             let _ = std::fs::remove_file(&self.tmp);
         }

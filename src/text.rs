@@ -6,7 +6,7 @@ pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);
@@ -23,7 +23,8 @@ pub fn count(n: usize, one: &str, many: &str) -> String {
 /// and the bidirectional overrides and isolates that reorder the text around them (a label
 /// could otherwise forge a result line, recolour the terminal or print text backwards).
 pub fn is_control(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    c.is_control()
+        || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// `s` with every [control character](is_control) written as a Rust escape (`\r`, `\n`, `\t`,
@@ -65,7 +66,10 @@ mod tests {
 
     #[test]
     fn controls_are_made_visible() {
-        assert_eq!(escape("dog\r\nfake line 99.99% Egyptian cat (#285)"), "dog\\r\\nfake line 99.99% Egyptian cat (#285)");
+        assert_eq!(
+            escape("dog\r\nfake line 99.99% Egyptian cat (#285)"),
+            "dog\\r\\nfake line 99.99% Egyptian cat (#285)"
+        );
         assert_eq!(escape("\u{1b}[31mred"), "\\u{1b}[31mred");
         assert_eq!(escape("abc\u{202E}fed"), "abc\\u{202e}fed");
         assert_eq!(escape("Egyptian cat, ½ café"), "Egyptian cat, ½ café");

@@ -959,7 +959,7 @@ pub fn write_safetensors_as(
         offset += len;
     }
     let mut h = serde_json::to_vec(&serde_json::Value::Object(header)).expect("JSON serialises");
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     let mut out = Vec::with_capacity(8 + h.len() + offset);

@@ -8,7 +8,9 @@ use googlenet::labels::{self, ClassError, parse_labels};
 
 fn imagenet() -> Option<Vec<String>> {
     let shared = common::shared()?;
-    Some(parse_labels(&std::fs::read_to_string(shared.join("data/synset_words.txt")).unwrap()))
+    Some(parse_labels(
+        &std::fs::read_to_string(shared.join("data/synset_words.txt")).unwrap(),
+    ))
 }
 
 #[test]
@@ -25,7 +27,9 @@ fn imagenet_names_find_their_own_class() {
     assert_eq!(find("tank suit"), Ok(639));
     assert_eq!(find("Pembroke Welsh corgi"), Ok(263));
     let pair = |q: &str| match find(q) {
-        Err(ClassError::Ambiguous { matches, .. }) => matches.iter().map(|m| m.0).collect::<Vec<_>>(),
+        Err(ClassError::Ambiguous { matches, .. }) => {
+            matches.iter().map(|m| m.0).collect::<Vec<_>>()
+        }
         other => panic!("{q}: expected an ambiguity, got {other:?}"),
     };
     assert_eq!(pair("crane"), [134, 517]);
@@ -33,10 +37,16 @@ fn imagenet_names_find_their_own_class() {
     // Every class is reachable by its first name, unless another class has the same one.
     for (i, label) in names.iter().enumerate() {
         let first = labels::first_name(label);
-        let twins: Vec<usize> = (0..1000).filter(|&j| labels::first_name(&names[j]) == first).collect();
+        let twins: Vec<usize> = (0..1000)
+            .filter(|&j| labels::first_name(&names[j]) == first)
+            .collect();
         match find(first) {
             Ok(j) => assert_eq!((j, twins.len()), (i, 1), "{first}"),
-            Err(ClassError::Ambiguous { matches, .. }) => assert_eq!(matches.iter().map(|m| m.0).collect::<Vec<_>>(), twins, "{first}"),
+            Err(ClassError::Ambiguous { matches, .. }) => assert_eq!(
+                matches.iter().map(|m| m.0).collect::<Vec<_>>(),
+                twins,
+                "{first}"
+            ),
             Err(e) => panic!("{first}: {e}"),
         }
     }

@@ -457,3 +457,16 @@ fn pixels_decoded_elsewhere_take_the_same_path() {
     assert!(!preprocess::known_format(b"\x00\x00\x01\x00\x01\x00"), "ICO goes to the browser");
     assert!(!preprocess::known_format(b"not an image"));
 }
+
+#[test]
+fn a_40_megapixel_progressive_jpeg_is_within_every_limit() {
+    // The largest image accepted, as a progressive 4:2:0 JPEG (libjpeg's default script; the
+    // decoder's own memory estimate is largest for it among 3-component files, 14.05 bytes a
+    // pixel): the scan, work and decoder-memory limits refuse bombs, never this.
+    use libjpeg_turbo_rs::{PixelFormat, Subsampling};
+    let (w, h) = (8000usize, 5000usize);
+    let px: Vec<u8> = (0..w * h).flat_map(|i| [(i % w / 32) as u8, (i / w / 20) as u8, 128]).collect();
+    let jpeg = libjpeg_turbo_rs::compress_progressive(&px, w, h, PixelFormat::Rgb, 75, Subsampling::S420).unwrap();
+    let img = preprocess::decode(&jpeg).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((img.width(), img.height()), (8000, 5000));
+}

@@ -40,7 +40,7 @@ impl Parts {
     fn bytes(&self, pad: usize) -> Vec<u8> {
         let mut h = serde_json::to_vec(&self.header).unwrap();
         h.extend(std::iter::repeat_n(b' ', pad));
-        while h.len() % 8 != 0 {
+        while !h.len().is_multiple_of(8) {
             h.push(b' ');
         }
         let mut out = (h.len() as u64).to_le_bytes().to_vec();
