@@ -268,3 +268,26 @@ test('a model that crashes is restarted with the user\'s own model put back', { 
     assert.equal(await page.evaluate(() => document.body.dataset.boots), '2');
   } finally { await close(); }
 });
+
+test('fine-tune settings that are not numbers, or out of range, are refused naming the field and the value', { skip: SKIP, timeout: 600_000 }, async () => {
+  const { context, close } = await launch();
+  try {
+    const page = await open(context, '?backend=cpu');
+    await page.locator('.tab[data-view="finetune"]').click();
+    const error = page.locator('#ft-error');
+    await page.locator('#ft-lr').fill('');
+    await page.getByTestId('finetune-start').click();
+    await error.filter({ hasText: /Learning rate: the field does not hold a number/ }).waitFor({ timeout: 10_000 });
+    await page.locator('#ft-lr').fill('0.001');
+    await page.locator('#ft-seed').fill('-1');
+    await page.getByTestId('finetune-start').click();
+    await error.filter({ hasText: /-1/ }).waitFor({ timeout: 60_000 });
+    const text = await error.textContent();
+    assert.match(text, /seed/i, text);
+    assert.doesNotMatch(text, /invalid value: integer|expected u64/, `no raw serde text: ${text}`);
+    await page.getByTestId('finetune-steps').fill('0');
+    await page.getByTestId('finetune-start').click();
+    await error.filter({ hasText: /Steps must be a whole number from 1 to \d+ \(got “0”\)/ }).waitFor({ timeout: 10_000 });
+    await assertCleanText(page, assert);
+  } finally { await close(); }
+});

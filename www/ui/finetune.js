@@ -207,12 +207,26 @@ export function setupFinetune(api) {
       : `Running the frozen layers ahead, while you wait: ${ready} of ${wanted} training crops ready (heads-only steps reuse them).`;
   }
 
+  /**
+   * A number field's value, or an error naming the field and what it holds: an empty or
+   * unreadable field (a number input holding "fast" reads as "") is never sent as 0.
+   */
+  function field(id, what) {
+    const input = $(id);
+    const text = input.value.trim();
+    const v = Number(text);
+    if (input.validity?.badInput || !text) throw new Error(`${what}: the field does not hold a number; type one (for example ${input.defaultValue})`);
+    if (!Number.isFinite(v)) throw new Error(`${what}: “${text}” is not a finite number`);
+    return v;
+  }
+
+  /** The settings as typed; throws with the field's name when one is not a number. */
   function config() {
     return {
-      batch: Number($('ft-batch').value), lr: Number($('ft-lr').value), trainable: $('ft-train').value,
+      batch: field('ft-batch', 'Batch'), lr: field('ft-lr', 'Learning rate'), trainable: $('ft-train').value,
       optimizer: $('ft-opt').value, aux: $('ft-aux').checked,
-      aux_weights: [Number($('ft-aux1').value), Number($('ft-aux2').value)],
-      augment: $('ft-augment').checked, seed: Number($('ft-seed').value),
+      aux_weights: [field('ft-aux1', 'aux1 weight'), field('ft-aux2', 'aux2 weight')],
+      augment: $('ft-augment').checked, seed: field('ft-seed', 'Seed'),
     };
   }
 
@@ -220,8 +234,11 @@ export function setupFinetune(api) {
     showError('');
     const total = Number($('ft-steps').value);
     const maxSteps = limits?.max_steps ?? Infinity;
-    if (!(Number.isInteger(total) && total >= 1 && total <= maxSteps)) return showError(`Steps must be a whole number from 1 to ${maxSteps}.`);
-    const cfg = config();
+    if (!(Number.isInteger(total) && total >= 1 && total <= maxSteps)) {
+      return showError(`Steps must be a whole number from 1 to ${maxSteps} (got “${$('ft-steps').value || 'nothing'}”).`);
+    }
+    let cfg;
+    try { cfg = config(); } catch (e) { return showError(`Training did not start: ${e.message}.`); }
     $('ft-start').disabled = true;
     starting = true;
     status(api.ready() ? 'starting…' : 'waiting for the model to finish loading…');
