@@ -51,7 +51,7 @@ impl BasicConv2d {
     /// - output: `[batch, out_channels, h', w']`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         // Inference on burn-flex: one direct GEMM kernel with the bias and ReLU fused.
-        #[cfg(any(not(target_family = "wasm"), feature = "engine-cpu"))]
+        #[cfg(cpu_kernels)]
         if let Some(y) = self.forward_kernel(&x) {
             return y;
         }
@@ -60,7 +60,7 @@ impl BasicConv2d {
 
     /// This layer on `x` as a direct kernel (burn-flex inference, no BatchNorm); `None` where
     /// it does not apply.
-    #[cfg(any(not(target_family = "wasm"), feature = "engine-cpu"))]
+    #[cfg(cpu_kernels)]
     pub fn direct(&self, x: &Tensor<4>) -> Option<super::kernels::Conv> {
         let c = &self.conv;
         let PaddingConfig2d::Explicit(top, left, bottom, right) = c.padding else { return None };
@@ -77,7 +77,7 @@ impl BasicConv2d {
         self.bn.is_none() && c.dilation == [1, 1] && c.groups == 1 && matches!(c.padding, PaddingConfig2d::Explicit(..))
     }
 
-    #[cfg(any(not(target_family = "wasm"), feature = "engine-cpu"))]
+    #[cfg(cpu_kernels)]
     fn forward_kernel(&self, x: &Tensor<4>) -> Option<Tensor<4>> {
         Some(self.direct(x)?.output(true))
     }

@@ -63,7 +63,7 @@ impl Inception {
         // With threads and no autodiff graph (inference), the branches run at once: the large
         // GEMMs use every thread anyway, but im2col, bias, ReLU and pooling run on one thread
         // per op; side by side they overlap. (Under autodiff, one thread records the graph.)
-        #[cfg(any(not(target_family = "wasm"), feature = "engine-threads"))]
+        #[cfg(thread_pool)]
         if !x.is_autodiff() {
             let ((b1, b2), (b3, b4)) = rayon::join(|| rayon::join(b1, b2), || rayon::join(b3, b4));
             return [b1, b2, b3, b4];
@@ -80,7 +80,7 @@ impl Inception {
 
     /// The block output and its four branches (views of it where the kernels ran).
     pub fn forward_with_branches(&self, x: Tensor<4>) -> (Tensor<4>, [Tensor<4>; 4]) {
-        #[cfg(any(not(target_family = "wasm"), feature = "engine-cpu"))]
+        #[cfg(cpu_kernels)]
         if let Some(y) = self.forward_kernel(&x) {
             let [c1, _, c3, _, c5, cp] = self.channels();
             let view = |from, n| y.clone().narrow(1, from, n);
@@ -94,7 +94,7 @@ impl Inception {
     /// Inference on burn-flex: each branch's last conv writes its channels of one block output
     /// (no concatenation copy), the four branches at once. `None` where the kernels do not
     /// apply (autodiff, WebGPU, BatchNorm).
-    #[cfg(any(not(target_family = "wasm"), feature = "engine-cpu"))]
+    #[cfg(cpu_kernels)]
     fn forward_kernel(&self, x: &Tensor<4>) -> Option<Tensor<4>> {
         use super::kernels::Concat;
         // Every conv must take the kernel path, or the block output would be left half written.
@@ -116,9 +116,9 @@ impl Inception {
         let b2 = || write(&self.branch2, self.branch2_reduce.forward(x.clone()), c1);
         let b3 = || write(&self.branch3, self.branch3_reduce.forward(x.clone()), c1 + c3);
         let b4 = || write(&self.branch4, self.branch4_pool.forward(x.clone()), c1 + c3 + c5);
-        #[cfg(any(not(target_family = "wasm"), feature = "engine-threads"))]
+        #[cfg(thread_pool)]
         let ((b1, b2), (b3, b4)) = rayon::join(|| rayon::join(b1, b2), || rayon::join(b3, b4));
-        #[cfg(not(any(not(target_family = "wasm"), feature = "engine-threads")))]
+        #[cfg(not(thread_pool))]
         let (b1, b2, b3, b4) = (b1(), b2(), b3(), b4());
         // (A branch input off burn-flex cannot happen once `x` is on it; were it to, the
         // composition below recomputes the block.)

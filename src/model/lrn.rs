@@ -29,7 +29,7 @@ impl Lrn {
     /// - output: the same
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         // Inference on burn-flex: one direct pass (`kernels.rs`).
-        #[cfg(any(not(target_family = "wasm"), feature = "engine-cpu"))]
+        #[cfg(cpu_kernels)]
         if let Some(y) = super::kernels::lrn(&x, self.size, self.alpha, self.beta, self.k) {
             return y;
         }

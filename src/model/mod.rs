@@ -7,7 +7,7 @@ pub mod basic_conv;
 pub mod config;
 pub mod googlenet;
 pub mod inception;
-#[cfg(any(not(target_family = "wasm"), feature = "engine-cpu"))]
+#[cfg(cpu_kernels)]
 pub mod kernels;
 pub mod lrn;
 pub mod pool;

@@ -44,7 +44,7 @@ impl MaxPool {
     /// - output: `[batch, channels, h', w']`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         // Inference on burn-flex: one direct pass (`kernels.rs`).
-        #[cfg(any(not(target_family = "wasm"), feature = "engine-cpu"))]
+        #[cfg(cpu_kernels)]
         {
             let [_, _, h, w] = x.dims();
             let (k, s, p) = (self.kernel, self.stride, self.padding);

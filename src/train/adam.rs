@@ -36,7 +36,7 @@ impl Optimizer for FusedAdam {
     type State<const D: usize> = AdamState<D>;
 
     fn step<const D: usize>(&self, lr: LearningRate, tensor: Tensor<D>, grad: Tensor<D>, state: Option<AdamState<D>>) -> (Tensor<D>, Option<AdamState<D>>) {
-        #[cfg(any(not(target_family = "wasm"), feature = "engine-cpu"))]
+        #[cfg(cpu_kernels)]
         if fused::applies(&tensor, &grad, state.as_ref()) {
             let (tensor, state) = fused::step(lr as f32, tensor, grad, state);
             return (tensor, Some(state));
@@ -49,7 +49,7 @@ impl Optimizer for FusedAdam {
     }
 }
 
-#[cfg(any(not(target_family = "wasm"), feature = "engine-cpu"))]
+#[cfg(cpu_kernels)]
 mod fused {
     use super::{BETA_1, BETA_2, EPSILON};
     use crate::model::kernels::flex_inference;
@@ -59,7 +59,7 @@ mod fused {
     use burn::tensor::{DType, Tensor};
 
     /// Elements per task on the rayon pool.
-    #[cfg(any(not(target_family = "wasm"), feature = "engine-threads"))]
+    #[cfg(thread_pool)]
     const CHUNK: usize = 1 << 14;
 
     /// Whether every tensor of the step is an f32 burn-flex tensor without autodiff (and the
@@ -122,7 +122,7 @@ mod fused {
         {
             let (ps, ms, vs, gs) = (p.storage_mut::<f32>(), m.storage_mut::<f32>(), v.storage_mut::<f32>(), g.storage::<f32>());
             debug_assert!(ps.len() == gs.len() && ms.len() == gs.len() && vs.len() == gs.len(), "whole() gives every tensor's elements only");
-            #[cfg(any(not(target_family = "wasm"), feature = "engine-threads"))]
+            #[cfg(thread_pool)]
             {
                 use rayon::prelude::*;
                 ps.par_chunks_mut(CHUNK)
@@ -131,7 +131,7 @@ mod fused {
                     .zip(gs.par_chunks(CHUNK))
                     .for_each(|(((p, m), v), g)| kernel(p, m, v, g));
             }
-            #[cfg(not(any(not(target_family = "wasm"), feature = "engine-threads")))]
+            #[cfg(not(thread_pool))]
             kernel(ps, ms, vs, gs);
         }
         let back = |t: FlexTensor| Tensor::<D>::from_primitive::<Flex>(t);

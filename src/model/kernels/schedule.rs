@@ -7,7 +7,7 @@ use std::ops::Range;
 
 /// Threads the kernels plan for: the rayon pool's, or 1 in a build without threads.
 pub(super) fn threads() -> usize {
-    #[cfg(any(not(target_family = "wasm"), feature = "engine-threads"))]
+    #[cfg(thread_pool)]
     return rayon::current_num_threads();
     #[allow(unreachable_code)]
     1
@@ -20,14 +20,14 @@ pub(super) fn for_each_chunk(
     len: usize,
     f: impl Fn(usize, &mut [f32]) + Sync + Send,
 ) {
-    #[cfg(any(not(target_family = "wasm"), feature = "engine-threads"))]
+    #[cfg(thread_pool)]
     {
         use rayon::prelude::*;
         dst.par_chunks_mut(len)
             .enumerate()
             .for_each(|(i, d)| f(i, d));
     }
-    #[cfg(not(any(not(target_family = "wasm"), feature = "engine-threads")))]
+    #[cfg(not(thread_pool))]
     for (i, d) in dst.chunks_mut(len).enumerate() {
         f(i, d);
     }
@@ -96,7 +96,7 @@ impl Blocks {
                 task(n0..n1, m0..m1);
             }
         };
-        #[cfg(any(not(target_family = "wasm"), feature = "engine-threads"))]
+        #[cfg(thread_pool)]
         if tasks > 1 {
             use rayon::prelude::*;
             (0..tasks).into_par_iter().for_each(block);
