@@ -8,7 +8,9 @@ use burn::tensor::{Device, Tensor};
 
 use super::aux_head::{InceptionAux, inception_aux};
 use super::basic_conv::{BasicConv2d, BasicConv2dConfig};
-use super::config::{AUX_TAPS, GoogLeNetConfig, INCEPTION_TABLE, STAGES, Stage, Variant, VariantSpec};
+use super::config::{
+    AUX_TAPS, GoogLeNetConfig, INCEPTION_TABLE, STAGES, Stage, Variant, VariantSpec,
+};
 use super::inception::{Inception, inception};
 use super::lrn::Lrn;
 use super::pool::MaxPool;
@@ -43,7 +45,7 @@ pub struct GoogLeNet {
     pub transform_input: bool,
 }
 
-/// How dropout is applied: the trainer passes seeded masks; evaluation passes [`NO_DROPOUT`].
+/// How dropout is applied: the trainer passes seeded masks; evaluation passes [`no_dropout`].
 /// (burn's `Dropout` module draws from a process-global generator, which would make
 /// fine-tuning depend on whatever else draws from it.)
 pub type Dropout<'a> = &'a mut dyn FnMut(Tensor<2>, f64) -> Tensor<2>;
@@ -78,6 +80,46 @@ pub struct StageOutput<'a> {
     pub branches: Option<&'a [Tensor<4>; 4]>,
 }
 
+/// The field of [`GoogLeNet`] that runs a stage: what [`GoogLeNet::stage_module`] (shared) and
+/// [`GoogLeNet::stage_module_mut`] (mutable) return, so that the forward, freezing, the weight
+/// names and the summary all follow one mapping from [`STAGES`] to the model's fields.
+#[derive(Debug)]
+pub enum StageModule<Conv, Pool, Norm, Block> {
+    /// `conv1`, `conv2`, `conv3`.
+    Conv(Conv),
+    /// `maxpool1` … `maxpool4`.
+    MaxPool(Pool),
+    /// `lrn1`, `lrn2`: `None` where the variant has no LRN (the stage is then the identity).
+    Lrn(Norm),
+    /// `blocks[i]`.
+    Block(Block),
+}
+
+/// A stage's module, shared.
+pub type StageRef<'a> = StageModule<&'a BasicConv2d, &'a MaxPool, &'a Option<Lrn>, &'a Inception>;
+/// A stage's module, mutable (to load parameters into it, or to freeze it).
+pub type StageMut<'a> =
+    StageModule<&'a mut BasicConv2d, &'a mut MaxPool, &'a mut Option<Lrn>, &'a mut Inception>;
+
+/// The one match from a stage to its field, for both [`StageRef`] (`$($mut)?` empty) and
+/// [`StageMut`] (`mut`).
+macro_rules! stage_field {
+    ($net:expr, $stage:expr $(, $mut:tt)?) => {
+        match $stage {
+            Stage::Conv1 => StageModule::Conv(&$($mut)? $net.conv1),
+            Stage::MaxPool1 => StageModule::MaxPool(&$($mut)? $net.maxpool1),
+            Stage::Lrn1 => StageModule::Lrn(&$($mut)? $net.lrn1),
+            Stage::Conv2 => StageModule::Conv(&$($mut)? $net.conv2),
+            Stage::Conv3 => StageModule::Conv(&$($mut)? $net.conv3),
+            Stage::Lrn2 => StageModule::Lrn(&$($mut)? $net.lrn2),
+            Stage::MaxPool2 => StageModule::MaxPool(&$($mut)? $net.maxpool2),
+            Stage::MaxPool3 => StageModule::MaxPool(&$($mut)? $net.maxpool3),
+            Stage::MaxPool4 => StageModule::MaxPool(&$($mut)? $net.maxpool4),
+            Stage::Block(i) => StageModule::Block(&$($mut)? $net.blocks[i]),
+        }
+    };
+}
+
 fn max_pool(kernel: usize, stride: usize) -> MaxPool {
     // Caffe rounds pooled sizes up, and torchvision sets ceil_mode=True to match.
     MaxPool::new(kernel, stride, 0, true)
@@ -95,9 +137,17 @@ impl GoogLeNetConfig {
                 .init(device)
         };
         let aux = |head: usize| {
-            let Stage::Block(after) = AUX_TAPS[head] else { unreachable!("aux heads read Inception blocks") };
-            self.aux_logits
-                .then(|| inception_aux(INCEPTION_TABLE[after].out_channels(), self.num_classes, &v, device))
+            let Stage::Block(after) = AUX_TAPS[head] else {
+                unreachable!("aux heads read Inception blocks")
+            };
+            self.aux_logits.then(|| {
+                inception_aux(
+                    INCEPTION_TABLE[after].out_channels(),
+                    self.num_classes,
+                    &v,
+                    device,
+                )
+            })
         };
         // Caffe LRN across channels: x / (1 + alpha/5 * sum of 5 neighbours' x²)^0.75.
         let lrn = || v.lrn.then(Lrn::caffe);
@@ -109,7 +159,10 @@ impl GoogLeNetConfig {
             conv3: conv(64, 192, 3, 1),
             lrn2: lrn(),
             maxpool2: max_pool(3, 2),
-            blocks: INCEPTION_TABLE.iter().map(|spec| inception(spec, &v, device)).collect(),
+            blocks: INCEPTION_TABLE
+                .iter()
+                .map(|spec| inception(spec, &v, device))
+                .collect(),
             maxpool3: max_pool(3, 2),
             maxpool4: max_pool(v.maxpool4_kernel, 2),
             aux1: aux(0),
@@ -138,11 +191,19 @@ impl GoogLeNet {
 
     /// The stages this model has, in order (LRN only where the variant uses it).
     pub fn stages(&self) -> impl Iterator<Item = Stage> + '_ {
-        STAGES.into_iter().filter(|s| match s {
-            Stage::Lrn1 => self.lrn1.is_some(),
-            Stage::Lrn2 => self.lrn2.is_some(),
-            _ => true,
-        })
+        STAGES
+            .into_iter()
+            .filter(|&s| !matches!(self.stage_module(s), StageModule::Lrn(None)))
+    }
+
+    /// The field that runs `stage`.
+    pub fn stage_module(&self, stage: Stage) -> StageRef<'_> {
+        stage_field!(self, stage)
+    }
+
+    /// The field that runs `stage`, mutable.
+    pub fn stage_module_mut(&mut self, stage: Stage) -> StageMut<'_> {
+        stage_field!(self, stage, mut)
     }
 
     /// Run one stage. A block returns its four branches too (its output is their
@@ -154,22 +215,19 @@ impl GoogLeNet {
     /// `[b, 480, 28, 28]`, maxpool3 `[b, 480, 14, 14]`, 4a … 4e `[b, 512…832, 14, 14]`,
     /// maxpool4 `[b, 832, 7, 7]`, 5a `[b, 832, 7, 7]`, 5b `[b, 1024, 7, 7]`.
     pub fn stage(&self, stage: Stage, x: Tensor<4>) -> (Tensor<4>, Option<[Tensor<4>; 4]>) {
-        let opt = |l: &Option<Lrn>, x: Tensor<4>| match l {
-            Some(l) => l.forward(x),
-            None => x,
+        // torchvision's input transform belongs to the first conv's input.
+        let x = if stage == Stage::Conv1 && self.transform_input {
+            transform_input(x)
+        } else {
+            x
         };
-        let out = match stage {
-            Stage::Conv1 => self.conv1.forward(if self.transform_input { transform_input(x) } else { x }),
-            Stage::MaxPool1 => self.maxpool1.forward(x),
-            Stage::Lrn1 => opt(&self.lrn1, x),
-            Stage::Conv2 => self.conv2.forward(x),
-            Stage::Conv3 => self.conv3.forward(x),
-            Stage::Lrn2 => opt(&self.lrn2, x),
-            Stage::MaxPool2 => self.maxpool2.forward(x),
-            Stage::MaxPool3 => self.maxpool3.forward(x),
-            Stage::MaxPool4 => self.maxpool4.forward(x),
-            Stage::Block(i) => {
-                let (out, branches) = self.blocks[i].forward_with_branches(x);
+        let out = match self.stage_module(stage) {
+            StageModule::Conv(c) => c.forward(x),
+            StageModule::MaxPool(p) => p.forward(x),
+            StageModule::Lrn(Some(l)) => l.forward(x),
+            StageModule::Lrn(None) => x,
+            StageModule::Block(b) => {
+                let (out, branches) = b.forward_with_branches(x);
                 return (out, Some(branches));
             }
         };
@@ -177,10 +235,19 @@ impl GoogLeNet {
     }
 
     /// Run the stages `STAGES[range]` that this model has, showing each output to `tap`.
-    pub fn trunk(&self, mut x: Tensor<4>, range: std::ops::Range<usize>, tap: &mut dyn FnMut(StageOutput<'_>)) -> Tensor<4> {
+    pub fn trunk(
+        &self,
+        mut x: Tensor<4>,
+        range: std::ops::Range<usize>,
+        tap: &mut dyn FnMut(StageOutput<'_>),
+    ) -> Tensor<4> {
         for stage in self.stages().filter(|s| range.contains(&s.index())) {
             let (out, branches) = self.stage(stage, x);
-            tap(StageOutput { stage, output: &out, branches: branches.as_ref() });
+            tap(StageOutput {
+                stage,
+                output: &out,
+                branches: branches.as_ref(),
+            });
             x = out;
         }
         x
@@ -214,7 +281,12 @@ impl GoogLeNet {
 
     /// One pass that serves every caller: the main logits, the aux heads' logits when `aux`
     /// (and the heads exist), and every stage's output when `record`.
-    pub fn forward_all(&self, x: Tensor<4>, aux: bool, record: bool) -> (TrainOutput, Option<Activations>) {
+    pub fn forward_all(
+        &self,
+        x: Tensor<4>,
+        aux: bool,
+        record: bool,
+    ) -> (TrainOutput, Option<Activations>) {
         let mut acts = record.then(Activations::default);
         let mut aux_out: [Option<Tensor<2>>; 2] = [None, None];
         let heads = self.aux_heads();
@@ -257,13 +329,11 @@ impl GoogLeNet {
 
     /// Freeze the parameters of one stage (no gradients; BatchNorm keeps running statistics).
     pub fn freeze_stage(&mut self, stage: Stage) {
-        match stage {
-            Stage::Conv1 => self.conv1 = self.conv1.clone().freeze(),
-            Stage::Conv2 => self.conv2 = self.conv2.clone().freeze(),
-            Stage::Conv3 => self.conv3 = self.conv3.clone().freeze(),
-            Stage::Block(i) => self.blocks[i] = self.blocks[i].clone().freeze(),
+        match self.stage_module_mut(stage) {
+            StageModule::Conv(c) => *c = c.clone().freeze(),
+            StageModule::Block(b) => *b = b.clone().freeze(),
             // Pools and LRN have no parameters.
-            Stage::MaxPool1 | Stage::Lrn1 | Stage::Lrn2 | Stage::MaxPool2 | Stage::MaxPool3 | Stage::MaxPool4 => {}
+            StageModule::MaxPool(_) | StageModule::Lrn(_) => {}
         }
     }
 }

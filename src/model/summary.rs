@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::basic_conv::BasicConv2d;
 use super::config::{INCEPTION_TABLE, Stage};
-use super::googlenet::GoogLeNet;
+use super::googlenet::{GoogLeNet, StageModule};
 use super::inception::Inception;
 use super::pool::{MaxPool, pool_out};
 
@@ -103,11 +103,17 @@ fn conv_stats(name: String, c: &BasicConv2d, input: [usize; 3]) -> LayerStats {
     let out = c.out_channels();
     LayerStats {
         name,
-        kind: if c.bn.is_some() { "conv+bn+relu" } else { "conv+relu" },
+        kind: if c.bn.is_some() {
+            "conv+bn+relu"
+        } else {
+            "conv+relu"
+        },
         output: [out, h, w],
         // Learned parameters as PyTorch counts them: BatchNorm's running statistics are
         // state, not parameters (burn's `num_params` would count them).
-        params: out * c.in_channels() * k * k + if c.conv.bias.is_some() { out } else { 0 } + if c.bn.is_some() { 2 * out } else { 0 },
+        params: out * c.in_channels() * k * k
+            + if c.conv.bias.is_some() { out } else { 0 }
+            + if c.bn.is_some() { 2 * out } else { 0 },
         macs: (out * c.in_channels() * k * k * h * w) as u64,
     }
 }
@@ -117,7 +123,11 @@ fn pool_stats(name: String, p: &MaxPool, input: [usize; 3]) -> LayerStats {
     LayerStats {
         name,
         kind: "maxpool",
-        output: [input[0], pool_out(input[1], k, s, pad, p.ceil), pool_out(input[2], k, s, pad, p.ceil)],
+        output: [
+            input[0],
+            pool_out(input[1], k, s, pad, p.ceil),
+            pool_out(input[2], k, s, pad, p.ceil),
+        ],
         params: 0,
         macs: 0,
     }
@@ -125,10 +135,21 @@ fn pool_stats(name: String, p: &MaxPool, input: [usize; 3]) -> LayerStats {
 
 fn linear_stats(name: String, l: &Linear) -> LayerStats {
     let [i, o] = l.weight.shape().dims::<2>();
-    LayerStats { name, kind: "linear", output: [o, 1, 1], params: l.num_params(), macs: (i * o) as u64 }
+    LayerStats {
+        name,
+        kind: "linear",
+        output: [o, 1, 1],
+        params: l.num_params(),
+        macs: (i * o) as u64,
+    }
 }
 
-fn block_stats(name: &'static str, b: &Inception, input: [usize; 3], rows: &mut Vec<LayerStats>) -> BlockStats {
+fn block_stats(
+    name: &'static str,
+    b: &Inception,
+    input: [usize; 3],
+    rows: &mut Vec<LayerStats>,
+) -> BlockStats {
     let mut row = |suffix: &str, c: &BasicConv2d| {
         let r = conv_stats(format!("{name}/{suffix}"), c, input);
         rows.push(r.clone());
@@ -141,23 +162,33 @@ fn block_stats(name: &'static str, b: &Inception, input: [usize; 3], rows: &mut 
     let b3 = row("5x5", &b.branch3);
     let b4 = row("pool_proj", &b.branch4);
     let (h, w) = (input[1], input[2]);
-    let saving = |branch, reduce: &BasicConv2d, conv: &BasicConv2d, r: &LayerStats, c: &LayerStats| {
-        let k = conv.kernel();
-        let (cin, mid, out) = (reduce.in_channels(), reduce.out_channels(), conv.out_channels());
-        ReductionSaving {
-            branch,
-            kernel: k,
-            in_channels: cin,
-            reduce_to: mid,
-            out_channels: out,
-            params_with_reduction: cin * mid + mid * out * k * k,
-            params_without_reduction: cin * out * k * k,
-            macs_with_reduction: r.macs + c.macs,
-            macs_without_reduction: (cin * out * k * k * h * w) as u64,
-        }
-    };
+    let saving =
+        |branch, reduce: &BasicConv2d, conv: &BasicConv2d, r: &LayerStats, c: &LayerStats| {
+            let k = conv.kernel();
+            let (cin, mid, out) = (
+                reduce.in_channels(),
+                reduce.out_channels(),
+                conv.out_channels(),
+            );
+            ReductionSaving {
+                branch,
+                kernel: k,
+                in_channels: cin,
+                reduce_to: mid,
+                out_channels: out,
+                params_with_reduction: cin * mid + mid * out * k * k,
+                params_without_reduction: cin * out * k * k,
+                macs_with_reduction: r.macs + c.macs,
+                macs_without_reduction: (cin * out * k * k * h * w) as u64,
+            }
+        };
     let split = [b1.output[0], b2.output[0], b3.output[0], b4.output[0]];
-    let branch_params = [b1.params, b2r.params + b2.params, b3r.params + b3.params, b4.params];
+    let branch_params = [
+        b1.params,
+        b2r.params + b2.params,
+        b3r.params + b3.params,
+        b4.params,
+    ];
     let branch_macs = [b1.macs, b2r.macs + b2.macs, b3r.macs + b3.macs, b4.macs];
     BlockStats {
         name,
@@ -183,45 +214,89 @@ impl GoogLeNet {
         let mut blocks = Vec::new();
         let mut map = Vec::new();
         let row = |name: &str, kind, output, params, detail: String| MapRow {
-            name: name.to_string(), kind, output, params, detail, block: None, aux: None,
+            name: name.to_string(),
+            kind,
+            output,
+            params,
+            detail,
+            block: None,
+            aux: None,
         };
         let mut s = [3, size, size];
-        map.push(row("input", "input", s, 0, "RGB photo, resized to 256 and centre-cropped".into()));
+        map.push(row(
+            "input",
+            "input",
+            s,
+            0,
+            "RGB photo, resized to 256 and centre-cropped".into(),
+        ));
         let (mut aux_params, mut aux_macs) = (0, 0);
         for stage in self.stages() {
             let name = stage.name();
-            let r = match stage {
-                Stage::Conv1 | Stage::Conv2 | Stage::Conv3 => {
-                    let c = match stage {
-                        Stage::Conv1 => &self.conv1,
-                        Stage::Conv2 => &self.conv2,
-                        _ => &self.conv3,
-                    };
+            let r = match self.stage_module(stage) {
+                StageModule::Conv(c) => {
                     let r = conv_stats(name.into(), c, s);
                     let (k, st) = (c.kernel(), c.conv.stride[0]);
-                    map.push(row(name, "conv", r.output, r.params, format!("{k}×{k} conv{}, {} filters", if st > 1 { format!(" / {st}") } else { String::new() }, r.output[0])));
+                    map.push(row(
+                        name,
+                        "conv",
+                        r.output,
+                        r.params,
+                        format!(
+                            "{k}×{k} conv{}, {} filters",
+                            if st > 1 {
+                                format!(" / {st}")
+                            } else {
+                                String::new()
+                            },
+                            r.output[0]
+                        ),
+                    ));
                     Some(r)
                 }
-                Stage::Lrn1 | Stage::Lrn2 => {
-                    let r = LayerStats { name: name.into(), kind: "lrn", output: s, params: 0, macs: 0 };
-                    map.push(row(name, "lrn", s, 0, "local response normalisation across 5 channels".into()));
-                    Some(r)
-                }
-                Stage::MaxPool1 | Stage::MaxPool2 | Stage::MaxPool3 | Stage::MaxPool4 => {
-                    let p = match stage {
-                        Stage::MaxPool1 => &self.maxpool1,
-                        Stage::MaxPool2 => &self.maxpool2,
-                        Stage::MaxPool3 => &self.maxpool3,
-                        _ => &self.maxpool4,
+                StageModule::Lrn(_) => {
+                    let r = LayerStats {
+                        name: name.into(),
+                        kind: "lrn",
+                        output: s,
+                        params: 0,
+                        macs: 0,
                     };
-                    let r = pool_stats(name.into(), p, s);
-                    map.push(row(name, "maxpool", r.output, 0, format!("max pool {k}×{k} / {}{}", p.stride, if p.ceil { ", rounding up" } else { "" }, k = p.kernel)));
+                    map.push(row(
+                        name,
+                        "lrn",
+                        s,
+                        0,
+                        "local response normalisation across 5 channels".into(),
+                    ));
                     Some(r)
                 }
-                Stage::Block(i) => {
-                    let b = block_stats(INCEPTION_TABLE[i].name, &self.blocks[i], s, &mut layers);
+                StageModule::MaxPool(p) => {
+                    let r = pool_stats(name.into(), p, s);
+                    map.push(row(
+                        name,
+                        "maxpool",
+                        r.output,
+                        0,
+                        format!(
+                            "max pool {k}×{k} / {}{}",
+                            p.stride,
+                            if p.ceil { ", rounding up" } else { "" },
+                            k = p.kernel
+                        ),
+                    ));
+                    Some(r)
+                }
+                StageModule::Block(block) => {
+                    let Stage::Block(i) = stage else {
+                        unreachable!("only block stages run a block")
+                    };
+                    let b = block_stats(INCEPTION_TABLE[i].name, block, s, &mut layers);
                     s = b.output;
-                    map.push(MapRow { block: Some(i), ..row(name, "block", b.output, b.params, String::new()) });
+                    map.push(MapRow {
+                        block: Some(i),
+                        ..row(name, "block", b.output, b.params, String::new())
+                    });
                     blocks.push(b);
                     None // its rows were pushed by block_stats
                 }
@@ -236,7 +311,13 @@ impl GoogLeNet {
                 let name = format!("aux{}", h + 1);
                 let pooled = [s[0], 4, 4];
                 let mut rows = vec![
-                    LayerStats { name: format!("{name}/avgpool"), kind: "aux avgpool", output: pooled, params: 0, macs: 0 },
+                    LayerStats {
+                        name: format!("{name}/avgpool"),
+                        kind: "aux avgpool",
+                        output: pooled,
+                        params: 0,
+                        macs: 0,
+                    },
                     conv_stats(format!("{name}/conv"), &head.conv, pooled),
                     linear_stats(format!("{name}/fc1"), &head.fc1),
                     linear_stats(format!("{name}/fc2"), &head.fc2),
@@ -255,14 +336,35 @@ impl GoogLeNet {
                     "{pool} → 1×1 conv {} → FC {} → FC {}; training only",
                     rows[1].output[0], rows[2].output[0], rows[3].output[0]
                 );
-                map.push(MapRow { aux: Some(h + 1), ..row(&name, "aux", rows[3].output, params, detail) });
+                map.push(MapRow {
+                    aux: Some(h + 1),
+                    ..row(&name, "aux", rows[3].output, params, detail)
+                });
                 layers.extend(rows);
             }
         }
-        layers.push(LayerStats { name: "avgpool".into(), kind: "avgpool", output: [s[0], 1, 1], params: 0, macs: 0 });
-        map.push(row("avgpool", "avgpool", [s[0], 1, 1], 0, "global average".into()));
+        layers.push(LayerStats {
+            name: "avgpool".into(),
+            kind: "avgpool",
+            output: [s[0], 1, 1],
+            params: 0,
+            macs: 0,
+        });
+        map.push(row(
+            "avgpool",
+            "avgpool",
+            [s[0], 1, 1],
+            0,
+            "global average".into(),
+        ));
         let fc = linear_stats("fc".into(), &self.fc);
-        map.push(row("fc → softmax", "fc", fc.output, fc.params, format!("dropout {} in training", self.dropout)));
+        map.push(row(
+            "fc → softmax",
+            "fc",
+            fc.output,
+            fc.params,
+            format!("dropout {} in training", self.dropout),
+        ));
         layers.push(fc);
         let main = layers.iter().filter(|l| !l.kind.starts_with("aux"));
         let (main_params, main_macs) = main.fold((0, 0), |(p, m), l| (p + l.params, m + l.macs));
@@ -280,4 +382,3 @@ impl GoogLeNet {
         }
     }
 }
-
