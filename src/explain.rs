@@ -14,7 +14,7 @@ use burn::tensor::{Tensor, activation::relu};
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::explore::read;
+use crate::inference::read;
 use crate::model::googlenet::no_dropout;
 use crate::model::{AUX_TAPS, GoogLeNet, INCEPTION_TABLE, STAGES, Stage};
 

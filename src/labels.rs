@@ -156,6 +156,55 @@ pub fn parse_labels(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// Why a model's class names could not be had (see [`class_names`]).
+#[cfg(not(target_family = "wasm"))]
+#[derive(Debug, thiserror::Error)]
+pub enum NamesError {
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
+    #[error("labels {path}")]
+    Invalid { path: String, source: LabelError },
+    #[error("{} for a {num_classes}-class classifier", text::count(*labels, "label", "labels"))]
+    Count { labels: usize, num_classes: usize },
+}
+
+/// A labels file (`synset_words.txt` style), every label checked.
+#[cfg(not(target_family = "wasm"))]
+pub fn read_labels(path: &std::path::Path) -> Result<Vec<String>, NamesError> {
+    let names = parse_labels(&crate::files::read_text(path, crate::files::LABELS)?);
+    check_labels(&names).map_err(|source| NamesError::Invalid {
+        path: text::path(path),
+        source,
+    })?;
+    Ok(names)
+}
+
+/// A model's class names: those in `file`, else those `stored` in its weights file, else the
+/// shared ImageNet list (for a 1000-class model); empty when there are none. Names given must
+/// be one per class.
+#[cfg(not(target_family = "wasm"))]
+pub fn class_names(
+    file: Option<&std::path::Path>,
+    stored: Option<&[String]>,
+    num_classes: usize,
+) -> Result<Vec<String>, NamesError> {
+    let names = match (file, stored) {
+        (Some(p), _) => read_labels(p)?,
+        (None, Some(l)) => l.to_vec(),
+        (None, None) => match crate::paths::shared_labels() {
+            Some(p) if num_classes == 1000 => read_labels(&p)?,
+            _ => Vec::new(),
+        },
+    };
+    if !names.is_empty() && names.len() != num_classes {
+        return Err(NamesError::Count {
+            labels: names.len(),
+            num_classes,
+        });
+    }
+    Ok(names)
+}
+
 /// One ranked class.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Prediction {
@@ -248,6 +297,18 @@ mod tests {
         assert_eq!(find_class("1", &[], 1).unwrap_err().to_string(), "class 1 does not exist: this model has 1 class, 0");
         let err = find_class("corg", &l, 8).unwrap_err().to_string();
         assert!(err.contains("did you mean #0 Cardigan, Cardigan Welsh corgi?"), "{err}");
+    }
+
+    #[test]
+    #[cfg(not(target_family = "wasm"))]
+    fn class_names_come_one_per_class_or_not_at_all() {
+        let stored = names(&["cats", "dogs"]);
+        assert_eq!(class_names(None, Some(&stored), 2).unwrap(), stored);
+        let err = class_names(None, Some(&stored), 3).unwrap_err();
+        assert!(matches!(err, NamesError::Count { labels: 2, .. }), "{err}");
+        assert_eq!(err.to_string(), "2 labels for a 3-class classifier");
+        // Neither a file nor stored names, and not ImageNet's 1000: no names.
+        assert_eq!(class_names(None, None, 5).unwrap(), Vec::<String>::new());
     }
 
     #[test]

@@ -24,6 +24,12 @@ pub fn fetched_weights() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("weights/googlenet_torchvision.safetensors")
 }
 
+/// The weights a command uses when given none: the shared BVLC weights, else what
+/// `googlenet fetch-weights` wrote.
+pub fn default_weights() -> Option<PathBuf> {
+    shared_weights().or_else(|| Some(fetched_weights()).filter(|p| p.is_file()))
+}
+
 /// The 1000 ImageNet class names in the shared folder.
 pub fn shared_labels() -> Option<PathBuf> {
     shared_dir().map(|d| d.join("data/synset_words.txt")).filter(|p| p.is_file())

@@ -127,6 +127,16 @@ pub enum OptimizerKind {
     Adam,
 }
 
+impl OptimizerKind {
+    /// The learning rate a fine-tune with this optimizer takes unless told otherwise.
+    pub fn default_lr(self) -> f64 {
+        match self {
+            OptimizerKind::Sgd => 1e-2,
+            OptimizerKind::Adam => 1e-3,
+        }
+    }
+}
+
 /// One fine-tune's settings, for the CLI and the page alike (the page sends it as JSON;
 /// unknown fields and values are refused, missing ones take these defaults).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -149,7 +159,7 @@ impl Default for FinetuneConfig {
     fn default() -> Self {
         FinetuneConfig {
             batch: 8,
-            lr: 1e-3,
+            lr: OptimizerKind::Adam.default_lr(),
             aux_weights: [AUX_LOSS_WEIGHT; 2],
             aux: true,
             trainable: Trainable::Heads,
@@ -236,6 +246,15 @@ impl Setting {
 }
 
 impl FinetuneConfig {
+    /// The defaults for a fine-tune with `optimizer`, that optimizer's learning rate included.
+    pub fn for_optimizer(optimizer: OptimizerKind) -> Self {
+        FinetuneConfig {
+            optimizer,
+            lr: optimizer.default_lr(),
+            ..FinetuneConfig::default()
+        }
+    }
+
     /// Settings as the page sends them (field → value; missing or null fields take the defaults),
     /// each refusal naming the setting and the value it got, then [`FinetuneConfig::check`].
     pub fn from_settings<'a>(settings: impl IntoIterator<Item = (&'a str, &'a Setting)>) -> Result<Self, TrainError> {

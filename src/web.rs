@@ -1,7 +1,7 @@
 //! The wasm-bindgen facade: the only code the Web Worker calls. Bytes and plain JS values in
 //! (`serde-wasm-bindgen`), plain JS values out; every error carries a `kind` (`input`,
 //! `device`, `internal`) that the worker switches on. The work itself is in the library
-//! (`explore`, `train`, `weights`, `preprocess`), where native tests reach it.
+//! (`inference`, `block_view`, `train`, `weights`, `preprocess`), where native tests reach it.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -13,9 +13,10 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
+use crate::block_view;
 use crate::error::{Error, ErrorKind};
 use crate::explain::{self, Head};
-use crate::explore::{self, Classification};
+use crate::inference::{self, Classification};
 use crate::labels::{Prediction, parse_labels, top_probs};
 use crate::model::summary::Summary;
 use crate::model::{Activations, GoogLeNet, Variant};
@@ -222,7 +223,7 @@ impl Session {
             let backend = if backend == "webgpu" { "webgpu" } else { "cpu" };
             // Run one tiny op so a broken device fails here, not in the first classification.
             let probe = Tensor::<1>::from_floats([1.0, 2.0], &device).mul_scalar(2.0);
-            let v = explore::read(probe).await.map_err(js_error)?;
+            let v = inference::read(probe).await.map_err(js_error)?;
             if v != [2.0, 4.0] {
                 return Err(js_error(Error::Device(format!("the device computed 1×2, 2×2 as {v:?}"))));
             }
@@ -288,7 +289,7 @@ impl Session {
             let ms_preprocess = crate::clock::now_ms() - t0;
             let s = INPUT_SIZE;
             let x = Tensor::<4>::from_data(TensorData::new(p.chw, [1, 3, s, s]), &inner.device);
-            let (c, acts) = explore::classify(&model, x.clone(), aux_trained, true, top, &labels).await.map_err(js_error)?;
+            let (c, acts) = inference::classify(&model, x.clone(), aux_trained, true, top, &labels).await.map_err(js_error)?;
             if let (Some(l), Some(acts)) = (inner.loaded.borrow_mut().as_mut(), acts) {
                 l.last = Some((x, acts));
             }
@@ -296,7 +297,7 @@ impl Session {
         })
     }
 
-    /// Where a forward's time goes on the last classified image: `explore::stage_times`, as
+    /// Where a forward's time goes on the last classified image: `inference::stage_times`, as
     /// `[{stage, ms}]`. For `bench/browser.mjs`, as `googlenet bench --layers` natively.
     pub fn stage_times(&self, iters: usize) -> Promise {
         let inner = self.inner.clone();
@@ -307,13 +308,13 @@ impl Session {
                 let last = l.as_ref().and_then(|l| l.last.as_ref());
                 last.map(|(x, _)| x.clone()).ok_or_else(|| js_error(not_ready("classify an image first")))?
             };
-            let rows = explore::stage_times(&model, x, iters.clamp(1, 100)).await;
+            let rows = inference::stage_times(&model, x, iters.clamp(1, 100)).await;
             to_js(&rows)
         })
     }
 
     /// One block's four branches on the last image: energy shares, the `k` strongest channels
-    /// of each branch with their maps, and the heatmap (see `explore::BlockView`). With
+    /// of each branch with their maps, and the heatmap (see `block_view::BlockView`). With
     /// `before`, the same view from the model a fine-tune started from.
     pub fn block_view(&self, block: usize, k: usize, before: bool) -> Promise {
         let inner = self.inner.clone();
@@ -326,12 +327,12 @@ impl Session {
                     let base = l.base.as_ref().ok_or_else(|| js_error(not_ready("no fine-tune has been applied")))?;
                     let (x, _) = last.ok_or_else(|| js_error(not_ready("classify an image first to see its activations")))?;
                     let (_, acts) = base.forward_all(x.clone(), false, true);
-                    explore::recorded_block(acts.as_ref(), block).map_err(js_error)?.clone()
+                    block_view::recorded_block(acts.as_ref(), block).map_err(js_error)?.clone()
                 } else {
-                    explore::recorded_block(last.map(|(_, a)| a), block).map_err(js_error)?.clone()
+                    block_view::recorded_block(last.map(|(_, a)| a), block).map_err(js_error)?.clone()
                 }
             };
-            to_js(&explore::block_view(block, &branches, k).await.map_err(js_error)?)
+            to_js(&block_view::block_view(block, &branches, k).await.map_err(js_error)?)
         })
     }
 
@@ -425,7 +426,7 @@ impl Session {
             // On WebGPU the forward runs after this returns: wait for it, so that the page's
             // next request (a classification) is not queued behind a backlog of them.
             if let Some(t) = p.computed {
-                explore::read(t).await.map_err(js_error)?;
+                inference::read(t).await.map_err(js_error)?;
             }
             to_js(&Precomputed { ready: p.ready, wanted: p.wanted })
         })
@@ -495,7 +496,7 @@ impl Session {
             let (model, labels, aux_trained) = inner.model().map_err(js_error)?;
             let mut tensors = Vec::new();
             for (k, shape, t) in weights::named_tensors(&model) {
-                tensors.push((k, shape, explore::read(t).await.map_err(js_error)?));
+                tensors.push((k, shape, inference::read(t).await.map_err(js_error)?));
             }
             let bytes = weights::write_safetensors(&model, tensors, &SaveInfo { labels: Some(labels), aux_trained }).map_err(|e| js_error(e.into()))?;
             Ok(js_sys::Uint8Array::from(bytes.as_slice()).into())

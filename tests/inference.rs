@@ -6,8 +6,9 @@ mod common;
 
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor, TensorData};
+use googlenet::block_view::{block_view, recorded_block};
 use googlenet::error::{Error, ErrorKind};
-use googlenet::explore::{self, block_view, recorded_block};
+use googlenet::inference;
 use googlenet::labels::parse_labels;
 use googlenet::weights::{self, LoadOptions};
 use googlenet::{GoogLeNetConfig, Variant, preprocess};
@@ -30,7 +31,7 @@ fn one_pass_classifies_like_the_reference_and_records_every_block() {
     let labels = parse_labels(&std::fs::read_to_string(shared.join("data/synset_words.txt")).unwrap());
     let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(shared.join("images/expected_top5.json")).unwrap()).unwrap();
     let x = input(&std::fs::read(shared.join("images/cat.jpg")).unwrap(), Variant::Bvlc, &device);
-    let (c, acts) = block_on(explore::classify(&model, x.clone(), false, true, 5, &labels)).unwrap();
+    let (c, acts) = block_on(inference::classify(&model, x.clone(), false, true, 5, &labels)).unwrap();
     let acts = acts.expect("recorded");
     assert_eq!(c.top[0].label, expected["cat.jpg"][0]["label"].as_str().unwrap());
     assert!((c.top[0].prob - expected["cat.jpg"][0]["prob"].as_f64().unwrap() as f32).abs() < 0.02);
@@ -89,7 +90,7 @@ fn non_finite_outputs_are_an_error_not_a_result() {
     model.fc.weight = Param::from_tensor(w);
     let x = Tensor::<4>::ones([1, 3, 224, 224], &device);
     let labels: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
-    let err = block_on(explore::classify(&model.valid(), x, false, false, 3, &labels)).unwrap_err();
+    let err = block_on(inference::classify(&model.valid(), x, false, false, 3, &labels)).unwrap_err();
     assert!(matches!(err, Error::NonFinite { .. }), "{err}");
     assert_eq!(err.kind(), ErrorKind::Input);
     assert!(err.to_string().contains("not usable"), "{err}");
