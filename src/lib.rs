@@ -17,6 +17,7 @@ pub mod npy;
 pub mod paths;
 pub mod preprocess;
 pub mod rng;
+pub mod session;
 pub mod text;
 pub mod train;
 pub mod weights;

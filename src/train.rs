@@ -15,9 +15,9 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
+use crate::labels::{LabelError, check_labels};
 use crate::model::aux_head::{aux_pool, inception_aux};
 use crate::model::config::{AUX_TAPS, INCEPTION_TABLE, STAGES, Stage};
-use crate::labels::{LabelError, check_labels};
 use crate::model::{GoogLeNet, Variant};
 use crate::preprocess::{self, INPUT_SIZE, ImageError};
 use crate::rng::SplitMix64;
@@ -85,9 +85,14 @@ impl Trainable {
         match s {
             "heads" => Ok(Trainable::Heads),
             "all" => Ok(Trainable::All),
-            _ => match s.strip_prefix("blocks:").and_then(|n| n.parse::<usize>().ok()) {
+            _ => match s
+                .strip_prefix("blocks:")
+                .and_then(|n| n.parse::<usize>().ok())
+            {
                 Some(n) if (1..=INCEPTION_TABLE.len()).contains(&n) => Ok(Trainable::Blocks(n)),
-                _ => Err(TrainError::Config(format!("`{s}`: expected heads, blocks:N (N = 1…9) or all"))),
+                _ => Err(TrainError::Config(format!(
+                    "`{s}`: expected heads, blocks:N (N = 1…9) or all"
+                ))),
             },
         }
     }
@@ -96,7 +101,9 @@ impl Trainable {
     pub fn first_stage(self) -> usize {
         match self {
             Trainable::Heads => STAGES.len(),
-            Trainable::Blocks(n) => Stage::Block(INCEPTION_TABLE.len() - n.min(INCEPTION_TABLE.len())).index(),
+            Trainable::Blocks(n) => {
+                Stage::Block(INCEPTION_TABLE.len() - n.min(INCEPTION_TABLE.len())).index()
+            }
             Trainable::All => 0,
         }
     }
@@ -213,12 +220,20 @@ impl Setting {
         let n = match *self {
             Setting::Whole(n) => Some(n),
             // A JS number: whole and exactly representable (≤ 2^53).
-            Setting::Number(x) if x.fract() == 0.0 && (0.0..=9_007_199_254_740_992.0).contains(&x) => Some(x as u64),
+            Setting::Number(x)
+                if x.fract() == 0.0 && (0.0..=9_007_199_254_740_992.0).contains(&x) =>
+            {
+                Some(x as u64)
+            }
             _ => None,
         };
         match n {
             Some(n) if range.contains(&n) => Ok(n),
-            _ => Err(TrainError::Config(format!("{what} {self} is not a whole number in {}…{}", range.start(), range.end()))),
+            _ => Err(TrainError::Config(format!(
+                "{what} {self} is not a whole number in {}…{}",
+                range.start(),
+                range.end()
+            ))),
         }
     }
 
@@ -233,7 +248,9 @@ impl Setting {
     fn flag(&self, what: &str) -> Result<bool, TrainError> {
         match *self {
             Setting::Bool(b) => Ok(b),
-            _ => Err(TrainError::Config(format!("{what} {self} is not true or false"))),
+            _ => Err(TrainError::Config(format!(
+                "{what} {self} is not true or false"
+            ))),
         }
     }
 
@@ -257,7 +274,9 @@ impl FinetuneConfig {
 
     /// Settings as the page sends them (field → value; missing or null fields take the defaults),
     /// each refusal naming the setting and the value it got, then [`FinetuneConfig::check`].
-    pub fn from_settings<'a>(settings: impl IntoIterator<Item = (&'a str, &'a Setting)>) -> Result<Self, TrainError> {
+    pub fn from_settings<'a>(
+        settings: impl IntoIterator<Item = (&'a str, &'a Setting)>,
+    ) -> Result<Self, TrainError> {
         let mut c = FinetuneConfig::default();
         for (key, v) in settings {
             // An absent value (`null`, or `undefined` from the page) takes the default.
@@ -267,12 +286,23 @@ impl FinetuneConfig {
             match key {
                 "batch" => c.batch = v.whole("batch size", 1..=LIMITS.max_batch as u64)? as usize,
                 "lr" => {
-                    c.lr = v.number("learning rate").map_err(|_| TrainError::Config(format!("learning rate {v} is not a number; expected one in (0, 1], e.g. 0.001")))?
+                    c.lr = v.number("learning rate").map_err(|_| {
+                        TrainError::Config(format!(
+                            "learning rate {v} is not a number; expected one in (0, 1], e.g. 0.001"
+                        ))
+                    })?
                 }
                 "aux_weights" => {
                     let w = match v {
-                        Setting::List(items) if items.len() == 2 => [items[0].number("aux weight")?, items[1].number("aux weight")?],
-                        _ => return Err(TrainError::Config(format!("aux weights {v} are not two numbers [aux1, aux2]"))),
+                        Setting::List(items) if items.len() == 2 => [
+                            items[0].number("aux weight")?,
+                            items[1].number("aux weight")?,
+                        ],
+                        _ => {
+                            return Err(TrainError::Config(format!(
+                                "aux weights {v} are not two numbers [aux1, aux2]"
+                            )));
+                        }
                     };
                     c.aux_weights = w.map(|x| x as f32);
                 }
@@ -283,7 +313,11 @@ impl FinetuneConfig {
                     c.optimizer = match v.text("optimizer")? {
                         "adam" => OptimizerKind::Adam,
                         "sgd" => OptimizerKind::Sgd,
-                        _ => return Err(TrainError::Config(format!("optimizer {v} is not adam or sgd"))),
+                        _ => {
+                            return Err(TrainError::Config(format!(
+                                "optimizer {v} is not adam or sgd"
+                            )));
+                        }
                     }
                 }
                 "seed" => c.seed = v.whole("seed", 0..=u64::MAX)?,
@@ -303,13 +337,23 @@ impl FinetuneConfig {
     pub fn check(&self) -> Result<(), TrainError> {
         let bad = |m: String| Err(TrainError::Config(m));
         if self.batch == 0 || self.batch > LIMITS.max_batch {
-            return bad(format!("batch size {} is out of range 1…{}", self.batch, LIMITS.max_batch));
+            return bad(format!(
+                "batch size {} is out of range 1…{}",
+                self.batch, LIMITS.max_batch
+            ));
         }
         if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= 1.0) {
             return bad(format!("learning rate {} is out of range (0, 1]", self.lr));
         }
-        if self.aux_weights.iter().any(|w| !w.is_finite() || *w < 0.0 || *w > LIMITS.max_aux_weight) {
-            return bad(format!("aux weights {:?} must be in 0…{}", self.aux_weights, LIMITS.max_aux_weight));
+        if self
+            .aux_weights
+            .iter()
+            .any(|w| !w.is_finite() || *w < 0.0 || *w > LIMITS.max_aux_weight)
+        {
+            return bad(format!(
+                "aux weights {:?} must be in 0…{}",
+                self.aux_weights, LIMITS.max_aux_weight
+            ));
         }
         Ok(())
     }
@@ -350,7 +394,10 @@ pub fn example_from_bytes(bytes: &[u8], label: usize) -> Result<Example, ImageEr
 pub fn example_from_image(img: &image::DynamicImage, label: usize) -> Example {
     // The evaluation transform's resize (Pillow-exact), to a 256×256 square for the crops.
     let image = preprocess::resize_shorter_and_center_crop_dynamic(img, EXAMPLE_SIDE, EXAMPLE_SIDE);
-    Example { image: Arc::new(image), label }
+    Example {
+        image: Arc::new(image),
+        label,
+    }
 }
 
 /// The 224×224 view `v` of an example (0 = centre, unflipped).
@@ -361,7 +408,8 @@ fn augmented(e: &Example, v: u8, variant: Variant) -> Vec<f32> {
 fn augmented_image(image: &RgbImage, v: u8, variant: Variant) -> Vec<f32> {
     let m = EXAMPLE_SIDE - INPUT_SIZE as u32;
     let (x, y) = [(m / 2, m / 2), (0, 0), (m, 0), (0, m), (m, m)][(v % 5) as usize];
-    let mut crop = image::imageops::crop_imm(image, x, y, INPUT_SIZE as u32, INPUT_SIZE as u32).to_image();
+    let mut crop =
+        image::imageops::crop_imm(image, x, y, INPUT_SIZE as u32, INPUT_SIZE as u32).to_image();
     if v >= 5 {
         image::imageops::flip_horizontal_in_place(&mut crop);
     }
@@ -380,7 +428,9 @@ impl SplitMix64 {
         }
         let dims = x.dims();
         let keep = 1.0 / (1.0 - p) as f32;
-        let mask: Vec<f32> = (0..dims[0] * dims[1]).map(|_| if self.unit() as f64 >= p { keep } else { 0.0 }).collect();
+        let mask: Vec<f32> = (0..dims[0] * dims[1])
+            .map(|_| if self.unit() as f64 >= p { keep } else { 0.0 })
+            .collect();
         let mask = Tensor::<2>::from_data(TensorData::new(mask, dims), &x.device());
         x * mask
     }
@@ -400,14 +450,24 @@ impl Features {
     fn split(self) -> Vec<Features> {
         let n = self.trunk.dims()[0];
         let one = |t: &Tensor<4>, j: usize| t.clone().narrow(0, j, 1);
-        (0..n).map(|j| Features { aux: [0, 1].map(|h| self.aux[h].as_ref().map(|t| one(t, j))), trunk: one(&self.trunk, j) }).collect()
+        (0..n)
+            .map(|j| Features {
+                aux: [0, 1].map(|h| self.aux[h].as_ref().map(|t| one(t, j))),
+                trunk: one(&self.trunk, j),
+            })
+            .collect()
     }
 
     /// A batch from single images' features (every tap present).
     fn cat(f: Vec<Features>) -> Features {
-        let pick = |get: &dyn Fn(&Features) -> Tensor<4>| Tensor::cat(f.iter().map(get).collect(), 0);
+        let pick =
+            |get: &dyn Fn(&Features) -> Tensor<4>| Tensor::cat(f.iter().map(get).collect(), 0);
         Features {
-            aux: [0, 1].map(|h| Some(pick(&|f: &Features| f.aux[h].clone().expect("all taps are frozen")))),
+            aux: [0, 1].map(|h| {
+                Some(pick(&|f: &Features| {
+                    f.aux[h].clone().expect("all taps are frozen")
+                }))
+            }),
             trunk: pick(&|f| f.trunk.clone()),
         }
     }
@@ -423,13 +483,30 @@ fn frozen_features(model: &GoogLeNet, x: Tensor<4>, split: usize) -> Features {
             aux[h] = Some(aux_pool(pool, o.output.clone()));
         }
     });
-    let trunk = if split == STAGES.len() { model.global_pool(x) } else { x };
+    let trunk = if split == STAGES.len() {
+        model.global_pool(x)
+    } else {
+        x
+    };
     Features { aux, trunk }
 }
 
 /// Most (image, view) feature sets a [`FeatureCache`] keeps: about 70 KB each for BVLC, so
 /// about 70 MB (every view of 100 images). Beyond it the oldest go first.
 pub const MAX_CACHED_VIEWS: usize = 1000;
+
+/// Which frozen trunk (the stages a heads-only fine-tune does not train) a set of features
+/// came from: a token its owner hands out, one per trunk it installs, and only ever compared.
+/// (The session counts its models; a heads-only fine-tune, applied, keeps its token.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TrunkToken(u64);
+
+impl TrunkToken {
+    /// The token for the next trunk installed after this one.
+    pub fn next(self) -> Self {
+        TrunkToken(self.0 + 1)
+    }
+}
 
 /// The frozen trunk's features per (image, view) for heads-only fine-tunes: the trunk is most
 /// of a step until every view has been seen once, so they are computed once, kept across runs
@@ -438,8 +515,8 @@ pub const MAX_CACHED_VIEWS: usize = 1000;
 /// its key, is never reused while it is here.
 #[derive(Default)]
 pub struct FeatureCache {
-    /// Which model the features came from: the owner's token (the page counts model loads).
-    model: u64,
+    /// Which frozen trunk the features came from.
+    trunk: TrunkToken,
     entries: HashMap<(usize, u8), (Arc<RgbImage>, Features)>,
     /// Insertion order, for eviction.
     order: std::collections::VecDeque<(usize, u8)>,
@@ -450,10 +527,13 @@ impl FeatureCache {
         (Arc::as_ptr(image) as usize, v)
     }
 
-    /// Emptied unless it holds the features of `model` (the owner's token).
-    pub fn for_model(&mut self, model: u64) {
-        if self.model != model {
-            *self = FeatureCache { model, ..Default::default() };
+    /// Emptied unless it holds the features of the trunk `trunk` stands for.
+    pub fn for_trunk(&mut self, trunk: TrunkToken) {
+        if self.trunk != trunk {
+            *self = FeatureCache {
+                trunk,
+                ..Default::default()
+            };
         }
     }
 
@@ -472,7 +552,9 @@ impl FeatureCache {
     fn insert(&mut self, image: Arc<RgbImage>, v: u8, f: Features) {
         let key = Self::key(&image, v);
         while self.entries.len() >= MAX_CACHED_VIEWS {
-            let Some(old) = self.order.pop_front() else { break };
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
             self.entries.remove(&old);
         }
         if self.entries.insert(key, (image, f)).is_none() {
@@ -482,7 +564,8 @@ impl FeatureCache {
 
     /// Keep only the features of these images (the others left the data set).
     pub fn retain_images(&mut self, images: &[Arc<RgbImage>]) {
-        let keep: std::collections::HashSet<usize> = images.iter().map(|i| Arc::as_ptr(i) as usize).collect();
+        let keep: std::collections::HashSet<usize> =
+            images.iter().map(|i| Arc::as_ptr(i) as usize).collect();
         self.entries.retain(|k, _| keep.contains(&k.0));
         let entries = &self.entries;
         self.order.retain(|k| entries.contains_key(k));
@@ -491,22 +574,50 @@ impl FeatureCache {
     /// Compute the features of the next `n` views that `model` would need for `images` with
     /// `views` views each (1: the centre crop only; [`AUG_VARIANTS`]: every crop and flip),
     /// in one forward: every image's centre first, then the next view of each.
-    pub fn precompute(&mut self, model: &GoogLeNet, images: &[Arc<RgbImage>], views: u8, n: usize, device: &Device) -> Precomputed {
+    pub fn precompute(
+        &mut self,
+        model: &GoogLeNet,
+        images: &[Arc<RgbImage>],
+        views: u8,
+        n: usize,
+        device: &Device,
+    ) -> Precomputed {
         let views = views.clamp(1, AUG_VARIANTS);
-        let wanted: Vec<(usize, u8)> = (0..views).flat_map(|v| (0..images.len()).map(move |i| (i, v))).take(MAX_CACHED_VIEWS).collect();
-        let todo: Vec<(usize, u8)> = wanted.iter().copied().filter(|&(i, v)| self.get(&images[i], v).is_none()).take(n).collect();
+        let wanted: Vec<(usize, u8)> = (0..views)
+            .flat_map(|v| (0..images.len()).map(move |i| (i, v)))
+            .take(MAX_CACHED_VIEWS)
+            .collect();
+        let todo: Vec<(usize, u8)> = wanted
+            .iter()
+            .copied()
+            .filter(|&(i, v)| self.get(&images[i], v).is_none())
+            .take(n)
+            .collect();
         let mut computed = None;
         if !todo.is_empty() {
-            let data: Vec<f32> = todo.iter().flat_map(|&(i, v)| augmented_image(&images[i], v, model.variant)).collect();
-            let x = Tensor::from_data(TensorData::new(data, [todo.len(), 3, INPUT_SIZE, INPUT_SIZE]), &device.clone().without_autodiff());
+            let data: Vec<f32> = todo
+                .iter()
+                .flat_map(|&(i, v)| augmented_image(&images[i], v, model.variant))
+                .collect();
+            let x = Tensor::from_data(
+                TensorData::new(data, [todo.len(), 3, INPUT_SIZE, INPUT_SIZE]),
+                &device.clone().without_autodiff(),
+            );
             let f = frozen_features(model, x, STAGES.len());
             computed = Some(f.trunk.clone().flatten(0, 3));
             for (f, &(i, v)) in f.split().into_iter().zip(&todo) {
                 self.insert(images[i].clone(), v, f);
             }
         }
-        let ready = wanted.iter().filter(|&&(i, v)| self.get(&images[i], v).is_some()).count();
-        Precomputed { ready, wanted: wanted.len(), computed }
+        let ready = wanted
+            .iter()
+            .filter(|&&(i, v)| self.get(&images[i], v).is_some())
+            .count();
+        Precomputed {
+            ready,
+            wanted: wanted.len(),
+            computed,
+        }
     }
 }
 
@@ -568,12 +679,18 @@ pub fn check_set(labels: &[String], examples: &[Example]) -> Result<(), TrainErr
         return Err(TrainError::TooManyClasses(n));
     }
     if let Some(e) = examples.iter().find(|e| e.label >= n) {
-        return Err(TrainError::Config(format!("example labelled {} but only {n} classes", e.label)));
+        return Err(TrainError::Config(format!(
+            "example labelled {} but only {n} classes",
+            e.label
+        )));
     }
     for (i, name) in labels.iter().enumerate() {
         let count = examples.iter().filter(|e| e.label == i).count();
         if count < LIMITS.min_images_per_class {
-            return Err(TrainError::TooFewImages { name: name.clone(), count });
+            return Err(TrainError::TooFewImages {
+                name: name.clone(),
+                count,
+            });
         }
         if count > LIMITS.max_images_per_class {
             return Err(TrainError::TooManyImages { name: name.clone() });
@@ -587,7 +704,13 @@ impl Trainer {
     /// output layers for the new class count (aux heads are created if absent), everything
     /// before `cfg.trainable` frozen. `device` is the plain device; training runs on its
     /// autodiff twin.
-    pub fn new(model: GoogLeNet, examples: Vec<Example>, labels: Vec<String>, cfg: FinetuneConfig, device: &Device) -> Result<Self, TrainError> {
+    pub fn new(
+        model: GoogLeNet,
+        examples: Vec<Example>,
+        labels: Vec<String>,
+        cfg: FinetuneConfig,
+        device: &Device,
+    ) -> Result<Self, TrainError> {
         cfg.check()?;
         check_set(&labels, &examples)?;
         let n = labels.len();
@@ -602,8 +725,11 @@ impl Trainer {
             // An absent head is drawn whole (conv, fc1, fc2); a present one gets a new fc2.
             match slot {
                 None => {
-                    let Stage::Block(after) = AUX_TAPS[h] else { unreachable!("aux heads read Inception blocks") };
-                    let mut head = inception_aux(INCEPTION_TABLE[after].out_channels(), n, &spec, &device);
+                    let Stage::Block(after) = AUX_TAPS[h] else {
+                        unreachable!("aux heads read Inception blocks")
+                    };
+                    let mut head =
+                        inception_aux(INCEPTION_TABLE[after].out_channels(), n, &spec, &device);
                     rng.aux_head(&mut head, &device);
                     *slot = Some(head);
                 }
@@ -617,14 +743,31 @@ impl Trainer {
         }
         let optim = match cfg.optimizer {
             OptimizerKind::Adam => adam::optimizer(),
-            OptimizerKind::Sgd => SgdConfig::new().with_momentum(Some(MomentumConfig::new().with_dampening(0.0))).init(),
+            OptimizerKind::Sgd => SgdConfig::new()
+                .with_momentum(Some(MomentumConfig::new().with_dampening(0.0)))
+                .init(),
         };
-        Ok(Trainer { model, frozen, optim, cfg, device: ad, examples, labels, rng, step: 0, cache: FeatureCache::default() })
+        Ok(Trainer {
+            model,
+            frozen,
+            optim,
+            cfg,
+            device: ad,
+            examples,
+            labels,
+            rng,
+            step: 0,
+            cache: FeatureCache::default(),
+        })
     }
 
     /// Switch the aux losses on or off and set their weights, between steps.
     pub fn set_aux(&mut self, aux: bool, weights: [f32; 2]) -> Result<(), TrainError> {
-        let cfg = FinetuneConfig { aux, aux_weights: weights, ..self.cfg.clone() };
+        let cfg = FinetuneConfig {
+            aux,
+            aux_weights: weights,
+            ..self.cfg.clone()
+        };
         cfg.check()?;
         self.cfg = cfg;
         Ok(())
@@ -658,7 +801,11 @@ impl Trainer {
         (0..self.cfg.batch)
             .map(|_| {
                 let i = self.rng.below(self.examples.len());
-                let v = if self.cfg.augment { self.rng.below(AUG_VARIANTS as usize) as u8 } else { 0 };
+                let v = if self.cfg.augment {
+                    self.rng.below(AUG_VARIANTS as usize) as u8
+                } else {
+                    0
+                };
                 (i, v)
             })
             .collect()
@@ -667,12 +814,18 @@ impl Trainer {
     fn input(&self, batch: &[(usize, u8)], device: &Device) -> Tensor<4> {
         let s = INPUT_SIZE;
         let variant = self.model.variant;
-        let data: Vec<f32> = batch.iter().flat_map(|&(i, v)| augmented(&self.examples[i], v, variant)).collect();
+        let data: Vec<f32> = batch
+            .iter()
+            .flat_map(|&(i, v)| augmented(&self.examples[i], v, variant))
+            .collect();
         Tensor::from_data(TensorData::new(data, [batch.len(), 3, s, s]), device)
     }
 
     fn targets(&self, batch: &[(usize, u8)]) -> Tensor<1, Int> {
-        let t: Vec<i64> = batch.iter().map(|&(i, _)| self.examples[i].label as i64).collect();
+        let t: Vec<i64> = batch
+            .iter()
+            .map(|&(i, _)| self.examples[i].label as i64)
+            .collect();
         Tensor::from_data(TensorData::new(t, [batch.len()]), &self.device)
     }
 
@@ -686,8 +839,16 @@ impl Trainer {
     /// Heads only: the frozen features of each view, from the cache (computing the missing
     /// ones in one batch).
     fn cached_features(&mut self, batch: &[(usize, u8)]) -> Features {
-        let mut feats: Vec<Option<Features>> = batch.iter().map(|&(i, v)| self.cache.get(&self.examples[i].image, v).cloned()).collect();
-        let mut missing: Vec<(usize, u8)> = batch.iter().zip(&feats).filter(|(_, f)| f.is_none()).map(|(k, _)| *k).collect();
+        let mut feats: Vec<Option<Features>> = batch
+            .iter()
+            .map(|&(i, v)| self.cache.get(&self.examples[i].image, v).cloned())
+            .collect();
+        let mut missing: Vec<(usize, u8)> = batch
+            .iter()
+            .zip(&feats)
+            .filter(|(_, f)| f.is_none())
+            .map(|(k, _)| *k)
+            .collect();
         missing.sort();
         missing.dedup();
         if !missing.is_empty() {
@@ -699,7 +860,12 @@ impl Trainer {
                 self.cache.insert(self.examples[i].image.clone(), v, f);
             }
         }
-        Features::cat(feats.into_iter().map(|f| f.expect("cached or computed above")).collect())
+        Features::cat(
+            feats
+                .into_iter()
+                .map(|f| f.expect("cached or computed above"))
+                .collect(),
+        )
     }
 
     /// Lend the trainer a feature cache for heads-only steps (e.g. one filled ahead of the run
@@ -714,9 +880,15 @@ impl Trainer {
     pub fn losses(&mut self, batch: &[(usize, u8)]) -> Losses {
         let y = self.targets(batch);
         let split = self.cfg.trainable.first_stage();
-        let f = if split == STAGES.len() { self.cached_features(batch) } else { self.frozen_features(batch, split) };
+        let f = if split == STAGES.len() {
+            self.cached_features(batch)
+        } else {
+            self.frozen_features(batch, split)
+        };
         let (m, rng) = (&self.model, &mut self.rng);
-        let heads = m.aux_heads().map(|h| h.expect("aux heads created in new()"));
+        let heads = m
+            .aux_heads()
+            .map(|h| h.expect("aux heads created in new()"));
         let mut drop = |x: Tensor<2>, p: f64| rng.dropout(x, p);
         let mut aux: [Option<Tensor<2>>; 2] = [None, None];
         for (h, pooled) in f.aux.into_iter().enumerate() {
@@ -730,17 +902,26 @@ impl Trainer {
             }
         });
         let main = m.head(x, &mut drop);
-        let [aux1, aux2] = aux.map(|a| a.expect("every aux tap lies in the frozen or the trained stages"));
+        let [aux1, aux2] =
+            aux.map(|a| a.expect("every aux tap lies in the frozen or the trained stages"));
         let ce = CrossEntropyLossConfig::new().init(&self.device);
         let l_main = ce.forward(main.clone(), y.clone());
         let l_aux1 = ce.forward(aux1, y.clone());
         let l_aux2 = ce.forward(aux2, y);
         let total = if self.cfg.aux {
-            l_main.clone() + l_aux1.clone().mul_scalar(self.cfg.aux_weights[0]) + l_aux2.clone().mul_scalar(self.cfg.aux_weights[1])
+            l_main.clone()
+                + l_aux1.clone().mul_scalar(self.cfg.aux_weights[0])
+                + l_aux2.clone().mul_scalar(self.cfg.aux_weights[1])
         } else {
             l_main.clone()
         };
-        Losses { total, main: l_main, aux1: l_aux1, aux2: l_aux2, logits: main }
+        Losses {
+            total,
+            main: l_main,
+            aux1: l_aux1,
+            aux2: l_aux2,
+            logits: main,
+        }
     }
 
     /// Gradients of the total loss for one batch (without an optimiser step), by parameter.
@@ -758,7 +939,15 @@ impl Trainer {
         let batch = self.sample();
         let labels: Vec<usize> = batch.iter().map(|&(i, _)| self.examples[i].label).collect();
         let l = self.losses(&batch);
-        let scalars = Tensor::cat(vec![l.total.clone().detach(), l.main.detach(), l.aux1.detach(), l.aux2.detach()], 0);
+        let scalars = Tensor::cat(
+            vec![
+                l.total.clone().detach(),
+                l.main.detach(),
+                l.aux1.detach(),
+                l.aux2.detach(),
+            ],
+            0,
+        );
         let logits = l.logits.clone().detach();
         let grads = GradientsParams::from_grads(l.total.backward(), &self.model);
         self.model = self.optim.step(self.cfg.lr, self.model.clone(), grads);
@@ -771,7 +960,11 @@ impl Trainer {
         }
         let n = self.labels.len();
         let logits = read(logits.flatten(0, 1)).await?;
-        let correct = logits.chunks(n).zip(&labels).filter(|(row, y)| crate::labels::argmax(row) == Some(**y)).count();
+        let correct = logits
+            .chunks(n)
+            .zip(&labels)
+            .filter(|(row, y)| crate::labels::argmax(row) == Some(**y))
+            .count();
         self.step += 1;
         Ok(StepReport {
             step: self.step,
@@ -799,11 +992,13 @@ impl Trainer {
     }
 }
 
-
-
 async fn read(t: Tensor<1>) -> Result<Vec<f32>, TrainError> {
-    let d = t.into_data_async().await.map_err(|e| TrainError::Device(format!("{e:?}")))?;
-    d.try_to_vec::<f32>().map_err(|e| TrainError::Device(format!("{e:?}")))
+    let d = t
+        .into_data_async()
+        .await
+        .map_err(|e| TrainError::Device(format!("{e:?}")))?;
+    d.try_to_vec::<f32>()
+        .map_err(|e| TrainError::Device(format!("{e:?}")))
 }
 
 /// One class of a [`Dataset`]: a stable id (positions shift when a class is removed; ids do
@@ -836,7 +1031,10 @@ impl Dataset {
     }
 
     fn class(&mut self, id: u32) -> Result<&mut (u32, String, Vec<Arc<RgbImage>>), TrainError> {
-        self.classes.iter_mut().find(|c| c.0 == id).ok_or(TrainError::NoSuchClass(id))
+        self.classes
+            .iter_mut()
+            .find(|c| c.0 == id)
+            .ok_or(TrainError::NoSuchClass(id))
     }
 
     pub fn rename(&mut self, id: u32, name: &str) -> Result<(), TrainError> {
@@ -862,28 +1060,57 @@ impl Dataset {
 
     /// Every image, in class order (as [`training_set`](Self::training_set) lists them).
     pub fn images(&self) -> Vec<Arc<RgbImage>> {
-        self.classes.iter().flat_map(|c| c.2.iter().cloned()).collect()
+        self.classes
+            .iter()
+            .flat_map(|c| c.2.iter().cloned())
+            .collect()
     }
 
     pub fn classes(&self) -> Vec<ClassInfo> {
-        self.classes.iter().map(|(id, name, images)| ClassInfo { id: *id, name: name.clone(), images: images.len() }).collect()
+        self.classes
+            .iter()
+            .map(|(id, name, images)| ClassInfo {
+                id: *id,
+                name: name.clone(),
+                images: images.len(),
+            })
+            .collect()
     }
 
     /// Labels and examples in class order (label = position), after checking every class
     /// has a name and enough images.
     pub fn training_set(&self) -> Result<(Vec<String>, Vec<Example>), TrainError> {
-        let labels: Vec<String> = self.classes.iter().map(|c| c.1.trim().to_string()).collect();
+        let labels: Vec<String> = self
+            .classes
+            .iter()
+            .map(|c| c.1.trim().to_string())
+            .collect();
         if let Some(i) = labels.iter().position(String::is_empty) {
-            return Err(TrainError::Config(format!("class {} has no name; type one", i + 1)));
+            return Err(TrainError::Config(format!(
+                "class {} has no name; type one",
+                i + 1
+            )));
         }
-        if let Some((i, name)) = labels.iter().enumerate().find(|(i, n)| labels[..*i].contains(n)) {
-            return Err(TrainError::Config(format!("two classes are named `{name}` (class {}); names must differ", i + 1)));
+        if let Some((i, name)) = labels
+            .iter()
+            .enumerate()
+            .find(|(i, n)| labels[..*i].contains(n))
+        {
+            return Err(TrainError::Config(format!(
+                "two classes are named `{name}` (class {}); names must differ",
+                i + 1
+            )));
         }
         let examples: Vec<Example> = self
             .classes
             .iter()
             .enumerate()
-            .flat_map(|(label, c)| c.2.iter().map(move |image| Example { image: image.clone(), label }))
+            .flat_map(|(label, c)| {
+                c.2.iter().map(move |image| Example {
+                    image: image.clone(),
+                    label,
+                })
+            })
             .collect();
         check_set(&labels, &examples)?;
         Ok((labels, examples))
@@ -901,7 +1128,10 @@ mod tests {
     #[test]
     fn classes_keep_their_ids_and_shortfalls_name_the_right_class() {
         let mut d = Dataset::default();
-        let ids: Vec<u32> = ["cats", "dogs", "", "birds"].iter().map(|n| d.add_class(n).unwrap()).collect();
+        let ids: Vec<u32> = ["cats", "dogs", "", "birds"]
+            .iter()
+            .map(|n| d.add_class(n).unwrap())
+            .collect();
         for &id in &[ids[0], ids[1], ids[3]] {
             for _ in 0..LIMITS.min_images_per_class {
                 d.add_image(id, img()).unwrap();
@@ -917,8 +1147,14 @@ mod tests {
         d.remove_class(ids[2]).unwrap();
         let (labels, examples) = d.training_set().unwrap();
         assert_eq!(labels, ["cats", "dogs", "birds"]);
-        assert_eq!(examples.iter().filter(|e| e.label == 2).count(), LIMITS.min_images_per_class);
-        assert!(matches!(d.add_image(ids[2], img()), Err(TrainError::NoSuchClass(_))));
+        assert_eq!(
+            examples.iter().filter(|e| e.label == 2).count(),
+            LIMITS.min_images_per_class
+        );
+        assert!(matches!(
+            d.add_image(ids[2], img()),
+            Err(TrainError::NoSuchClass(_))
+        ));
         assert_eq!(d.classes()[2].id, ids[3]);
     }
 
@@ -928,46 +1164,130 @@ mod tests {
         for i in 0..LIMITS.max_classes {
             d.add_class(&format!("c{i}")).unwrap();
         }
-        assert!(matches!(d.add_class("one too many"), Err(TrainError::TooManyClasses(_))));
+        assert!(matches!(
+            d.add_class("one too many"),
+            Err(TrainError::TooManyClasses(_))
+        ));
         for _ in 0..LIMITS.max_images_per_class {
             d.add_image(0, img()).unwrap();
         }
-        assert!(d.add_image(0, img()).unwrap_err().to_string().contains("`c0` already has 30"));
+        assert!(
+            d.add_image(0, img())
+                .unwrap_err()
+                .to_string()
+                .contains("`c0` already has 30")
+        );
         d.rename(1, "c0").unwrap();
-        assert!(d.training_set().unwrap_err().to_string().contains("named `c0`"));
+        assert!(
+            d.training_set()
+                .unwrap_err()
+                .to_string()
+                .contains("named `c0`")
+        );
     }
 
     fn settings(json: &str) -> Result<FinetuneConfig, String> {
         let map: std::collections::BTreeMap<String, Setting> = serde_json::from_str(json).unwrap();
-        FinetuneConfig::from_settings(map.iter().map(|(k, v)| (k.as_str(), v))).map_err(|e| e.to_string())
+        FinetuneConfig::from_settings(map.iter().map(|(k, v)| (k.as_str(), v)))
+            .map_err(|e| e.to_string())
     }
 
     #[test]
     fn every_refused_setting_names_the_value_it_got() {
         let ok = settings(r#"{"batch": 4, "lr": 0.01, "optimizer": "sgd", "trainable": "blocks:2", "seed": 18446744073709551615, "aux_weights": [0.3, 1]}"#).unwrap();
-        assert_eq!((ok.batch, ok.lr, ok.optimizer, ok.trainable, ok.seed, ok.aux_weights), (4, 0.01, OptimizerKind::Sgd, Trainable::Blocks(2), u64::MAX, [0.3, 1.0]));
-        assert_eq!(settings(r#"{"lr": "fast"}"#).unwrap_err(), "learning rate \"fast\" is not a number; expected one in (0, 1], e.g. 0.001");
-        assert_eq!(settings(r#"{"lr": 0}"#).unwrap_err(), "learning rate 0 is out of range (0, 1]");
-        assert_eq!(settings(r#"{"seed": -1}"#).unwrap_err(), "seed -1 is not a whole number in 0…18446744073709551615");
-        assert_eq!(settings(r#"{"seed": 1.5}"#).unwrap_err(), "seed 1.5 is not a whole number in 0…18446744073709551615");
-        assert_eq!(settings(r#"{"batch": 65}"#).unwrap_err(), "batch size 65 is not a whole number in 1…64");
-        assert_eq!(settings(r#"{"aux": "yes"}"#).unwrap_err(), "aux \"yes\" is not true or false");
-        assert_eq!(settings(r#"{"optimizer": "rmsprop"}"#).unwrap_err(), "optimizer \"rmsprop\" is not adam or sgd");
-        assert_eq!(settings(r#"{"aux_weights": [0.3]}"#).unwrap_err(), "aux weights [0.3] are not two numbers [aux1, aux2]");
-        assert!(settings(r#"{"batchsize": 4}"#).unwrap_err().starts_with("unknown setting `batchsize`"));
+        assert_eq!(
+            (
+                ok.batch,
+                ok.lr,
+                ok.optimizer,
+                ok.trainable,
+                ok.seed,
+                ok.aux_weights
+            ),
+            (
+                4,
+                0.01,
+                OptimizerKind::Sgd,
+                Trainable::Blocks(2),
+                u64::MAX,
+                [0.3, 1.0]
+            )
+        );
+        assert_eq!(
+            settings(r#"{"lr": "fast"}"#).unwrap_err(),
+            "learning rate \"fast\" is not a number; expected one in (0, 1], e.g. 0.001"
+        );
+        assert_eq!(
+            settings(r#"{"lr": 0}"#).unwrap_err(),
+            "learning rate 0 is out of range (0, 1]"
+        );
+        assert_eq!(
+            settings(r#"{"seed": -1}"#).unwrap_err(),
+            "seed -1 is not a whole number in 0…18446744073709551615"
+        );
+        assert_eq!(
+            settings(r#"{"seed": 1.5}"#).unwrap_err(),
+            "seed 1.5 is not a whole number in 0…18446744073709551615"
+        );
+        assert_eq!(
+            settings(r#"{"batch": 65}"#).unwrap_err(),
+            "batch size 65 is not a whole number in 1…64"
+        );
+        assert_eq!(
+            settings(r#"{"aux": "yes"}"#).unwrap_err(),
+            "aux \"yes\" is not true or false"
+        );
+        assert_eq!(
+            settings(r#"{"optimizer": "rmsprop"}"#).unwrap_err(),
+            "optimizer \"rmsprop\" is not adam or sgd"
+        );
+        assert_eq!(
+            settings(r#"{"aux_weights": [0.3]}"#).unwrap_err(),
+            "aux weights [0.3] are not two numbers [aux1, aux2]"
+        );
+        assert!(
+            settings(r#"{"batchsize": 4}"#)
+                .unwrap_err()
+                .starts_with("unknown setting `batchsize`")
+        );
         // A JS NaN (Number("fast")) arrives as a number: named as NaN, never as 0.
         let nan = Setting::Number(f64::NAN);
-        let err = FinetuneConfig::from_settings([("lr", &nan)]).unwrap_err().to_string();
-        assert_eq!(err, "learning rate NaN is not a number; expected one in (0, 1], e.g. 0.001");
+        let err = FinetuneConfig::from_settings([("lr", &nan)])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "learning rate NaN is not a number; expected one in (0, 1], e.g. 0.001"
+        );
     }
 
     #[test]
     fn configs_reject_unknown_fields_and_values() {
-        let ok: FinetuneConfig = serde_json::from_str(r#"{"batch": 4, "optimizer": "sgd", "trainable": "blocks:2"}"#).unwrap();
-        assert_eq!((ok.batch, ok.optimizer, ok.trainable, ok.lr), (4, OptimizerKind::Sgd, Trainable::Blocks(2), 1e-3));
-        for bad in [r#"{"optimizer": "rmsprop"}"#, r#"{"trainable": "blocks:12"}"#, r#"{"batchsize": 4}"#, r#"{"aux": "yes"}"#] {
-            assert!(serde_json::from_str::<FinetuneConfig>(bad).is_err(), "{bad} was accepted");
+        let ok: FinetuneConfig =
+            serde_json::from_str(r#"{"batch": 4, "optimizer": "sgd", "trainable": "blocks:2"}"#)
+                .unwrap();
+        assert_eq!(
+            (ok.batch, ok.optimizer, ok.trainable, ok.lr),
+            (4, OptimizerKind::Sgd, Trainable::Blocks(2), 1e-3)
+        );
+        for bad in [
+            r#"{"optimizer": "rmsprop"}"#,
+            r#"{"trainable": "blocks:12"}"#,
+            r#"{"batchsize": 4}"#,
+            r#"{"aux": "yes"}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<FinetuneConfig>(bad).is_err(),
+                "{bad} was accepted"
+            );
         }
-        assert!(FinetuneConfig { batch: 0, ..Default::default() }.check().is_err());
+        assert!(
+            FinetuneConfig {
+                batch: 0,
+                ..Default::default()
+            }
+            .check()
+            .is_err()
+        );
     }
 }

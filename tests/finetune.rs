@@ -5,7 +5,7 @@ mod common;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use googlenet::train::{Example, FeatureCache, FinetuneConfig, Trainable, Trainer, example_from_image};
+use googlenet::train::{Example, FeatureCache, FinetuneConfig, Trainable, Trainer, TrunkToken, example_from_image};
 use googlenet::weights::{self, LoadOptions, SaveInfo};
 use googlenet::{GoogLeNet, GoogLeNetConfig, Variant, preprocess};
 use image::{DynamicImage, Rgb, RgbImage};
@@ -276,8 +276,9 @@ fn features_computed_ahead_are_the_ones_steps_use() {
 
     // Filled ahead, a few views per call, centre crops first: progress is reported, and a call
     // with nothing left does no work.
+    let (one, two) = (TrunkToken::default().next(), TrunkToken::default().next().next());
     let mut ahead = FeatureCache::default();
-    ahead.for_model(1);
+    ahead.for_trunk(one);
     assert_eq!(ahead.precompute(&model, &images, 1, 4, &device).progress(), (4, 6));
     assert_eq!(ahead.precompute(&model, &images, 1, 4, &device).progress(), (6, 6));
     assert_eq!(ahead.precompute(&model, &images, 1, 4, &device).progress(), (6, 6));
@@ -289,16 +290,16 @@ fn features_computed_ahead_are_the_ones_steps_use() {
     wrong.precompute(&other, &images, 1, 6, &device);
     assert_ne!(run(Some(&mut wrong)), plain, "the steps must take their features from the cache they are lent");
 
-    // Another model's token empties it; images that left the data set leave it.
+    // Another trunk's token empties it; images that left the data set leave it.
     let mut c = FeatureCache::default();
-    c.for_model(1);
+    c.for_trunk(one);
     c.precompute(&model, &images, 2, 12, &device);
     assert_eq!(c.len(), 12);
     c.retain_images(&images[..2]);
     assert_eq!(c.len(), 4, "two images × two views remain");
-    c.for_model(1);
-    assert_eq!(c.len(), 4, "the same model keeps its features");
-    c.for_model(2);
+    c.for_trunk(one);
+    assert_eq!(c.len(), 4, "the same trunk keeps its features");
+    c.for_trunk(two);
     assert!(c.is_empty(), "features of another model are dropped");
 }
 
