@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every test: Rust unit + integration tests (against ../shared), the CLI's `--backend wgpu`
+# Every test: formatting and clippy, Rust unit + integration tests (against ../shared), the CLI's `--backend wgpu`
 # on Mesa's lavapipe (Vulkan on the CPU), the browser build, the front end's unit tests, and the
 # browser end-to-end tests in headless Chromium (CPU path and WebGPU through SwiftShader).
 # Installs what a fresh machine lacks.
@@ -16,6 +16,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 npm ci --no-audit --no-fund
+
+# Lints: formatting and clippy with warnings as errors, natively and for the browser's CPU engine.
+rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+cargo fmt --check
+cargo clippy --all-targets -- -D warnings
+cargo clippy --lib --target wasm32-unknown-unknown --features engine-cpu -- -D warnings
 
 cargo test --release
 # The CLI on burn's wgpu backend (the WebGPU engine's kernels, natively): the reference answers

@@ -33,7 +33,9 @@ pub enum Error {
     Request(String),
     #[error("the device failed: {0}")]
     Device(String),
-    #[error("the network produced {what} for this input: the weights are not usable (load another file)")]
+    #[error(
+        "the network produced {what} for this input: the weights are not usable (load another file)"
+    )]
     NonFinite { what: String },
 }
 
@@ -49,7 +51,11 @@ impl From<TrainError> for Error {
 impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Image(_) | Error::Weights(_) | Error::Train(_) | Error::NotReady(_) | Error::NonFinite { .. } => ErrorKind::Input,
+            Error::Image(_)
+            | Error::Weights(_)
+            | Error::Train(_)
+            | Error::NotReady(_)
+            | Error::NonFinite { .. } => ErrorKind::Input,
             Error::Device(_) => ErrorKind::Device,
             Error::Request(_) => ErrorKind::Internal,
         }

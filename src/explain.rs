@@ -78,7 +78,10 @@ pub fn block_index(name: &str) -> Result<usize, Error> {
         .position(|s| s.name == name || s.name.strip_prefix("inception_") == Some(name.as_str()))
         .ok_or_else(|| {
             let names: Vec<_> = INCEPTION_TABLE.iter().map(|s| s.name).collect();
-            Error::Request(format!("no Inception block `{name}`; expected one of {}", names.join(", ")))
+            Error::Request(format!(
+                "no Inception block `{name}`; expected one of {}",
+                names.join(", ")
+            ))
         })
 }
 
@@ -108,7 +111,13 @@ impl Explanation {
 /// The score of `class` under `head` as a function of block `block`'s output `a`: the rest of
 /// the network from just after the block. (Public so tests can check its gradient against
 /// finite differences.)
-pub fn score_from_block(model: &GoogLeNet, a: Tensor<4>, block: usize, head: Head, class: usize) -> Tensor<1> {
+pub fn score_from_block(
+    model: &GoogLeNet,
+    a: Tensor<4>,
+    block: usize,
+    head: Head,
+    class: usize,
+) -> Tensor<1> {
     let from = Stage::Block(block).index() + 1;
     let logits = match head.aux() {
         None => {
@@ -117,7 +126,9 @@ pub fn score_from_block(model: &GoogLeNet, a: Tensor<4>, block: usize, head: Hea
         }
         Some(h) => {
             let x = model.trunk(a, from..AUX_TAPS[h].index() + 1, &mut |_| {});
-            model.aux_heads()[h].expect("checked by the caller").forward(x)
+            model.aux_heads()[h]
+                .expect("checked by the caller")
+                .forward(x)
         }
     }; // [1, classes]
     logits.slice([0..1, class..class + 1]).reshape([1])
@@ -125,19 +136,35 @@ pub fn score_from_block(model: &GoogLeNet, a: Tensor<4>, block: usize, head: Hea
 
 /// Block `block`'s output `A` (`[1, C, h, w]`), the gradient `∂y/∂A` of the class score `y`
 /// under `head`, and `y` itself, from one forward and one backward pass (no reads).
-pub fn block_gradient(model: &GoogLeNet, x: Tensor<4>, block: usize, head: Head, class: usize) -> Result<(Tensor<4>, Tensor<4>, Tensor<1>), Error> {
+pub fn block_gradient(
+    model: &GoogLeNet,
+    x: Tensor<4>,
+    block: usize,
+    head: Head,
+    class: usize,
+) -> Result<(Tensor<4>, Tensor<4>, Tensor<1>), Error> {
     let [n, ..] = x.dims();
     if n != 1 {
-        return Err(Error::Request(format!("Grad-CAM explains one image at a time, got a batch of {n}")));
+        return Err(Error::Request(format!(
+            "Grad-CAM explains one image at a time, got a batch of {n}"
+        )));
     }
     let classes = model.num_classes();
     if class >= classes {
-        return Err(Error::Request(format!("no class {class}; this model has classes 0…{}", classes - 1)));
+        return Err(Error::Request(format!(
+            "no class {class}; this model has classes 0…{}",
+            classes - 1
+        )));
     }
-    let spec = INCEPTION_TABLE.get(block).ok_or_else(|| Error::Request(format!("no block {block}; expected 0…8")))?;
+    let spec = INCEPTION_TABLE
+        .get(block)
+        .ok_or_else(|| Error::Request(format!("no block {block}; expected 0…8")))?;
     if let Some(h) = head.aux() {
         if model.aux_heads()[h].is_none() {
-            return Err(Error::NotReady(format!("this model has no aux{} head; fine-tune with the aux losses on first", h + 1)));
+            return Err(Error::NotReady(format!(
+                "this model has no aux{} head; fine-tune with the aux losses on first",
+                h + 1
+            )));
         }
         if block > head.last_block() {
             return Err(Error::Request(format!(
@@ -156,14 +183,24 @@ pub fn block_gradient(model: &GoogLeNet, x: Tensor<4>, block: usize, head: Head,
     let score = score_from_block(model, leaf.clone(), block, head, class); // [1]
     let grads = score.backward();
     let g = leaf.grad(&grads).ok_or_else(|| {
-        Error::Device(format!("no gradient reached {} (the autodiff graph is broken)", spec.name))
+        Error::Device(format!(
+            "no gradient reached {} (the autodiff graph is broken)",
+            spec.name
+        ))
     })?; // [1, C, h, w]
     Ok((a, g, score.without_autodiff()))
 }
 
 /// Grad-CAM of `class` on block `block` for the image `x` (`[1, 3, 224, 224]`, as
 /// preprocessed for the model). `labels` names the class in the result (may be empty).
-pub async fn grad_cam(model: &GoogLeNet, x: Tensor<4>, class: usize, block: usize, head: Head, labels: &[String]) -> Result<Explanation, Error> {
+pub async fn grad_cam(
+    model: &GoogLeNet,
+    x: Tensor<4>,
+    class: usize,
+    block: usize,
+    head: Head,
+    labels: &[String],
+) -> Result<Explanation, Error> {
     let t0 = crate::clock::now_ms();
     let (a, g, score) = block_gradient(model, x, block, head, class)?;
     let [_, _, h, w] = a.dims();
@@ -172,12 +209,17 @@ pub async fn grad_cam(model: &GoogLeNet, x: Tensor<4>, class: usize, block: usiz
     let cam = relu((a * alpha).sum_dim(1)); // [1, 1, h, w]
     let values = read(Tensor::cat(vec![cam.reshape([h * w]), score], 0)).await?;
     if let Some(v) = values.iter().find(|v| !v.is_finite()) {
-        return Err(Error::NonFinite { what: format!("{v} in the explanation") });
+        return Err(Error::NonFinite {
+            what: format!("{v} in the explanation"),
+        });
     }
     let grid = values[..h * w].chunks(w).map(|r| r.to_vec()).collect();
     Ok(Explanation {
         class,
-        label: labels.get(class).cloned().unwrap_or_else(|| format!("class {class}")),
+        label: labels
+            .get(class)
+            .cloned()
+            .unwrap_or_else(|| format!("class {class}")),
         layer,
         head,
         score: values[h * w],
@@ -225,7 +267,11 @@ pub fn heat_colour(v: f32) -> [u8; 3] {
         (1.0, [252.0, 255.0, 164.0]),
     ];
     let v = v.clamp(0.0, 1.0);
-    let i = STOPS.iter().position(|&(t, _)| t >= v).unwrap_or(STOPS.len() - 1).max(1);
+    let i = STOPS
+        .iter()
+        .position(|&(t, _)| t >= v)
+        .unwrap_or(STOPS.len() - 1)
+        .max(1);
     let ((t0, c0), (t1, c1)) = (STOPS[i - 1], STOPS[i]);
     let f = (v - t0) / (t1 - t0);
     [0, 1, 2].map(|k| (c0[k] + (c1[k] - c0[k]) * f).round() as u8)
@@ -242,8 +288,8 @@ pub fn overlay(crop: &image::RgbImage, grid: &[Vec<f32>]) -> image::RgbImage {
         let c = heat_colour(v);
         // Opacity grows with the heat: where there is no evidence the photo shows unchanged.
         let a = 0.7 * v;
-        for k in 0..3 {
-            p.0[k] = (p.0[k] as f32 * (1.0 - a) + c[k] as f32 * a).round() as u8;
+        for (channel, &colour) in p.0.iter_mut().zip(&c).take(3) {
+            *channel = (*channel as f32 * (1.0 - a) + colour as f32 * a).round() as u8;
         }
     }
     out

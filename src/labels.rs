@@ -22,8 +22,14 @@ pub const MAX_FILE_BYTES: u64 = 4_000_000;
 pub enum LabelError {
     #[error("label {index} is blank: every class needs a name")]
     Blank { index: usize },
-    #[error("label {index} (`{shown}`) holds a control character (at character {at}): class names must be plain text")]
-    Control { index: usize, at: usize, shown: String },
+    #[error(
+        "label {index} (`{shown}`) holds a control character (at character {at}): class names must be plain text"
+    )]
+    Control {
+        index: usize,
+        at: usize,
+        shown: String,
+    },
     #[error("label {index} is {} characters long; the limit is {MAX_LABEL_CHARS}", text::thousands(*chars as u64))]
     TooLong { index: usize, chars: usize },
 }
@@ -41,14 +47,21 @@ pub fn check_label(index: usize, label: &str) -> Result<(), LabelError> {
         return Err(LabelError::Blank { index });
     }
     if let Some(at) = label.chars().position(text::is_control) {
-        return Err(LabelError::Control { index, at, shown: text::escape(label) });
+        return Err(LabelError::Control {
+            index,
+            at,
+            shown: text::escape(label),
+        });
     }
     Ok(())
 }
 
 /// [`check_label`] for every label, naming the first bad one.
 pub fn check_labels<S: AsRef<str>>(labels: &[S]) -> Result<(), LabelError> {
-    labels.iter().enumerate().try_for_each(|(i, l)| check_label(i, l.as_ref()))
+    labels
+        .iter()
+        .enumerate()
+        .try_for_each(|(i, l)| check_label(i, l.as_ref()))
 }
 
 /// A class's first name (before the first comma).
@@ -69,13 +82,24 @@ pub enum ClassError {
     #[error("`{}`: no class names are known; give a class index ({})", text::escape(query), index_range(*num_classes))]
     NoNames { query: String, num_classes: usize },
     #[error("{}", not_found_message(query, suggestions, *num_classes))]
-    NotFound { query: String, suggestions: Vec<(usize, String)>, num_classes: usize },
+    NotFound {
+        query: String,
+        suggestions: Vec<(usize, String)>,
+        num_classes: usize,
+    },
     #[error("`{}` names {}: {}; give the index of the one you mean", text::escape(query), text::count(matches.len(), "class", "classes"), list(matches))]
-    Ambiguous { query: String, matches: Vec<(usize, String)> },
+    Ambiguous {
+        query: String,
+        matches: Vec<(usize, String)>,
+    },
 }
 
 fn index_range(n: usize) -> String {
-    if n == 1 { "0".into() } else { format!("0…{}", n.saturating_sub(1)) }
+    if n == 1 {
+        "0".into()
+    } else {
+        format!("0…{}", n.saturating_sub(1))
+    }
 }
 
 fn classes_are(n: usize) -> String {
@@ -87,15 +111,25 @@ fn classes_are(n: usize) -> String {
 }
 
 fn list(classes: &[(usize, String)]) -> String {
-    classes.iter().map(|(i, l)| format!("#{i} {}", text::escape(l))).collect::<Vec<_>>().join(", ")
+    classes
+        .iter()
+        .map(|(i, l)| format!("#{i} {}", text::escape(l)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn not_found_message(query: &str, suggestions: &[(usize, String)], n: usize) -> String {
     let q = text::escape(query);
     if suggestions.is_empty() {
-        format!("no class is named `{q}`; give an index ({}) or a name from the labels", index_range(n))
+        format!(
+            "no class is named `{q}`; give an index ({}) or a name from the labels",
+            index_range(n)
+        )
     } else {
-        format!("no class is named exactly `{q}`; did you mean {}?", list(suggestions))
+        format!(
+            "no class is named exactly `{q}`; did you mean {}?",
+            list(suggestions)
+        )
     }
 }
 
@@ -114,7 +148,10 @@ pub fn find_class(query: &str, names: &[String], num_classes: usize) -> Result<u
         return Ok(index);
     }
     if names.is_empty() {
-        return Err(ClassError::NoNames { query: query.into(), num_classes });
+        return Err(ClassError::NoNames {
+            query: query.into(),
+            num_classes,
+        });
     }
     let lower = q.to_lowercase();
     let rounds: [&dyn Fn(&str) -> bool; 4] = [
@@ -124,11 +161,21 @@ pub fn find_class(query: &str, names: &[String], num_classes: usize) -> Result<u
         &|l| synonyms(l).any(|s| s.to_lowercase() == lower),
     ];
     for matches in rounds {
-        let found: Vec<(usize, String)> = names.iter().enumerate().filter(|(_, l)| matches(l)).map(|(i, l)| (i, l.clone())).collect();
+        let found: Vec<(usize, String)> = names
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| matches(l))
+            .map(|(i, l)| (i, l.clone()))
+            .collect();
         match found.len() {
             0 => continue,
             1 => return Ok(found[0].0),
-            _ => return Err(ClassError::Ambiguous { query: query.into(), matches: found }),
+            _ => {
+                return Err(ClassError::Ambiguous {
+                    query: query.into(),
+                    matches: found,
+                });
+            }
         }
     }
     let suggestions = names
@@ -138,7 +185,11 @@ pub fn find_class(query: &str, names: &[String], num_classes: usize) -> Result<u
         .take(5)
         .map(|(i, l)| (i, l.clone()))
         .collect();
-    Err(ClassError::NotFound { query: query.into(), suggestions, num_classes })
+    Err(ClassError::NotFound {
+        query: query.into(),
+        suggestions,
+        num_classes,
+    })
 }
 
 /// Parse `synset_words.txt` (`n01440764 tench, Tinca tinca` per line) or a plain list of
@@ -148,7 +199,11 @@ pub fn parse_labels(text: &str) -> Vec<String> {
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .map(|l| match l.split_once(' ') {
-            Some((wnid, rest)) if wnid.len() == 9 && wnid.starts_with('n') && wnid[1..].bytes().all(|b| b.is_ascii_digit()) => {
+            Some((wnid, rest))
+                if wnid.len() == 9
+                    && wnid.starts_with('n')
+                    && wnid[1..].bytes().all(|b| b.is_ascii_digit()) =>
+            {
                 rest.to_string()
             }
             _ => l.to_string(),
@@ -223,7 +278,11 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
 
 /// Index of the largest value (the first, on ties).
 pub fn argmax(values: &[f32]) -> Option<usize> {
-    values.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0))).map(|(i, _)| i)
+    values
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
+        .map(|(i, _)| i)
 }
 
 /// Indices of the `k` largest values, largest first.
@@ -245,7 +304,10 @@ pub fn top_probs(probs: &[f32], k: usize, labels: &[String]) -> Vec<Prediction> 
         .into_iter()
         .map(|i| Prediction {
             index: i,
-            label: labels.get(i).cloned().unwrap_or_else(|| format!("class {i}")),
+            label: labels
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("class {i}")),
             prob: probs[i],
         })
         .collect()
@@ -257,7 +319,8 @@ mod tests {
 
     #[test]
     fn synset_lines_lose_their_wnid() {
-        let l = parse_labels("n01440764 tench, Tinca tinca\nn01443537 goldfish, Carassius auratus\n");
+        let l =
+            parse_labels("n01440764 tench, Tinca tinca\nn01443537 goldfish, Carassius auratus\n");
         assert_eq!(l, vec!["tench, Tinca tinca", "goldfish, Carassius auratus"]);
         assert_eq!(parse_labels("roses\ntulips\n"), vec!["roses", "tulips"]);
     }
@@ -269,19 +332,50 @@ mod tests {
     #[test]
     fn labels_are_checked_and_name_their_index() {
         assert_eq!(check_labels(&["cats", "dogs, hounds"]), Ok(()));
-        assert_eq!(check_labels(&["cats", " "]), Err(LabelError::Blank { index: 1 }));
+        assert_eq!(
+            check_labels(&["cats", " "]),
+            Err(LabelError::Blank { index: 1 })
+        );
         let err = check_labels(&["dog\r\nfake line 99.99% Egyptian cat (#285)"]).unwrap_err();
-        assert!(matches!(err, LabelError::Control { index: 0, at: 3, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                LabelError::Control {
+                    index: 0,
+                    at: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(err.to_string().contains("`dog\\r\\nfake line"), "{err}");
         assert_eq!(check_label(2, &"x".repeat(200)), Ok(()));
         let err = check_label(2, &"x".repeat(10_000)).unwrap_err();
-        assert_eq!(err, LabelError::TooLong { index: 2, chars: 10_000 });
-        assert_eq!(err.to_string(), "label 2 is 10,000 characters long; the limit is 200");
+        assert_eq!(
+            err,
+            LabelError::TooLong {
+                index: 2,
+                chars: 10_000
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "label 2 is 10,000 characters long; the limit is 200"
+        );
     }
 
     #[test]
     fn lookup_prefers_first_names_then_synonyms_and_refuses_ambiguity() {
-        let l = names(&["Cardigan, Cardigan Welsh corgi", "crane", "cardigan", "crane", "missile", "projectile, missile", "maillot", "maillot, tank suit"]);
+        let l = names(&[
+            "Cardigan, Cardigan Welsh corgi",
+            "crane",
+            "cardigan",
+            "crane",
+            "missile",
+            "projectile, missile",
+            "maillot",
+            "maillot, tank suit",
+        ]);
         assert_eq!(find_class("cardigan", &l, 8), Ok(2));
         assert_eq!(find_class("Cardigan", &l, 8), Ok(0));
         assert_eq!(find_class("cardigan welsh CORGI", &l, 8), Ok(0));
@@ -290,13 +384,33 @@ mod tests {
         assert_eq!(find_class("tank suit", &l, 8), Ok(7));
         assert_eq!(find_class(" 5 ", &l, 8), Ok(5));
         let err = find_class("crane", &l, 8).unwrap_err();
-        assert_eq!(err, ClassError::Ambiguous { query: "crane".into(), matches: vec![(1, "crane".into()), (3, "crane".into())] });
-        assert_eq!(err.to_string(), "`crane` names 2 classes: #1 crane, #3 crane; give the index of the one you mean");
-        assert!(matches!(find_class("MAILLOT", &l, 8), Err(ClassError::Ambiguous { matches, .. }) if matches.len() == 2));
-        assert_eq!(find_class("8", &l, 8).unwrap_err().to_string(), "class 8 does not exist: this model has 8 classes, 0…7");
-        assert_eq!(find_class("1", &[], 1).unwrap_err().to_string(), "class 1 does not exist: this model has 1 class, 0");
+        assert_eq!(
+            err,
+            ClassError::Ambiguous {
+                query: "crane".into(),
+                matches: vec![(1, "crane".into()), (3, "crane".into())]
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "`crane` names 2 classes: #1 crane, #3 crane; give the index of the one you mean"
+        );
+        assert!(
+            matches!(find_class("MAILLOT", &l, 8), Err(ClassError::Ambiguous { matches, .. }) if matches.len() == 2)
+        );
+        assert_eq!(
+            find_class("8", &l, 8).unwrap_err().to_string(),
+            "class 8 does not exist: this model has 8 classes, 0…7"
+        );
+        assert_eq!(
+            find_class("1", &[], 1).unwrap_err().to_string(),
+            "class 1 does not exist: this model has 1 class, 0"
+        );
         let err = find_class("corg", &l, 8).unwrap_err().to_string();
-        assert!(err.contains("did you mean #0 Cardigan, Cardigan Welsh corgi?"), "{err}");
+        assert!(
+            err.contains("did you mean #0 Cardigan, Cardigan Welsh corgi?"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -20,8 +20,8 @@ pub mod rng;
 pub mod session;
 pub mod text;
 pub mod train;
-pub mod weights;
 #[cfg(target_family = "wasm")]
 pub mod web;
+pub mod weights;
 
 pub use model::{GoogLeNet, GoogLeNetConfig, Variant};

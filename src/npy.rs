@@ -28,7 +28,10 @@ pub struct Array {
 
 fn header_field<'a>(header: &'a str, key: &str) -> Result<&'a str, NpyError> {
     let pat = format!("'{key}':");
-    let start = header.find(&pat).ok_or_else(|| NpyError::Header(format!("no `{key}`")))? + pat.len();
+    let start = header
+        .find(&pat)
+        .ok_or_else(|| NpyError::Header(format!("no `{key}`")))?
+        + pat.len();
     Ok(header[start..].trim_start())
 }
 
@@ -38,7 +41,10 @@ pub fn read(bytes: &[u8]) -> Result<Array, NpyError> {
     }
     let (hlen, hstart) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize, 12),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize,
+            12,
+        ),
         v => return Err(NpyError::Header(format!("version {v}"))),
     };
     let header = bytes
@@ -47,7 +53,10 @@ pub fn read(bytes: &[u8]) -> Result<Array, NpyError> {
         .ok_or_else(|| NpyError::Header("header truncated or not text".into()))?;
     let descr = header_field(header, "descr")?;
     let descr = descr.trim_start_matches(['\'', '"']);
-    let dtype: String = descr.chars().take_while(|c| *c != '\'' && *c != '"').collect();
+    let dtype: String = descr
+        .chars()
+        .take_while(|c| *c != '\'' && *c != '"')
+        .collect();
     let elem = match dtype.as_str() {
         "<f4" => 4,
         "<f8" => 8,
@@ -57,31 +66,52 @@ pub fn read(bytes: &[u8]) -> Result<Array, NpyError> {
         return Err(NpyError::FortranOrder);
     }
     let shape_s = header_field(header, "shape")?;
-    let open = shape_s.find('(').ok_or_else(|| NpyError::Header("shape is not a tuple".into()))?;
-    let close = shape_s.find(')').ok_or_else(|| NpyError::Header("shape is not a tuple".into()))?;
+    let open = shape_s
+        .find('(')
+        .ok_or_else(|| NpyError::Header("shape is not a tuple".into()))?;
+    let close = shape_s
+        .find(')')
+        .ok_or_else(|| NpyError::Header("shape is not a tuple".into()))?;
     let shape = shape_s[open + 1..close]
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| NpyError::Header(format!("bad dimension `{s}`"))))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| NpyError::Header(format!("bad dimension `{s}`")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let numel: usize = shape.iter().product();
     let data = &bytes[hstart + hlen..];
     if data.len() < numel * elem {
-        return Err(NpyError::Truncated { expected: numel * elem, found: data.len() });
+        return Err(NpyError::Truncated {
+            expected: numel * elem,
+            found: data.len(),
+        });
     }
     let data = &data[..numel * elem];
     let values = if elem == 4 {
-        data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect()
+        data.chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect()
     } else {
-        data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32).collect()
+        data.chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
+            .collect()
     };
-    Ok(Array { shape, data: values })
+    Ok(Array {
+        shape,
+        data: values,
+    })
 }
 
 pub fn write(shape: &[usize], data: &[f32]) -> Vec<u8> {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape_s = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+    let shape_s = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_s}, }}");
     // Pad so that the data starts on a 64-byte boundary, ending with a newline.
     while (10 + header.len() + 1) % 64 != 0 {

@@ -16,7 +16,9 @@ pub fn shared_dir() -> Option<PathBuf> {
 
 /// The BVLC weights in the shared folder.
 pub fn shared_weights() -> Option<PathBuf> {
-    shared_dir().map(|d| d.join("weights/bvlc_googlenet.safetensors")).filter(|p| p.is_file())
+    shared_dir()
+        .map(|d| d.join("weights/bvlc_googlenet.safetensors"))
+        .filter(|p| p.is_file())
 }
 
 /// Where `googlenet fetch-weights` puts what it downloads.
@@ -32,5 +34,7 @@ pub fn default_weights() -> Option<PathBuf> {
 
 /// The 1000 ImageNet class names in the shared folder.
 pub fn shared_labels() -> Option<PathBuf> {
-    shared_dir().map(|d| d.join("data/synset_words.txt")).filter(|p| p.is_file())
+    shared_dir()
+        .map(|d| d.join("data/synset_words.txt"))
+        .filter(|p| p.is_file())
 }

@@ -88,7 +88,9 @@ pub enum ImageError {
     #[error("not an image this app can read (expected JPEG, PNG, GIF, WebP or BMP)")]
     UnknownFormat,
     /// A valid file of a kind the app does not decode (TIFF, AVIF, HEIC, …): not damage.
-    #[error("unsupported image format: {0} (this app reads JPEG, PNG, GIF, WebP and BMP; convert it to one of those)")]
+    #[error(
+        "unsupported image format: {0} (this app reads JPEG, PNG, GIF, WebP and BMP; convert it to one of those)"
+    )]
     Unsupported(String),
     #[error("{}", too_large_message(*width, *height))]
     TooLarge { width: u32, height: u32 },
@@ -110,7 +112,11 @@ fn too_large_message(width: u32, height: u32) -> String {
     let pixels = width as u64 * height as u64;
     // Exact counts: "40.0 megapixels; the limit is 40" explains nothing when one pixel over.
     if pixels > MAX_PIXELS {
-        format!("the image is {width}×{height} = {} pixels; the limit is {} pixels", thousands(pixels), thousands(MAX_PIXELS))
+        format!(
+            "the image is {width}×{height} = {} pixels; the limit is {} pixels",
+            thousands(pixels),
+            thousands(MAX_PIXELS)
+        )
     } else {
         // Within the pixel limit, but its decoded form is larger than the memory budget
         // (16 bits per channel).
@@ -149,7 +155,9 @@ fn without_skipped_png_chunks(b: &[u8]) -> Cow<'_, [u8]> {
     let (mut i, mut from) = (PNG_SIGNATURE.len(), 0);
     while i + 12 <= b.len() {
         let len = u32::from_be_bytes(b[i..i + 4].try_into().expect("4 bytes")) as usize;
-        let Some(end) = (i + 12).checked_add(len).filter(|&e| e <= b.len()) else { break };
+        let Some(end) = (i + 12).checked_add(len).filter(|&e| e <= b.len()) else {
+            break;
+        };
         let kind = &b[i + 4..i + 8];
         if SKIPPED_PNG_CHUNKS.iter().any(|k| k.as_slice() == kind) {
             kept.push(from..i);
@@ -164,7 +172,11 @@ fn without_skipped_png_chunks(b: &[u8]) -> Cow<'_, [u8]> {
         return Cow::Borrowed(b);
     }
     kept.push(from..b.len());
-    Cow::Owned(kept.into_iter().flat_map(|r| b[r].iter().copied()).collect())
+    Cow::Owned(
+        kept.into_iter()
+            .flat_map(|r| b[r].iter().copied())
+            .collect(),
+    )
 }
 
 /// A preprocessed image: the normalised tensor data and the crop the network saw.
@@ -187,7 +199,9 @@ fn corrupt(e: impl std::fmt::Display) -> ImageError {
 /// [`ImageError::Unsupported`]; anything else is damage.
 fn from_image_error(e: image::ImageError, size: Option<(u32, u32)>) -> ImageError {
     match (&e, size) {
-        (image::ImageError::Limits(_), Some((width, height))) => ImageError::TooLarge { width, height },
+        (image::ImageError::Limits(_), Some((width, height))) => {
+            ImageError::TooLarge { width, height }
+        }
         (image::ImageError::Unsupported(u), _) => ImageError::Unsupported(u.to_string()),
         _ => corrupt(e),
     }
@@ -216,7 +230,10 @@ pub fn sniff(head: &[u8]) -> Result<ImageFormat, ImageError> {
         Ok(f @ (F::Jpeg | F::Png | F::Gif | F::WebP | F::Bmp)) => Ok(f),
         Ok(other) => Err(ImageError::Unsupported(format_name(other))),
         // HEIC/HEIF (iPhone photos): an ISO-BMFF `ftyp` box with a HEIF brand.
-        Err(_) if head.get(4..8) == Some(b"ftyp") && head.get(8..12).is_some_and(|b| HEIF_BRANDS.contains(&b)) => {
+        Err(_)
+            if head.get(4..8) == Some(b"ftyp")
+                && head.get(8..12).is_some_and(|b| HEIF_BRANDS.contains(&b)) =>
+        {
             Err(ImageError::Unsupported("HEIC/HEIF".into()))
         }
         Err(_) => Err(ImageError::UnknownFormat),
@@ -275,11 +292,18 @@ fn decode_jpeg(bytes: &[u8]) -> Result<DynamicImage, ImageError> {
     });
     let (img, orientation) = match turbo {
         Ok(done) => done,
-        Err(libjpeg_turbo_rs::JpegError::LimitExceeded { .. }) => return Err(ImageError::TooLarge { width: s.width, height: s.height }),
+        Err(libjpeg_turbo_rs::JpegError::LimitExceeded { .. }) => {
+            return Err(ImageError::TooLarge {
+                width: s.width,
+                height: s.height,
+            });
+        }
         Err(e) if s.beyond_zune => return Err(corrupt(e)),
         Err(_) => return decode_with_image(ImageFormat::Jpeg, bytes),
     };
-    let Some(rgb) = RgbImage::from_raw(img.width as u32, img.height as u32, img.data).filter(|r| r.dimensions() == (s.width, s.height)) else {
+    let Some(rgb) = RgbImage::from_raw(img.width as u32, img.height as u32, img.data)
+        .filter(|r| r.dimensions() == (s.width, s.height))
+    else {
         return decode_with_image(ImageFormat::Jpeg, bytes);
     };
     let mut img = DynamicImage::ImageRgb8(rgb);
@@ -303,7 +327,11 @@ fn decode_with_image(format: ImageFormat, bytes: &[u8]) -> Result<DynamicImage, 
     // Header first: the size is known before a single pixel is decoded. A PNG's size is read
     // from its IHDR directly, because the png crate refuses, on 32-bit targets (the page), to
     // even open a PNG whose pixels would not fit the address space ("Memory limit exceeded").
-    let png_size = if format == ImageFormat::Png { png_header_size(bytes) } else { None };
+    let png_size = if format == ImageFormat::Png {
+        png_header_size(bytes)
+    } else {
+        None
+    };
     if let Some((width, height)) = png_size {
         check_size(width, height)?;
     }
@@ -312,7 +340,9 @@ fn decode_with_image(format: ImageFormat, bytes: &[u8]) -> Result<DynamicImage, 
     // would otherwise decide what a header may claim.
     let (width, height) = reader(None).into_dimensions().map_err(|e| {
         // A header cut short is reported as such.
-        check_complete(format, bytes).err().unwrap_or_else(|| from_image_error(e, png_size))
+        check_complete(format, bytes)
+            .err()
+            .unwrap_or_else(|| from_image_error(e, png_size))
     })?;
     check_size(width, height)?;
     check_complete(format, bytes)?;
@@ -322,11 +352,15 @@ fn decode_with_image(format: ImageFormat, bytes: &[u8]) -> Result<DynamicImage, 
     limits.max_image_height = Some(height);
     limits.max_alloc = Some(MAX_DECODED_BYTES);
     let size = Some((width, height));
-    let mut decoder = reader(Some(limits)).into_decoder().map_err(|e| from_image_error(e, size))?;
+    let mut decoder = reader(Some(limits))
+        .into_decoder()
+        .map_err(|e| from_image_error(e, size))?;
     if decoder.total_bytes() > MAX_DECODED_BYTES {
         return Err(ImageError::TooLarge { width, height });
     }
-    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| from_image_error(e, size))?;
     img.apply_orientation(orientation);
     Ok(img)
@@ -335,7 +369,8 @@ fn decode_with_image(format: ImageFormat, bytes: &[u8]) -> Result<DynamicImage, 
 /// A PNG's size from its IHDR chunk (always the first), without the png crate.
 fn png_header_size(bytes: &[u8]) -> Option<(u32, u32)> {
     let be32 = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap());
-    (bytes.len() >= 24 && bytes.starts_with(PNG_SIGNATURE) && &bytes[12..16] == b"IHDR").then(|| (be32(16), be32(20)))
+    (bytes.len() >= 24 && bytes.starts_with(PNG_SIGNATURE) && &bytes[12..16] == b"IHDR")
+        .then(|| (be32(16), be32(20)))
 }
 
 const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
@@ -424,7 +459,9 @@ fn jpeg_structure(b: &[u8]) -> Result<JpegStructure, ImageError> {
         }
         let len = u16::from_be_bytes([b[i], b[i + 1]]) as usize;
         if len < 2 {
-            return Err(corrupt(format!("invalid JPEG segment length {len} at byte {i}")));
+            return Err(corrupt(format!(
+                "invalid JPEG segment length {len} at byte {i}"
+            )));
         }
         let segment = b.get(i + 2..i + len);
         i += len;
@@ -444,7 +481,10 @@ fn jpeg_structure(b: &[u8]) -> Result<JpegStructure, ImageError> {
                 // Each scan decodes every block of the components it names.
                 if let (Some((_, components)), Some(&ns)) = (&frame, segment.first()) {
                     let ids = segment.iter().skip(1).step_by(2).take(ns as usize);
-                    visits += ids.filter_map(|id| components.iter().find(|c| c.id == *id)).map(|c| c.blocks).sum::<u64>();
+                    visits += ids
+                        .filter_map(|id| components.iter().find(|c| c.id == *id))
+                        .map(|c| c.blocks)
+                        .sum::<u64>();
                 }
                 // Entropy-coded data up to the next marker that is not FF00 or RSTn.
                 loop {
@@ -479,26 +519,52 @@ fn jpeg_structure(b: &[u8]) -> Result<JpegStructure, ImageError> {
 /// A frame header (SOFn): precision, height, width, then per component its id, sampling
 /// factors (4 bits each) and quantisation table.
 fn jpeg_frame(marker: u8, seg: &[u8]) -> Result<(JpegStructure, Vec<JpegComponent>), ImageError> {
-    let bad = || corrupt(format!("the JPEG frame header (SOF{}) is malformed", marker - 0xC0));
+    let bad = || {
+        corrupt(format!(
+            "the JPEG frame header (SOF{}) is malformed",
+            marker - 0xC0
+        ))
+    };
     let (&precision, rest) = seg.split_first().ok_or_else(bad)?;
     let (height, width) = match rest {
-        [h0, h1, w0, w1, ..] => (u16::from_be_bytes([*h0, *h1]) as u32, u16::from_be_bytes([*w0, *w1]) as u32),
+        [h0, h1, w0, w1, ..] => (
+            u16::from_be_bytes([*h0, *h1]) as u32,
+            u16::from_be_bytes([*w0, *w1]) as u32,
+        ),
         _ => return Err(bad()),
     };
     let nf = *seg.get(5).ok_or_else(bad)? as usize;
     let specs = seg.get(6..6 + 3 * nf).ok_or_else(bad)?;
-    let sampling: Vec<(u8, u64, u64)> = specs.chunks_exact(3).map(|c| (c[0], (c[1] >> 4).max(1) as u64, (c[1] & 15).max(1) as u64)).collect();
-    let (hmax, vmax) = sampling.iter().fold((1, 1), |(h, v), &(_, hc, vc)| (hc.max(h), vc.max(v)));
+    let sampling: Vec<(u8, u64, u64)> = specs
+        .chunks_exact(3)
+        .map(|c| (c[0], (c[1] >> 4).max(1) as u64, (c[1] & 15).max(1) as u64))
+        .collect();
+    let (hmax, vmax) = sampling
+        .iter()
+        .fold((1, 1), |(h, v), &(_, hc, vc)| (hc.max(h), vc.max(v)));
     // A component's size is ceil(X · H / Hmax) × ceil(Y · V / Vmax), in blocks of 8 (T.81 A.1.1).
     let components = sampling
         .iter()
         .map(|&(id, h, v)| {
-            let (cw, ch) = ((width as u64 * h).div_ceil(hmax), (height as u64 * v).div_ceil(vmax));
-            JpegComponent { id, blocks: cw.div_ceil(8) * ch.div_ceil(8) }
+            let (cw, ch) = (
+                (width as u64 * h).div_ceil(hmax),
+                (height as u64 * v).div_ceil(vmax),
+            );
+            JpegComponent {
+                id,
+                blocks: cw.div_ceil(8) * ch.div_ceil(8),
+            }
         })
         .collect();
     let beyond_zune = matches!(marker, 0xC3 | 0xC7 | 0xC9..=0xCB | 0xCD..=0xCF) || precision != 8;
-    Ok((JpegStructure { width, height, beyond_zune }, components))
+    Ok((
+        JpegStructure {
+            width,
+            height,
+            beyond_zune,
+        },
+        components,
+    ))
 }
 
 /// Walk a PNG's chunks (length, type, data, CRC) to the end of IEND.
@@ -524,7 +590,13 @@ fn check_gif_complete(b: &[u8]) -> Result<(), ImageError> {
     let n = b.len();
     let cut = || cut_off("GIF", "trailer", n);
     // Header (6) and logical screen descriptor (7), then the global colour table if any.
-    let table = |flags: u8| if flags & 0x80 != 0 { 3 << ((flags & 7) + 1) } else { 0 };
+    let table = |flags: u8| {
+        if flags & 0x80 != 0 {
+            3 << ((flags & 7) + 1)
+        } else {
+            0
+        }
+    };
     let mut i = 13 + table(*b.get(10).ok_or_else(cut)?);
     // Data sub-blocks: a length byte, that many bytes, … up to a zero length.
     let sub_blocks = |mut i: usize| -> Option<usize> {
@@ -554,10 +626,16 @@ fn check_gif_complete(b: &[u8]) -> Result<(), ImageError> {
 
 /// A WebP's RIFF header states the file's length.
 fn check_webp_complete(b: &[u8]) -> Result<(), ImageError> {
-    let riff = b.get(4..8).map(|s| u32::from_le_bytes(s.try_into().unwrap()) as usize);
+    let riff = b
+        .get(4..8)
+        .map(|s| u32::from_le_bytes(s.try_into().unwrap()) as usize);
     match riff {
         Some(len) if b.len() >= 8 + len => Ok(()),
-        _ => Err(cut_off("WebP", "end of the RIFF chunk it announces", b.len())),
+        _ => Err(cut_off(
+            "WebP",
+            "end of the RIFF chunk it announces",
+            b.len(),
+        )),
     }
 }
 
@@ -566,16 +644,32 @@ fn check_webp_complete(b: &[u8]) -> Result<(), ImageError> {
 fn check_bmp_complete(b: &[u8]) -> Result<(), ImageError> {
     let n = b.len();
     let cut = || cut_off("BMP", "end of the pixel data", n);
-    let u16_at = |i: usize| b.get(i..i + 2).map(|s| u16::from_le_bytes(s.try_into().unwrap()) as u64);
-    let u32_at = |i: usize| b.get(i..i + 4).map(|s| u32::from_le_bytes(s.try_into().unwrap()) as u64);
+    let u16_at = |i: usize| {
+        b.get(i..i + 2)
+            .map(|s| u16::from_le_bytes(s.try_into().unwrap()) as u64)
+    };
+    let u32_at = |i: usize| {
+        b.get(i..i + 4)
+            .map(|s| u32::from_le_bytes(s.try_into().unwrap()) as u64)
+    };
     let offset = u32_at(10).ok_or_else(cut)?;
     let header = u32_at(14).ok_or_else(cut)?;
     let (width, height, bpp, compression) = if header == 12 {
-        (u16_at(18).ok_or_else(cut)?, u16_at(20).ok_or_else(cut)?, u16_at(24).ok_or_else(cut)?, 0)
+        (
+            u16_at(18).ok_or_else(cut)?,
+            u16_at(20).ok_or_else(cut)?,
+            u16_at(24).ok_or_else(cut)?,
+            0,
+        )
     } else {
         let w = u32_at(18).ok_or_else(cut)? as u32 as i32;
         let h = u32_at(22).ok_or_else(cut)? as u32 as i32;
-        (w.unsigned_abs() as u64, h.unsigned_abs() as u64, u16_at(28).ok_or_else(cut)?, u32_at(30).ok_or_else(cut)?)
+        (
+            w.unsigned_abs() as u64,
+            h.unsigned_abs() as u64,
+            u16_at(28).ok_or_else(cut)?,
+            u32_at(30).ok_or_else(cut)?,
+        )
     };
     match compression {
         // BI_RGB, BI_BITFIELDS, BI_ALPHABITFIELDS: rows of width × bpp bits, padded to 32.
@@ -589,12 +683,17 @@ fn check_bmp_complete(b: &[u8]) -> Result<(), ImageError> {
         1 | 2 => {
             let mut i = offset as usize;
             loop {
-                let (count, value) = (*b.get(i).ok_or_else(cut)?, *b.get(i + 1).ok_or_else(cut)? as usize);
+                let (count, value) = (
+                    *b.get(i).ok_or_else(cut)?,
+                    *b.get(i + 1).ok_or_else(cut)? as usize,
+                );
                 i += 2;
                 match (count, value) {
                     (0, 1) => return Ok(()),
                     (0, 2) => i += 2,
-                    (0, k) if k >= 3 => i += if compression == 1 { k } else { k.div_ceil(2) }.next_multiple_of(2),
+                    (0, k) if k >= 3 => {
+                        i += if compression == 1 { k } else { k.div_ceil(2) }.next_multiple_of(2)
+                    }
                     _ => {}
                 }
             }
@@ -655,11 +754,19 @@ impl Axis {
             for (dst, &kx) in weights[j * ksize..j * ksize + taps].iter_mut().zip(&k) {
                 // normalize_coeffs_8bpc: round half away from zero.
                 let f = kx * (1u32 << PRECISION_BITS) as f64;
-                *dst = if kx < 0.0 { (-0.5 + f) as i32 } else { (0.5 + f) as i32 };
+                *dst = if kx < 0.0 {
+                    (-0.5 + f) as i32
+                } else {
+                    (0.5 + f) as i32
+                };
             }
             bounds.push((xmin.min(in_size as i64) as u64, taps));
         }
-        Axis { bounds, weights, ksize }
+        Axis {
+            bounds,
+            weights,
+            ksize,
+        }
     }
 
     /// Output position `j`'s first input sample and weights.
@@ -671,7 +778,12 @@ impl Axis {
     /// The input samples `[start, end)` that the computed positions read.
     fn span(&self) -> (u64, u64) {
         let first = self.bounds[0].0;
-        let end = self.bounds.iter().map(|&(s, t)| s + t as u64).max().unwrap_or(first);
+        let end = self
+            .bounds
+            .iter()
+            .map(|&(s, t)| s + t as u64)
+            .max()
+            .unwrap_or(first);
         (first, end.max(first))
     }
 }
@@ -684,9 +796,17 @@ fn bilinear(x: f64) -> f64 {
 /// torchvision's `Resize(shorter)` output size: the shorter side `shorter`, the longer
 /// `int(shorter * long / short)` (Python's true division, then truncation).
 fn resized_size(width: u32, height: u32, shorter: u32) -> (u64, u64) {
-    let (short, long) = if width <= height { (width, height) } else { (height, width) };
+    let (short, long) = if width <= height {
+        (width, height)
+    } else {
+        (height, width)
+    };
     let new_long = ((shorter as u64 * long as u64) as f64 / short as f64) as u64;
-    if width <= height { (shorter as u64, new_long) } else { (new_long, shorter as u64) }
+    if width <= height {
+        (shorter as u64, new_long)
+    } else {
+        (new_long, shorter as u64)
+    }
 }
 
 /// torchvision's `CenterCrop` offset: `int(round((size - crop) / 2.0))`, Python's round
@@ -733,7 +853,10 @@ impl Rows for DynamicImage {
 fn resize_crop_rows(src: &dyn Rows, shorter: u32, crop: u32) -> RgbImage {
     let (w, h) = src.size();
     assert!(w > 0 && h > 0, "cannot resize an empty {w}×{h} image");
-    assert!(crop > 0 && crop <= shorter, "the crop ({crop}) must be within the resized shorter side ({shorter})");
+    assert!(
+        crop > 0 && crop <= shorter,
+        "the crop ({crop}) must be within the resized shorter side ({shorter})"
+    );
     let (nw, nh) = resized_size(w, h, shorter);
     let (left, top) = (center_offset(nw, crop), center_offset(nh, crop));
     let c = crop as usize;
@@ -741,29 +864,38 @@ fn resize_crop_rows(src: &dyn Rows, shorter: u32, crop: u32) -> RgbImage {
     // Pillow's need_horizontal / need_vertical: a pass runs only when that side changes.
     let horizontal = (nw != w as u64).then(|| Axis::new(w as u64, nw, left, c));
     let vertical = (nh != h as u64).then(|| Axis::new(h as u64, nh, top, c));
-    let (x0, x1) = horizontal.as_ref().map_or((left, left + crop as u64), Axis::span);
-    let (y0, y1) = vertical.as_ref().map_or((top, top + crop as u64), Axis::span);
+    let (x0, x1) = horizontal
+        .as_ref()
+        .map_or((left, left + crop as u64), Axis::span);
+    let (y0, y1) = vertical
+        .as_ref()
+        .map_or((top, top + crop as u64), Axis::span);
 
     // Horizontal pass: the crop's columns of source rows y0..y1, 8-bit as in Pillow.
     let mut band = vec![0u8; (y1 - y0) as usize * row_bytes];
     for (out, y) in band.chunks_exact_mut(row_bytes).zip(y0..y1) {
-        src.with_row(y as u32, x0 as u32, x1 as u32, &mut |row: &[u8]| match &horizontal {
-            None => out.copy_from_slice(&row[..row_bytes]),
-            Some(axis) => {
-                for (i, px) in out.chunks_exact_mut(3).enumerate() {
-                    let (start, k) = axis.taps(i);
-                    let from = (start - x0) as usize * 3;
-                    let mut acc = [1i32 << (PRECISION_BITS - 1); 3];
-                    for (t, &kt) in k.iter().enumerate() {
-                        let s = &row[from + t * 3..from + t * 3 + 3];
-                        acc[0] += s[0] as i32 * kt;
-                        acc[1] += s[1] as i32 * kt;
-                        acc[2] += s[2] as i32 * kt;
+        src.with_row(
+            y as u32,
+            x0 as u32,
+            x1 as u32,
+            &mut |row: &[u8]| match &horizontal {
+                None => out.copy_from_slice(&row[..row_bytes]),
+                Some(axis) => {
+                    for (i, px) in out.chunks_exact_mut(3).enumerate() {
+                        let (start, k) = axis.taps(i);
+                        let from = (start - x0) as usize * 3;
+                        let mut acc = [1i32 << (PRECISION_BITS - 1); 3];
+                        for (t, &kt) in k.iter().enumerate() {
+                            let s = &row[from + t * 3..from + t * 3 + 3];
+                            acc[0] += s[0] as i32 * kt;
+                            acc[1] += s[1] as i32 * kt;
+                            acc[2] += s[2] as i32 * kt;
+                        }
+                        px.copy_from_slice(&acc.map(clip8));
                     }
-                    px.copy_from_slice(&acc.map(clip8));
                 }
-            }
-        });
+            },
+        );
     }
 
     // Vertical pass over the band.
@@ -777,7 +909,10 @@ fn resize_crop_rows(src: &dyn Rows, shorter: u32, crop: u32) -> RgbImage {
                 acc.fill(1 << (PRECISION_BITS - 1));
                 for (t, &kt) in k.iter().enumerate() {
                     let r = (start - y0) as usize + t;
-                    for (a, &s) in acc.iter_mut().zip(&band[r * row_bytes..(r + 1) * row_bytes]) {
+                    for (a, &s) in acc
+                        .iter_mut()
+                        .zip(&band[r * row_bytes..(r + 1) * row_bytes])
+                    {
                         *a += s as i32 * kt;
                     }
                 }
@@ -808,7 +943,11 @@ pub fn resize_shorter_and_center_crop(img: &RgbImage, shorter: u32, crop: u32) -
 
 /// [`resize_shorter_and_center_crop`] of any decoded image, converting to 8-bit RGB (as
 /// `to_rgb8` does) only the rows and columns the crop reads.
-pub fn resize_shorter_and_center_crop_dynamic(img: &DynamicImage, shorter: u32, crop: u32) -> RgbImage {
+pub fn resize_shorter_and_center_crop_dynamic(
+    img: &DynamicImage,
+    shorter: u32,
+    crop: u32,
+) -> RgbImage {
     resize_crop_rows(img, shorter, crop)
 }
 
@@ -825,7 +964,11 @@ pub fn normalize(crop: &RgbImage, variant: Variant) -> Vec<f32> {
     // (source RGB channel, scale, mean, std) for each output channel.
     let plan: [(usize, f32, f32, f32); 3] = match variant {
         // Caffe: BGR, 0..255, minus the per-channel mean (B 104, G 117, R 123).
-        Variant::Bvlc => [(2, 1.0, 104.0, 1.0), (1, 1.0, 117.0, 1.0), (0, 1.0, 123.0, 1.0)],
+        Variant::Bvlc => [
+            (2, 1.0, 104.0, 1.0),
+            (1, 1.0, 117.0, 1.0),
+            (0, 1.0, 123.0, 1.0),
+        ],
         // torchvision: RGB in 0..1, ImageNet mean and std.
         Variant::Torchvision => [
             (0, 1.0 / 255.0, 0.485, 0.229),
@@ -833,7 +976,11 @@ pub fn normalize(crop: &RgbImage, variant: Variant) -> Vec<f32> {
             (2, 1.0 / 255.0, 0.406, 0.225),
         ],
         // The seed tutorial: RGB in 0..1, mean 0.5, std 0.5.
-        Variant::Seed => [(0, 1.0 / 255.0, 0.5, 0.5), (1, 1.0 / 255.0, 0.5, 0.5), (2, 1.0 / 255.0, 0.5, 0.5)],
+        Variant::Seed => [
+            (0, 1.0 / 255.0, 0.5, 0.5),
+            (1, 1.0 / 255.0, 0.5, 0.5),
+            (2, 1.0 / 255.0, 0.5, 0.5),
+        ],
     };
     for (i, p) in crop.pixels().enumerate() {
         for (c, &(src, scale, mean, std)) in plan.iter().enumerate() {
@@ -848,13 +995,19 @@ pub fn normalize(crop: &RgbImage, variant: Variant) -> Vec<f32> {
 /// passes the pixels to [`prepare_rgba`].
 pub fn known_format(bytes: &[u8]) -> bool {
     use image::ImageFormat as F;
-    image::guess_format(bytes).is_ok_and(|f| matches!(f, F::Jpeg | F::Png | F::Gif | F::WebP | F::Bmp))
+    image::guess_format(bytes)
+        .is_ok_and(|f| matches!(f, F::Jpeg | F::Png | F::Gif | F::WebP | F::Bmp))
 }
 
 /// Pixels decoded elsewhere (the browser's decoders: RGBA, EXIF orientation applied) → the
 /// network's input, through the same resize and normalisation as [`prepare`]. The size is
 /// checked before the pixels are looked at.
-pub fn prepare_rgba(rgba: Vec<u8>, width: u32, height: u32, variant: Variant) -> Result<Prepared, ImageError> {
+pub fn prepare_rgba(
+    rgba: Vec<u8>,
+    width: u32,
+    height: u32,
+    variant: Variant,
+) -> Result<Prepared, ImageError> {
     Ok(finish(from_rgba(rgba, width, height)?, variant))
 }
 
@@ -862,8 +1015,11 @@ pub fn prepare_rgba(rgba: Vec<u8>, width: u32, height: u32, variant: Variant) ->
 pub fn from_rgba(rgba: Vec<u8>, width: u32, height: u32) -> Result<DynamicImage, ImageError> {
     check_size(width, height)?;
     let len = rgba.len();
-    let img = image::RgbaImage::from_raw(width, height, rgba)
-        .ok_or_else(|| corrupt(format!("{len} bytes of pixels for a {width}×{height} RGBA image")))?;
+    let img = image::RgbaImage::from_raw(width, height, rgba).ok_or_else(|| {
+        corrupt(format!(
+            "{len} bytes of pixels for a {width}×{height} RGBA image"
+        ))
+    })?;
     Ok(DynamicImage::ImageRgba8(img))
 }
 
@@ -876,5 +1032,9 @@ fn finish(img: DynamicImage, variant: Variant) -> Prepared {
     let original = (img.width(), img.height());
     let crop = resize_crop(&img);
     let chw = normalize(&crop, variant);
-    Prepared { chw, crop, original }
+    Prepared {
+        chw,
+        crop,
+        original,
+    }
 }

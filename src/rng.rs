@@ -17,7 +17,7 @@ impl SplitMix64 {
         SplitMix64(seed)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -27,12 +27,12 @@ impl SplitMix64 {
 
     /// Uniform in `0..n` (`n > 0`).
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        (self.next_u64() % n as u64) as usize
     }
 
     /// Uniform in [0, 1).
     pub fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
 }
 
@@ -49,8 +49,14 @@ impl SplitMix64 {
     pub fn linear(&mut self, d_in: usize, d_out: usize, device: &Device) -> Linear {
         let b = 1.0 / (d_in as f32).sqrt();
         Linear {
-            weight: Param::from_tensor(Tensor::from_data(TensorData::new(self.uniform(d_in * d_out, b), [d_in, d_out]), device)),
-            bias: Some(Param::from_tensor(Tensor::from_data(TensorData::new(self.uniform(d_out, b), [d_out]), device))),
+            weight: Param::from_tensor(Tensor::from_data(
+                TensorData::new(self.uniform(d_in * d_out, b), [d_in, d_out]),
+                device,
+            )),
+            bias: Some(Param::from_tensor(Tensor::from_data(
+                TensorData::new(self.uniform(d_out, b), [d_out]),
+                device,
+            ))),
         }
     }
 
@@ -67,9 +73,15 @@ impl SplitMix64 {
     pub fn conv(&mut self, c: &mut BasicConv2d, device: &Device) {
         let dims = c.conv.weight.lazy_shape().dims::<4>();
         let b = 1.0 / ((dims[1] * dims[2] * dims[3]) as f32).sqrt();
-        c.conv.weight = Param::from_tensor(Tensor::from_data(TensorData::new(self.uniform(dims.iter().product(), b), dims), device));
+        c.conv.weight = Param::from_tensor(Tensor::from_data(
+            TensorData::new(self.uniform(dims.iter().product(), b), dims),
+            device,
+        ));
         if c.conv.bias.is_some() {
-            c.conv.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(self.uniform(dims[0], b), [dims[0]]), device)));
+            c.conv.bias = Some(Param::from_tensor(Tensor::from_data(
+                TensorData::new(self.uniform(dims[0], b), [dims[0]]),
+                device,
+            )));
         }
     }
 }

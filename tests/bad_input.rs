@@ -9,7 +9,9 @@ use googlenet::weights::{self, LoadOptions, RawTensor, WeightsError};
 use googlenet::{GoogLeNetConfig, Variant};
 
 fn small_png(w: u32, h: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 40) as u8, (y * 40) as u8, 128]));
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x * 40) as u8, (y * 40) as u8, 128])
+    });
     let mut out = std::io::Cursor::new(Vec::new());
     img.write_to(&mut out, image::ImageFormat::Png).unwrap();
     out.into_inner()
@@ -17,7 +19,10 @@ fn small_png(w: u32, h: u32) -> Vec<u8> {
 
 #[test]
 fn empty_and_non_images_are_refused() {
-    assert!(matches!(preprocess::prepare(&[], Variant::Bvlc), Err(ImageError::Empty)));
+    assert!(matches!(
+        preprocess::prepare(&[], Variant::Bvlc),
+        Err(ImageError::Empty)
+    ));
     let text = b"this is a text file renamed to photo.jpg, not an image at all";
     let err = preprocess::prepare(text, Variant::Bvlc).unwrap_err();
     assert!(matches!(err, ImageError::UnknownFormat), "{err}");
@@ -37,7 +42,16 @@ fn decompression_bombs_are_refused_from_the_header() {
     // refused from the header alone, before any allocation for pixels.
     let png = common::png_header(100_000, 100_000);
     let err = preprocess::prepare(&png, Variant::Bvlc).unwrap_err();
-    assert!(matches!(err, ImageError::TooLarge { width: 100_000, height: 100_000 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ImageError::TooLarge {
+                width: 100_000,
+                height: 100_000
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -70,7 +84,9 @@ fn corrupt_weight_files_are_refused() {
     assert!(err.to_string().contains("exceeds the file size"), "{err}");
     let err = weights::read_safetensors(b"\x04\x00\x00\x00\x00\x00\x00\x00abcd").unwrap_err();
     assert!(err.to_string().contains("JSON"), "{err}");
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     let bytes = std::fs::read(shared.join("weights/bvlc_googlenet.safetensors")).unwrap();
     let err = weights::read_safetensors(&bytes[..bytes.len() - 1000]).unwrap_err();
     assert!(err.to_string().contains("truncated"), "{err}");
@@ -85,48 +101,127 @@ fn bvlc_map() -> Option<weights::TensorMap> {
 fn missing_unknown_and_misshapen_tensors_are_named() {
     let Some(map) = bvlc_map() else { return };
     let device = Device::flex();
-    let load = |m: &weights::TensorMap, o: LoadOptions| weights::load_model(m, &o, &device).map(|_| ()).unwrap_err();
+    let load = |m: &weights::TensorMap, o: LoadOptions| {
+        weights::load_model(m, &o, &device).map(|_| ()).unwrap_err()
+    };
 
     let mut m = map.clone();
     m.tensors.remove("inception_4c/5x5.weight");
     let err = load(&m, LoadOptions::default());
-    assert!(matches!(&err, WeightsError::Missing { key, expected, .. } if key == "inception_4c/5x5.weight" && expected == &vec![64, 24, 5, 5]), "{err}");
+    assert!(
+        matches!(&err, WeightsError::Missing { key, expected, .. } if key == "inception_4c/5x5.weight" && expected == &vec![64, 24, 5, 5]),
+        "{err}"
+    );
 
     let mut m = map.clone();
-    m.tensors.insert("inception_3a/3x3.weight".into(), RawTensor { shape: vec![128, 96, 5, 5], data: vec![0.0; 128 * 96 * 25] });
+    m.tensors.insert(
+        "inception_3a/3x3.weight".into(),
+        RawTensor {
+            shape: vec![128, 96, 5, 5],
+            data: vec![0.0; 128 * 96 * 25],
+        },
+    );
     let err = load(&m, LoadOptions::default());
-    assert_eq!(err.to_string(), "tensor `inception_3a/3x3.weight` has shape [128, 96, 5, 5], expected [128, 96, 3, 3]");
+    assert_eq!(
+        err.to_string(),
+        "tensor `inception_3a/3x3.weight` has shape [128, 96, 5, 5], expected [128, 96, 3, 3]"
+    );
 
     let mut m = map.clone();
-    m.tensors.insert("extra/layer.weight".into(), RawTensor { shape: vec![2], data: vec![0.0; 2] });
+    m.tensors.insert(
+        "extra/layer.weight".into(),
+        RawTensor {
+            shape: vec![2],
+            data: vec![0.0; 2],
+        },
+    );
     let err = load(&m, LoadOptions::default());
-    assert!(matches!(&err, WeightsError::Unknown { keys, .. } if keys == &vec!["extra/layer.weight".to_string()]), "{err}");
+    assert!(
+        matches!(&err, WeightsError::Unknown { keys, .. } if keys == &vec!["extra/layer.weight".to_string()]),
+        "{err}"
+    );
 
-    let err = load(&map, LoadOptions { num_classes: Some(10), ..Default::default() });
-    assert!(matches!(err, WeightsError::ClassCount { found: 1000, requested: 10, .. }), "{err}");
+    let err = load(
+        &map,
+        LoadOptions {
+            num_classes: Some(10),
+            ..Default::default()
+        },
+    );
+    assert!(
+        matches!(
+            err,
+            WeightsError::ClassCount {
+                found: 1000,
+                requested: 10,
+                ..
+            }
+        ),
+        "{err}"
+    );
 
-    let err = load(&map, LoadOptions { variant: Some(Variant::Torchvision), ..Default::default() });
-    assert!(matches!(err, WeightsError::WrongVariant { found: Variant::Bvlc, requested: Variant::Torchvision, .. }), "{err}");
+    let err = load(
+        &map,
+        LoadOptions {
+            variant: Some(Variant::Torchvision),
+            ..Default::default()
+        },
+    );
+    assert!(
+        matches!(
+            err,
+            WeightsError::WrongVariant {
+                found: Variant::Bvlc,
+                requested: Variant::Torchvision,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_torchvision_file_is_not_taken_for_bvlc() {
-    let Some(shared) = common::shared() else { return };
-    let map = weights::read_file(&shared.join("reference/googlenet_torchvision_seed0_bncal.pth")).unwrap();
-    let err = weights::load_model(&map, &LoadOptions { variant: Some(Variant::Bvlc), ..Default::default() }, &Device::flex())
-        .map(|_| ())
-        .unwrap_err();
+    let Some(shared) = common::shared() else {
+        return;
+    };
+    let map = weights::read_file(&shared.join("reference/googlenet_torchvision_seed0_bncal.pth"))
+        .unwrap();
+    let err = weights::load_model(
+        &map,
+        &LoadOptions {
+            variant: Some(Variant::Bvlc),
+            ..Default::default()
+        },
+        &Device::flex(),
+    )
+    .map(|_| ())
+    .unwrap_err();
     assert!(err.to_string().contains("BatchNorm"), "{err}");
 }
 
 #[test]
 fn partial_aux_heads_are_an_error_absent_ones_a_fresh_init() {
     let device = Device::flex();
-    let model = GoogLeNetConfig::new().with_variant(Variant::Seed).with_num_classes(3).init(&device);
+    let model = GoogLeNetConfig::new()
+        .with_variant(Variant::Seed)
+        .with_num_classes(3)
+        .init(&device);
     // Untrained aux heads are not saved (random, and more than half of the file).
-    let untrained = weights::read_safetensors(&weights::save_model(&model, &Default::default()).unwrap()).unwrap();
-    assert!(!untrained.tensors.is_empty() && untrained.tensors.keys().all(|k| !k.starts_with("aux")));
-    let bytes = weights::save_model(&model, &weights::SaveInfo { aux_trained: true, ..Default::default() }).unwrap();
+    let untrained =
+        weights::read_safetensors(&weights::save_model(&model, &Default::default()).unwrap())
+            .unwrap();
+    assert!(
+        !untrained.tensors.is_empty() && untrained.tensors.keys().all(|k| !k.starts_with("aux"))
+    );
+    let bytes = weights::save_model(
+        &model,
+        &weights::SaveInfo {
+            aux_trained: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let map = weights::read_safetensors(&bytes).unwrap();
     assert!(map.tensors.contains_key("aux2.fc1.weight"));
 
@@ -141,32 +236,65 @@ fn partial_aux_heads_are_an_error_absent_ones_a_fresh_init() {
     let values = |m: &googlenet::GoogLeNet, h: usize| {
         let a = m.aux_heads()[h].expect("the model keeps its aux heads");
         let v = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
-        [v(a.conv.conv.weight.val().flatten::<2>(1, 3)), v(a.fc1.weight.val()), v(a.fc2.weight.val())]
+        [
+            v(a.conv.conv.weight.val().flatten::<2>(1, 3)),
+            v(a.fc1.weight.val()),
+            v(a.fc2.weight.val()),
+        ]
     };
     for h in 0..2 {
         let (a, b) = (values(&fresh, h), values(&again, h));
-        assert_eq!(a, b, "aux{}: two loads of one file must draw the same fresh head", h + 1);
+        assert_eq!(
+            a,
+            b,
+            "aux{}: two loads of one file must draw the same fresh head",
+            h + 1
+        );
         // aux1 reads 4a (512 channels), aux2 reads 4d (528); then fc1 (2048 in) and fc2 (1024 in).
-        for (w, fan_in) in a.iter().zip([[512.0f32, 2048.0, 1024.0], [528.0, 2048.0, 1024.0]][h]) {
+        for (w, fan_in) in a
+            .iter()
+            .zip([[512.0f32, 2048.0, 1024.0], [528.0, 2048.0, 1024.0]][h])
+        {
             let bound = 1.0 / fan_in.sqrt();
-            let (lo, hi) = w.iter().fold((f32::MAX, f32::MIN), |(l, u), &x| (l.min(x), u.max(x)));
-            assert!(lo >= -bound && hi <= bound && lo < -0.9 * bound && hi > 0.9 * bound, "aux{}: values in [{lo}, {hi}], bound {bound}", h + 1);
+            let (lo, hi) = w
+                .iter()
+                .fold((f32::MAX, f32::MIN), |(l, u), &x| (l.min(x), u.max(x)));
+            assert!(
+                lo >= -bound && hi <= bound && lo < -0.9 * bound && hi > 0.9 * bound,
+                "aux{}: values in [{lo}, {hi}], bound {bound}",
+                h + 1
+            );
         }
     }
-    assert_ne!(values(&fresh, 0)[1], values(&fresh, 1)[1], "the two heads are drawn one after the other, not alike");
+    assert_ne!(
+        values(&fresh, 0)[1],
+        values(&fresh, 1)[1],
+        "the two heads are drawn one after the other, not alike"
+    );
 
     let mut partial = map.clone();
     partial.tensors.remove("aux2.fc1.weight");
-    let err = weights::load_model(&partial, &LoadOptions::default(), &device).map(|_| ()).unwrap_err();
-    assert!(matches!(&err, WeightsError::Missing { key, expected, .. } if key == "aux2.fc1.weight" && expected == &vec![1024, 2048]), "{err}");
+    let err = weights::load_model(&partial, &LoadOptions::default(), &device)
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        matches!(&err, WeightsError::Missing { key, expected, .. } if key == "aux2.fc1.weight" && expected == &vec![1024, 2048]),
+        "{err}"
+    );
 }
 
 #[test]
 fn saved_files_round_trip_with_identical_logits() {
     let device = Device::flex();
-    let model = GoogLeNetConfig::new().with_variant(Variant::Torchvision).with_num_classes(4).init(&device);
+    let model = GoogLeNetConfig::new()
+        .with_variant(Variant::Torchvision)
+        .with_num_classes(4)
+        .init(&device);
     let labels: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
-    let info = weights::SaveInfo { labels: Some(labels.clone()), aux_trained: true };
+    let info = weights::SaveInfo {
+        labels: Some(labels.clone()),
+        aux_trained: true,
+    };
     let bytes = weights::save_model(&model, &info).unwrap();
     let map = weights::read_safetensors(&bytes).unwrap();
     assert_eq!(map.metadata["googlenet.variant"], "torchvision");
@@ -174,19 +302,43 @@ fn saved_files_round_trip_with_identical_logits() {
     assert_eq!(report.variant, Variant::Torchvision);
     assert_eq!(report.labels, Some(labels));
     assert!(!report.aux_fresh);
-    let x = Tensor::<4>::random([1, 3, 224, 224], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
-    let a = model.valid().forward(x.clone()).into_data().try_to_vec::<f32>().unwrap();
-    let b = back.valid().forward(x).into_data().try_to_vec::<f32>().unwrap();
+    let x = Tensor::<4>::random(
+        [1, 3, 224, 224],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let a = model
+        .valid()
+        .forward(x.clone())
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let b = back
+        .valid()
+        .forward(x)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
     assert_eq!(a, b);
     // Metadata naming another variant is honoured and enforced.
-    let err = weights::load_model(&map, &LoadOptions { variant: Some(Variant::Seed), ..Default::default() }, &device)
-        .map(|_| ())
-        .unwrap_err();
+    let err = weights::load_model(
+        &map,
+        &LoadOptions {
+            variant: Some(Variant::Seed),
+            ..Default::default()
+        },
+        &device,
+    )
+    .map(|_| ())
+    .unwrap_err();
     assert!(matches!(err, WeightsError::WrongVariant { .. }), "{err}");
 }
 
 fn cli(args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_googlenet")).args(args).output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_googlenet"))
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -197,9 +349,15 @@ fn cli(args: &[&str]) -> (i32, String, String) {
 fn assert_one_line_error(args: &[&str], needle: &str) {
     let (code, _, err) = cli(args);
     assert_eq!(code, 1, "{args:?}: {err}");
-    assert!(!err.contains("panicked") && !err.contains("internal error") && !err.contains("backtrace"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("internal error") && !err.contains("backtrace"),
+        "{err}"
+    );
     assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-    assert!(err.starts_with("error: ") && err.contains(needle), "{args:?}: {err}");
+    assert!(
+        err.starts_with("error: ") && err.contains(needle),
+        "{args:?}: {err}"
+    );
 }
 
 #[test]
@@ -214,18 +372,67 @@ fn cli_errors_are_one_line() {
     std::fs::write(&npy, googlenet::npy::write(&[1, 3, 10, 10], &[0.0; 300])).unwrap();
     let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
 
-    assert_one_line_error(&["classify", "--weights", &s(&junk), &s(&fake)], "not a valid safetensors file");
-    assert_one_line_error(&["classify", "--weights", "/nonexistent/w.safetensors", &s(&fake)], "cannot read");
-    assert_one_line_error(&["logits", "--weights", &s(&junk), "--input", &s(&fake), "--out", "/tmp/o.npy"], "not a .npy file");
-    assert_one_line_error(&["logits", "--weights", &s(&junk), "--input", &s(&npy), "--out", "/tmp/o.npy"], "expected shape [N≥1, 3, H, W]");
-    assert_one_line_error(&["convert", "--from", &s(&fake), "--to", "/tmp/o.safetensors"], "safetensors");
+    assert_one_line_error(
+        &["classify", "--weights", &s(&junk), &s(&fake)],
+        "not a valid safetensors file",
+    );
+    assert_one_line_error(
+        &[
+            "classify",
+            "--weights",
+            "/nonexistent/w.safetensors",
+            &s(&fake),
+        ],
+        "cannot read",
+    );
+    assert_one_line_error(
+        &[
+            "logits",
+            "--weights",
+            &s(&junk),
+            "--input",
+            &s(&fake),
+            "--out",
+            "/tmp/o.npy",
+        ],
+        "not a .npy file",
+    );
+    assert_one_line_error(
+        &[
+            "logits",
+            "--weights",
+            &s(&junk),
+            "--input",
+            &s(&npy),
+            "--out",
+            "/tmp/o.npy",
+        ],
+        "expected shape [N≥1, 3, H, W]",
+    );
+    assert_one_line_error(
+        &["convert", "--from", &s(&fake), "--to", "/tmp/o.safetensors"],
+        "safetensors",
+    );
     let (code, _, err) = cli(&["inspect", "--variant", "alexnet"]);
     assert_eq!(code, 2, "clap usage error");
     assert!(err.contains("unknown variant `alexnet`"), "{err}");
     if let Some(shared) = common::shared() {
         let w = s(&shared.join("weights/bvlc_googlenet.safetensors"));
-        assert_one_line_error(&["classify", "--weights", &w, &s(&fake)], "not an image this app can read");
-        assert_one_line_error(&["classify", "--weights", &w, "--variant", "torchvision", &s(&fake)], "`bvlc` variant");
+        assert_one_line_error(
+            &["classify", "--weights", &w, &s(&fake)],
+            "not an image this app can read",
+        );
+        assert_one_line_error(
+            &[
+                "classify",
+                "--weights",
+                &w,
+                "--variant",
+                "torchvision",
+                &s(&fake),
+            ],
+            "`bvlc` variant",
+        );
     }
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -302,26 +509,43 @@ fn compressed_png_chunks_are_never_inflated() {
     let png = small_png(40, 30);
     let plain = preprocess::decode(&png).unwrap().to_rgb8();
     let (zeros, inflated) = zlib_zeros(1_200_000);
-    assert!(inflated > 300_000_000 && zeros.len() < 2_000_000, "{inflated} from {}", zeros.len());
+    assert!(
+        inflated > 300_000_000 && zeros.len() < 2_000_000,
+        "{inflated} from {}",
+        zeros.len()
+    );
     let cases: [(&[u8; 4], Vec<u8>); 3] = [
         (b"iCCP", [b"sRGB\0\0".as_slice(), &zeros].concat()),
         (b"zTXt", [b"Comment\0\0".as_slice(), &zeros].concat()),
-        (b"iTXt", [b"Comment\0\x01\0en\0\0".as_slice(), &zeros].concat()),
+        (
+            b"iTXt",
+            [b"Comment\0\x01\0en\0\0".as_slice(), &zeros].concat(),
+        ),
     ];
     for (kind, data) in cases {
         let hostile = with_chunk_after_ihdr(&png, common::png_chunk(kind, &data));
         let (img, peak) = peak::peak_heap(|| preprocess::decode(&hostile));
         let name = String::from_utf8_lossy(kind);
         let img = img.unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(img.to_rgb8(), plain, "{name}: the pixels are the plain file's");
+        assert_eq!(
+            img.to_rgb8(),
+            plain,
+            "{name}: the pixels are the plain file's"
+        );
         // The budget: the file (and one copy without the chunk), the pixels, the inflater.
         let budget = 2 * hostile.len() + (1 << 20);
-        assert!(peak < budget, "{name}: {peak} bytes at the peak, budget {budget}");
+        assert!(
+            peak < budget,
+            "{name}: {peak} bytes at the peak, budget {budget}"
+        );
     }
 }
 
 fn progressive_fixture() -> Vec<u8> {
-    std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/progressive.jpg")).unwrap()
+    std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/progressive.jpg"),
+    )
+    .unwrap()
 }
 
 /// `jpeg` with its last scan (SOS header and entropy-coded data) repeated `copies` more times
@@ -359,11 +583,20 @@ fn progressive_scan_bombs_are_refused_before_decoding() {
     // ordinary file), counted from the markers: refused before any decoder runs, at the cost
     // of reading the bytes once, whatever size the header claims.
     let bomb = with_repeated_last_scan(&jpeg, 5000);
-    for (what, bytes) in [("48×32", bomb.clone()), ("8000×5000", with_frame_size(&bomb, 8000, 5000))] {
+    for (what, bytes) in [
+        ("48×32", bomb.clone()),
+        ("8000×5000", with_frame_size(&bomb, 8000, 5000)),
+    ] {
         let (r, peak) = peak::peak_heap(|| preprocess::decode(&bytes));
         let err = r.unwrap_err();
-        assert!(matches!(err, ImageError::TooManyScans { scans: 5010 }), "{what}: {err}");
-        assert!(peak < 64 << 10, "{what}: {peak} bytes at the peak: nothing is allocated for pixels");
+        assert!(
+            matches!(err, ImageError::TooManyScans { scans: 5010 }),
+            "{what}: {err}"
+        );
+        assert!(
+            peak < 64 << 10,
+            "{what}: {peak} bytes at the peak: nothing is allocated for pixels"
+        );
         assert_eq!(
             err.to_string(),
             "the JPEG has 5,010 scans; the limit is 500 (an ordinary progressive JPEG has about 10): re-save it as an \
@@ -376,20 +609,44 @@ fn progressive_scan_bombs_are_refused_before_decoding() {
     let heavy = with_repeated_last_scan(&jpeg, 300);
     let (r, peak) = peak::peak_heap(|| preprocess::decode(&heavy));
     let err = r.unwrap_err();
-    assert!(matches!(err, ImageError::ScanWork { visits: 7392, blocks: 36 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ImageError::ScanWork {
+                visits: 7392,
+                blocks: 36
+            }
+        ),
+        "{err}"
+    );
     assert!(peak < 64 << 10, "{peak} bytes at the peak");
     assert!(err.to_string().starts_with("the JPEG's scans decode its 36 blocks 7,392 times in all, 205.3 times each; the limit is 100"), "{err}");
     // The same script at 40 megapixels is refused the same way, from the same arithmetic.
     let err = preprocess::decode(&with_frame_size(&heavy, 8000, 5000)).unwrap_err();
-    assert!(matches!(err, ImageError::ScanWork { blocks: 938_000, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ImageError::ScanWork {
+                blocks: 938_000,
+                ..
+            }
+        ),
+        "{err}"
+    );
     // 100 passes is the limit, not less: 135 more luma scans is 3,432 decodes, 95.3 passes.
     let err = preprocess::decode(&with_repeated_last_scan(&jpeg, 135)).err();
-    assert!(!matches!(err, Some(ImageError::ScanWork { .. } | ImageError::TooManyScans { .. })), "{err:?}");
+    assert!(
+        !matches!(
+            err,
+            Some(ImageError::ScanWork { .. } | ImageError::TooManyScans { .. })
+        ),
+        "{err:?}"
+    );
 }
 
 fn rgb_noise(w: usize, h: usize) -> Vec<u8> {
     let mut rng = googlenet::rng::SplitMix64::new(7);
-    (0..w * h * 3).map(|_| rng.next() as u8).collect()
+    (0..w * h * 3).map(|_| rng.next_u64() as u8).collect()
 }
 
 #[test]
@@ -398,25 +655,37 @@ fn unsupported_and_damaged_inputs_are_worded_differently() {
     let mut tiff = b"II*\0\x08\0\0\0".to_vec();
     tiff.extend_from_slice(&[0; 16]);
     let err = preprocess::decode(&tiff).unwrap_err();
-    assert!(matches!(&err, ImageError::Unsupported(f) if f == "TIFF"), "{err}");
+    assert!(
+        matches!(&err, ImageError::Unsupported(f) if f == "TIFF"),
+        "{err}"
+    );
     assert_eq!(
         err.to_string(),
         "unsupported image format: TIFF (this app reads JPEG, PNG, GIF, WebP and BMP; convert it to one of those)"
     );
     let heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic".to_vec();
-    assert!(matches!(preprocess::decode(&heic), Err(ImageError::Unsupported(f)) if f == "HEIC/HEIF"));
+    assert!(
+        matches!(preprocess::decode(&heic), Err(ImageError::Unsupported(f)) if f == "HEIC/HEIF")
+    );
     // Arithmetic-coded JPEG (SOF9) is decoded (libjpeg-turbo has the coder), to the same pixels
     // as the Huffman-coded file of the same coefficients.
     use libjpeg_turbo_rs::{PixelFormat, Subsampling};
     let px = rgb_noise(40, 24);
-    let arith = libjpeg_turbo_rs::compress_arithmetic(&px, 40, 24, PixelFormat::Rgb, 90, Subsampling::S420).unwrap();
+    let arith =
+        libjpeg_turbo_rs::compress_arithmetic(&px, 40, 24, PixelFormat::Rgb, 90, Subsampling::S420)
+            .unwrap();
     assert!(arith.windows(2).any(|w| w == [0xFF, 0xC9]), "an SOF9 frame");
-    let huffman = libjpeg_turbo_rs::compress(&px, 40, 24, PixelFormat::Rgb, 90, Subsampling::S420).unwrap();
+    let huffman =
+        libjpeg_turbo_rs::compress(&px, 40, 24, PixelFormat::Rgb, 90, Subsampling::S420).unwrap();
     let a = preprocess::decode(&arith).unwrap_or_else(|e| panic!("arithmetic JPEG: {e}"));
     assert_eq!(a.to_rgb8(), preprocess::decode(&huffman).unwrap().to_rgb8());
     // Cut short, it is damaged, and said to be.
     let err = preprocess::decode(&arith[..arith.len() / 2]).unwrap_err();
-    assert!(err.to_string().starts_with("the image file is damaged or truncated: the JPEG data ends early"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("the image file is damaged or truncated: the JPEG data ends early"),
+        "{err}"
+    );
 }
 
 /// The CLI with its memory bounded (2 GB of address space: the budgets plus the model, far
@@ -449,22 +718,39 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
 /// A sparse file of `len` bytes starting with `head` (no disk, no time to make).
 fn sparse_file(path: &std::path::Path, head: &[u8], len: u64) {
     std::fs::write(path, head).unwrap();
-    std::fs::OpenOptions::new().write(true).open(path).unwrap().set_len(len).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
 }
 
 #[test]
 fn the_cli_checks_an_input_before_reading_it() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     let w = shared.join("weights/bvlc_googlenet.safetensors");
     let w = w.to_str().unwrap();
     let dir = temp_dir("unread");
     let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
     let fifo = dir.join("pipe.jpg");
-    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
     let big_pdf = dir.join("big.pdf");
     sparse_file(&big_pdf, b"%PDF-1.7\n", 2_000_000_000);
     let big_jpeg = dir.join("big.jpg");
-    sparse_file(&big_jpeg, &[0xFF, 0xD8, 0xFF, 0xE0, 0, 16, b'J', b'F', b'I', b'F', 0], 2_000_000_000);
+    sparse_file(
+        &big_jpeg,
+        &[0xFF, 0xD8, 0xFF, 0xE0, 0, 16, b'J', b'F', b'I', b'F', 0],
+        2_000_000_000,
+    );
     let cases: [(Vec<String>, String); 7] = [
         (vec!["/dev/zero".into()], "error: /dev/zero is a character device, not a regular file: give the path of an image".into()),
         (vec![s(&fifo)], format!("error: {} is a FIFO (named pipe), not a regular file: give the path of an image", s(&fifo))),
@@ -490,14 +776,27 @@ fn the_cli_checks_an_input_before_reading_it() {
     // header and its size without reading the 300 MB.
     let (code, _, err) = cli_bounded(&["classify", "--weights", "/dev/zero", &s(&big_pdf)]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("/dev/zero is a character device, not a regular file: give the path of a weights file"), "{err}");
+    assert!(
+        err.contains(
+            "/dev/zero is a character device, not a regular file: give the path of a weights file"
+        ),
+        "{err}"
+    );
     let trailing = dir.join("trailing.safetensors");
     std::fs::copy(w, &trailing).unwrap();
     let len = std::fs::metadata(&trailing).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(&trailing).unwrap().set_len(len + 300_000_000).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&trailing)
+        .unwrap()
+        .set_len(len + 300_000_000)
+        .unwrap();
     let (code, _, err) = cli_bounded(&["classify", "--weights", &s(&trailing), &s(&big_pdf)]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("the header length is wrong or 300000000 stray bytes follow the last tensor"), "{err}");
+    assert!(
+        err.contains("the header length is wrong or 300000000 stray bytes follow the last tensor"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -506,7 +805,10 @@ fn weights_are_refused_from_their_header_without_reading_the_rest() {
     // A valid small file with 100 MB after its last tensor (within the size limit): refused
     // having read the header only; and past the size limit, from the size.
     let device = Device::flex();
-    let model = GoogLeNetConfig::new().with_variant(Variant::Seed).with_num_classes(3).init(&device);
+    let model = GoogLeNetConfig::new()
+        .with_variant(Variant::Seed)
+        .with_num_classes(3)
+        .init(&device);
     let bytes = weights::save_model(&model, &Default::default()).unwrap();
     let dir = temp_dir("trailing");
     let path = dir.join("w.safetensors");
@@ -514,17 +816,35 @@ fn weights_are_refused_from_their_header_without_reading_the_rest() {
     let (map, whole) = peak::peak_heap(|| weights::read_file(&path));
     assert!(map.is_ok());
     for (extra, what) in [(100_000_000u64, "header"), (300_000_000, "header")] {
-        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(bytes.len() as u64 + extra).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(bytes.len() as u64 + extra)
+            .unwrap();
         let (r, peak) = peak::peak_heap(|| weights::read_file(&path));
         let err = r.map(|_| ()).unwrap_err();
-        assert!(err.to_string().contains(&format!("{extra} stray bytes follow the last tensor")), "{what}: {err}");
-        assert!(peak < (1 << 20) && peak * 10 < whole, "{what}: {peak} bytes at the peak, {whole} for the whole file");
+        assert!(
+            err.to_string()
+                .contains(&format!("{extra} stray bytes follow the last tensor")),
+            "{what}: {err}"
+        );
+        assert!(
+            peak < (1 << 20) && peak * 10 < whole,
+            "{what}: {peak} bytes at the peak, {whole} for the whole file"
+        );
     }
     // A file whose header cannot be read as one is refused by size before reading.
     sparse_file(&path, b"garbage!", weights::MAX_FILE_BYTES + 1);
     let (r, peak) = peak::peak_heap(|| weights::read_file(&path));
     let err = r.map(|_| ()).unwrap_err();
-    assert_eq!(err.to_string(), format!("{} is 256,000,001 bytes; the limit for a weights file is 256,000,000 bytes", path.display()));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{} is 256,000,001 bytes; the limit for a weights file is 256,000,000 bytes",
+            path.display()
+        )
+    );
     assert!(peak < 1 << 20, "{peak}");
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -534,7 +854,9 @@ fn weights_are_refused_from_their_header_without_reading_the_rest() {
 
 #[test]
 fn one_bad_file_loses_none_of_the_good_ones() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     let dir = temp_dir("streaming");
     let bad = dir.join("bad.pdf");
     std::fs::write(&bad, "%PDF-1.7 not an image").unwrap();
@@ -547,29 +869,63 @@ fn one_bad_file_loses_none_of_the_good_ones() {
         s(&bad)
     );
     // Text: both photos' results, the bad file named on stderr, exit status 1.
-    let (code, out, err) = cli(&["classify", "--top", "1", "--weights", &s(&w), &s(&cat), &s(&bad), &s(&dog)]);
+    let (code, out, err) = cli(&[
+        "classify",
+        "--top",
+        "1",
+        "--weights",
+        &s(&w),
+        &s(&cat),
+        &s(&bad),
+        &s(&dog),
+    ]);
     assert_eq!((code, err.trim_end()), (1, want_err.as_str()));
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 4, "{out}");
     assert_eq!((lines[0], lines[2]), (s(&cat).as_str(), s(&dog).as_str()));
-    assert!(lines[1].ends_with("  Egyptian cat (#285)") && lines[3].ends_with("  Pembroke, Pembroke Welsh corgi (#263)"), "{out}");
+    assert!(
+        lines[1].ends_with("  Egyptian cat (#285)")
+            && lines[3].ends_with("  Pembroke, Pembroke Welsh corgi (#263)"),
+        "{out}"
+    );
     // JSON: still one valid array, of the two that worked.
-    let (code, out, err) = cli(&["classify", "--json", "--top", "1", "--weights", &s(&w), &s(&cat), &s(&bad), &s(&dog)]);
+    let (code, out, err) = cli(&[
+        "classify",
+        "--json",
+        "--top",
+        "1",
+        "--weights",
+        &s(&w),
+        &s(&cat),
+        &s(&bad),
+        &s(&dog),
+    ]);
     assert_eq!((code, err.trim_end()), (1, want_err.as_str()));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let images: Vec<&str> = v.as_array().unwrap().iter().map(|r| r["image"].as_str().unwrap()).collect();
+    let images: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["image"].as_str().unwrap())
+        .collect();
     assert_eq!(images, [s(&cat), s(&dog)]);
     assert_eq!(v[1]["top"][0]["index"], 263);
     // Only the bad file: its one line, no summary.
     let (code, out, err) = cli(&["classify", "--json", "--weights", &s(&w), &s(&bad)]);
-    assert_eq!((code, out.trim_end(), err.lines().count()), (1, "[\n]", 1), "{err}");
+    assert_eq!(
+        (code, out.trim_end(), err.lines().count()),
+        (1, "[\n]", 1),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn results_are_printed_as_soon_as_they_are_known() {
     use std::io::BufRead;
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     let cat = shared.join("images/cat.jpg");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_googlenet"))
         .args(["classify", "--json", "--top", "1", "--weights"])
@@ -588,14 +944,20 @@ fn results_are_printed_as_soon_as_they_are_known() {
     assert_eq!(v["top"][0]["label"], "Egyptian cat");
     let rest: Vec<String> = lines.map(Result::unwrap).collect();
     assert!(child.wait().unwrap().success());
-    assert!(running, "the first result came only once the process had ended");
-    let all: serde_json::Value = serde_json::from_str(&format!("[\n{first}\n{}", rest.join("\n"))).unwrap();
+    assert!(
+        running,
+        "the first result came only once the process had ended"
+    );
+    let all: serde_json::Value =
+        serde_json::from_str(&format!("[\n{first}\n{}", rest.join("\n"))).unwrap();
     assert_eq!(all.as_array().unwrap().len(), 30);
 }
 
 #[test]
 fn control_characters_from_files_are_printed_escaped() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     let dir = temp_dir("escape");
     // A file name that would forge a result line and recolour the terminal.
     let name = "x\u{1b}[31m\r\n  99.99%  Egyptian cat (#285)\u{202e}.jpg";
@@ -603,22 +965,49 @@ fn control_characters_from_files_are_printed_escaped() {
     std::fs::copy(shared.join("images/dog.jpg"), &photo).unwrap();
     let missing = dir.join("gone\u{1b}[2J.jpg");
     let w = shared.join("weights/bvlc_googlenet.safetensors");
-    let (code, out, err) = cli(&["classify", "--top", "1", "--weights", w.to_str().unwrap(), photo.to_str().unwrap(), missing.to_str().unwrap()]);
+    let (code, out, err) = cli(&[
+        "classify",
+        "--top",
+        "1",
+        "--weights",
+        w.to_str().unwrap(),
+        photo.to_str().unwrap(),
+        missing.to_str().unwrap(),
+    ]);
     assert_eq!(code, 1, "{err}");
     for text in [&out, &err] {
-        assert!(!text.contains(['\u{1b}', '\r', '\u{202e}']), "raw control characters: {text:?}");
+        assert!(
+            !text.contains(['\u{1b}', '\r', '\u{202e}']),
+            "raw control characters: {text:?}"
+        );
     }
-    let shown = format!("{}/x\\u{{1b}}[31m\\r\\n  99.99%  Egyptian cat (#285)\\u{{202e}}.jpg", dir.display());
+    let shown = format!(
+        "{}/x\\u{{1b}}[31m\\r\\n  99.99%  Egyptian cat (#285)\\u{{202e}}.jpg",
+        dir.display()
+    );
     assert_eq!(out.lines().next(), Some(shown.as_str()), "{out}");
-    assert_eq!(out.lines().count(), 2, "one result line, no forged one: {out}");
+    assert_eq!(
+        out.lines().count(),
+        2,
+        "one result line, no forged one: {out}"
+    );
     assert!(out.contains("Pembroke"), "{out}");
-    assert!(err.starts_with(&format!("error: cannot read {}/gone\\u{{1b}}[2J.jpg: ", dir.display())), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "error: cannot read {}/gone\\u{{1b}}[2J.jpg: ",
+            dir.display()
+        )),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
 /// A small valid weights file (3-class seed variant).
 fn small_weights(path: &std::path::Path) -> Vec<u8> {
-    let model = GoogLeNetConfig::new().with_variant(Variant::Seed).with_num_classes(3).init(&Device::flex());
+    let model = GoogLeNetConfig::new()
+        .with_variant(Variant::Seed)
+        .with_num_classes(3)
+        .init(&Device::flex());
     let bytes = weights::save_model(&model, &Default::default()).unwrap();
     std::fs::write(path, &bytes).unwrap();
     bytes
@@ -646,40 +1035,96 @@ fn outputs_never_overwrite_inputs_and_replace_files_whole() {
         assert_eq!(code, 1, "{err}");
         assert_eq!(
             err.trim_end(),
-            format!("error: --to {} is the same file as --from {}: writing it would destroy that input; choose another path", s(to), s(&w))
+            format!(
+                "error: --to {} is the same file as --from {}: writing it would destroy that input; choose another path",
+                s(to),
+                s(&w)
+            )
         );
         assert_eq!(std::fs::read(&w).unwrap(), original);
     }
     // logits: --out (or one of its aux files) onto --input or --weights.
     let x = dir.join("x.npy");
-    std::fs::write(&x, googlenet::npy::write(&[1, 3, 96, 96], &vec![0.0; 3 * 96 * 96])).unwrap();
+    std::fs::write(
+        &x,
+        googlenet::npy::write(&[1, 3, 96, 96], &vec![0.0; 3 * 96 * 96]),
+    )
+    .unwrap();
     for (out, input) in [(&x, "--input"), (&w, "--weights")] {
-        let (code, _, err) = cli(&["logits", "--weights", &s(&w), "--input", &s(&x), "--out", &s(out)]);
+        let (code, _, err) = cli(&[
+            "logits",
+            "--weights",
+            &s(&w),
+            "--input",
+            &s(&x),
+            "--out",
+            &s(out),
+        ]);
         assert_eq!(code, 1, "{err}");
-        assert!(err.contains(&format!("is the same file as {input} ")), "{err}");
+        assert!(
+            err.contains(&format!("is the same file as {input} ")),
+            "{err}"
+        );
     }
     assert_eq!(std::fs::read(&w).unwrap(), original);
     // --train writes OUT, OUT.aux2.npy and OUT.aux1.npy: each is checked.
     let aux = dir.join("y.aux1.npy");
     std::fs::hard_link(&x, &aux).unwrap();
-    let (code, _, err) = cli(&["logits", "--weights", &s(&w), "--input", &s(&x), "--train", "--out", &s(&dir.join("y.npy"))]);
+    let (code, _, err) = cli(&[
+        "logits",
+        "--weights",
+        &s(&w),
+        "--input",
+        &s(&x),
+        "--train",
+        "--out",
+        &s(&dir.join("y.npy")),
+    ]);
     assert_eq!(code, 1, "{err}");
     assert_eq!(
         err.trim_end(),
-        format!("error: --out (aux1) {} is the same file as --input {}: writing it would destroy that input; choose another path", s(&aux), s(&x))
+        format!(
+            "error: --out (aux1) {} is the same file as --input {}: writing it would destroy that input; choose another path",
+            s(&aux),
+            s(&x)
+        )
     );
     // A good convert replaces the destination through a new file (renamed over it), not by
     // truncating it in place, and leaves no temporary file behind.
     let dest = dir.join("out.safetensors");
     std::fs::write(&dest, b"the previous file").unwrap();
     let before = inode(&dest);
-    let (code, _, err) = cli(&["convert", "--from", &s(&w), "--to", &s(&dest), "--dtype", "f16"]);
+    let (code, _, err) = cli(&[
+        "convert",
+        "--from",
+        &s(&w),
+        "--to",
+        &s(&dest),
+        "--dtype",
+        "f16",
+    ]);
     assert_eq!(code, 0, "{err}");
-    assert_ne!(inode(&dest), before, "replaced by a rename, not rewritten in place");
+    assert_ne!(
+        inode(&dest),
+        before,
+        "replaced by a rename, not rewritten in place"
+    );
     assert!(weights::read_file(&dest).is_ok());
-    let mut names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
-    assert_eq!(names, ["link.safetensors", "out.safetensors", "w.safetensors", "x.npy", "y.aux1.npy"]);
+    assert_eq!(
+        names,
+        [
+            "link.safetensors",
+            "out.safetensors",
+            "w.safetensors",
+            "x.npy",
+            "y.aux1.npy"
+        ]
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -700,7 +1145,12 @@ fn an_output_that_fails_leaves_the_destination_as_it_was() {
     assert_eq!(std::fs::read(&dest).unwrap(), b"the new model");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
     // A destination in a folder that does not exist: an error naming it, before any write.
-    let err = files::write(&dir.join("no/such/dir/x"), b"x").unwrap_err().to_string();
-    assert!(err.starts_with(&format!("cannot write {}/no/such/dir/x: ", dir.display())), "{err}");
+    let err = files::write(&dir.join("no/such/dir/x"), b"x")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(&format!("cannot write {}/no/such/dir/x: ", dir.display())),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -49,7 +49,7 @@ trait Draw {
 
 impl Draw for Rng {
     fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
+        self.next_u64() % 100 < percent
     }
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
@@ -57,22 +57,29 @@ impl Draw for Rng {
 }
 
 fn base_seed() -> u64 {
-    std::env::var("GOOGLENET_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(BASE_SEED)
+    std::env::var("GOOGLENET_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(BASE_SEED)
 }
 
 /// The generator for one case of a group: independent of the other cases, so a failing case
 /// reproduces alone.
 fn case_rng(base: u64, group: &str, case: u64) -> Rng {
-    let g = group.bytes().fold(0xCBF2_9CE4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01B3));
+    let g = group.bytes().fold(0xCBF2_9CE4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01B3)
+    });
     let mut r = Rng::new(base ^ g ^ case.wrapping_mul(0xD1B5_4A32_D192_ED03));
-    r.next();
+    r.next_u64();
     r
 }
 
 // ---------------------------------------------------------------------------------------
 // Mutations
 
-const INTERESTING: [u8; 12] = [0x00, 0xFF, 0x80, b'"', b'{', b'}', b'[', b',', b'0', b'9', b'-', b' '];
+const INTERESTING: [u8; 12] = [
+    0x00, 0xFF, 0x80, b'"', b'{', b'}', b'[', b',', b'0', b'9', b'-', b' ',
+];
 
 /// Where mutations land: `0..focus` (the header region of a large file; the whole of a small one).
 fn pos(rng: &mut Rng, len: usize, focus: usize) -> usize {
@@ -101,7 +108,7 @@ fn mutate(rng: &mut Rng, buf: &mut Vec<u8>, focus: usize, donors: &[&[u8]]) -> V
             }
             2 => {
                 let p = pos(rng, len, focus);
-                buf[p] = rng.next() as u8;
+                buf[p] = rng.next_u64() as u8;
                 done.push("random-byte");
             }
             3 => {
@@ -145,7 +152,7 @@ fn mutate(rng: &mut Rng, buf: &mut Vec<u8>, focus: usize, donors: &[&[u8]]) -> V
             7 => {
                 let p = pos(rng, len, focus);
                 let n = 1 + rng.below(16);
-                let bytes: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+                let bytes: Vec<u8> = (0..n).map(|_| rng.next_u64() as u8).collect();
                 buf.splice(p..p, bytes);
                 done.push("insert-random");
             }
@@ -169,10 +176,21 @@ fn nudge_header_len(rng: &mut Rng, buf: &mut [u8]) {
     }
     let n = u64::from_le_bytes(buf[..8].try_into().unwrap());
     let n = match rng.below(10) {
-        0 => *rng.pick(&[0, u64::MAX, u64::MAX / 2, 1 << 32, 100_000_001, buf.len() as u64]),
+        0 => *rng.pick(&[
+            0,
+            u64::MAX,
+            u64::MAX / 2,
+            1 << 32,
+            100_000_001,
+            buf.len() as u64,
+        ]),
         _ => {
             let d = 1 + rng.below(8) as u64;
-            if rng.chance(50) { n.wrapping_add(d) } else { n.wrapping_sub(d) }
+            if rng.chance(50) {
+                n.wrapping_add(d)
+            } else {
+                n.wrapping_sub(d)
+            }
         }
     };
     buf[..8].copy_from_slice(&n.to_le_bytes());
@@ -201,7 +219,10 @@ fn install_hook() {
                     .map(|s| s.to_string())
                     .or_else(|| info.payload().downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "(non-string payload)".into());
-                let at = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column())).unwrap_or_default();
+                let at = info
+                    .location()
+                    .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+                    .unwrap_or_default();
                 PANIC_AT.with(|p| *p.borrow_mut() = Some(format!("panicked at {at}: {msg}")));
             } else {
                 default(info);
@@ -216,7 +237,11 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     IN_CASE.with(|c| c.set(true));
     let r = catch_unwind(AssertUnwindSafe(f));
     IN_CASE.with(|c| c.set(false));
-    r.map_err(|_| PANIC_AT.with(|p| p.borrow_mut().take()).unwrap_or_else(|| "panicked (no message)".into()))
+    r.map_err(|_| {
+        PANIC_AT
+            .with(|p| p.borrow_mut().take())
+            .unwrap_or_else(|| "panicked (no message)".into())
+    })
 }
 
 /// Failures of one test, reported together at the end.
@@ -224,7 +249,15 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
 struct Failures(Vec<String>);
 
 impl Failures {
-    fn add(&mut self, group: &str, base: u64, case: Option<u64>, ops: &[&str], input: &[u8], what: String) {
+    fn add(
+        &mut self,
+        group: &str,
+        base: u64,
+        case: Option<u64>,
+        ops: &[&str],
+        input: &[u8],
+        what: String,
+    ) {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fuzz-failures");
         let _ = std::fs::create_dir_all(&dir);
         let name = match case {
@@ -242,7 +275,12 @@ impl Failures {
     }
 
     fn assert_none(&self, what: &str) {
-        assert!(self.0.is_empty(), "{} {what} fuzz failure(s):\n{}", self.0.len(), self.0.join("\n"));
+        assert!(
+            self.0.is_empty(),
+            "{} {what} fuzz failure(s):\n{}",
+            self.0.len(),
+            self.0.join("\n")
+        );
     }
 }
 
@@ -267,14 +305,30 @@ fn check_weights(bytes: &[u8], load: bool, stats: &mut WeightStats) -> Result<()
         }
     };
     stats.read_ok += 1;
-    if let Some((key, _)) = map.tensors.iter().find(|(_, t)| !t.data.iter().all(|v| v.is_finite())) {
-        return Err(format!("read_bytes accepted a non-finite value in tensor `{key}`"));
+    if let Some((key, _)) = map
+        .tensors
+        .iter()
+        .find(|(_, t)| !t.data.iter().all(|v| v.is_finite()))
+    {
+        return Err(format!(
+            "read_bytes accepted a non-finite value in tensor `{key}`"
+        ));
     }
-    if let Some((key, t)) = map.tensors.iter().find(|(_, t)| t.shape.iter().product::<usize>() != t.data.len()) {
-        return Err(format!("tensor `{key}`: shape {:?} but {} values", t.shape, t.data.len()));
+    if let Some((key, t)) = map
+        .tensors
+        .iter()
+        .find(|(_, t)| t.shape.iter().product::<usize>() != t.data.len())
+    {
+        return Err(format!(
+            "tensor `{key}`: shape {:?} but {} values",
+            t.shape,
+            t.data.len()
+        ));
     }
     if load {
-        match guarded(|| weights::load_model(&map, &LoadOptions::default(), &Device::flex()).map(|_| ()))? {
+        match guarded(|| {
+            weights::load_model(&map, &LoadOptions::default(), &Device::flex()).map(|_| ())
+        })? {
             Ok(()) => stats.load_ok += 1,
             Err(_) => stats.load_err += 1,
         }
@@ -295,7 +349,10 @@ fn small_weights(model: &googlenet::GoogLeNet) -> Vec<u8> {
         })
         .collect();
     assert!(tensors.len() >= 3, "the model has small tensors to save");
-    let info = SaveInfo { labels: Some(vec!["a".into(), "b".into(), "c".into()]), aux_trained: false };
+    let info = SaveInfo {
+        labels: Some(vec!["a".into(), "b".into(), "c".into()]),
+        aux_trained: false,
+    };
     weights::write_safetensors(model, tensors, &info).unwrap()
 }
 
@@ -321,7 +378,10 @@ fn fuzz_weights(
     if let Err(e) = check_weights(file, load, &mut stats) {
         failures.add(group, base, None, &[], file, e);
     }
-    assert_eq!(stats.read_ok, 1, "[{group}] the unmutated file is accepted by read_bytes");
+    assert_eq!(
+        stats.read_ok, 1,
+        "[{group}] the unmutated file is accepted by read_bytes"
+    );
     if load && file.len() > 100_000 {
         assert_eq!(stats.load_ok, 1, "[{group}] the unmutated model file loads");
     }
@@ -334,7 +394,11 @@ fn fuzz_weights(
         let (input, ops): (Vec<u8>, Vec<&str>) = match if values { 10 } else { rng.below(10) } {
             // Truncation anywhere, or near the end of the header.
             0 => {
-                let at = if rng.chance(50) { rng.below(file.len()) } else { (hend + rng.below(64)).saturating_sub(32).min(file.len()) };
+                let at = if rng.chance(50) {
+                    rng.below(file.len())
+                } else {
+                    (hend + rng.below(64)).saturating_sub(32).min(file.len())
+                };
                 (file[..at].to_vec(), vec!["truncate-file"])
             }
             1 => {
@@ -357,14 +421,22 @@ fn fuzz_weights(
                         break;
                     }
                     let p = region.start + rng.below(region.len());
-                    if rng.chance(50) { head[p] ^= 1 << rng.below(8) } else { head[p] = *rng.pick(&INTERESTING) }
+                    if rng.chance(50) {
+                        head[p] ^= 1 << rng.below(8)
+                    } else {
+                        head[p] = *rng.pick(&INTERESTING)
+                    }
                 }
                 head.extend_from_slice(&file[focus..]);
                 (head, vec!["values"])
             }
             _ => {
                 // Mostly inside the JSON header: that is where the parsing is.
-                let region = if rng.chance(85) { hend.min(focus) } else { focus };
+                let region = if rng.chance(85) {
+                    hend.min(focus)
+                } else {
+                    focus
+                };
                 let mut head = file[..focus].to_vec();
                 let ops = mutate(&mut rng, &mut head, region, donors);
                 head.extend_from_slice(&file[focus..]);
@@ -383,23 +455,53 @@ fn fuzz_weights(
 fn fuzz_weights_reader() {
     let base = base_seed();
     let mut failures = Failures::default();
-    let model = GoogLeNetConfig::new().with_variant(Variant::Seed).with_num_classes(3).init(&Device::flex());
-    let info = SaveInfo { labels: Some(vec!["a".into(), "b".into(), "c".into()]), aux_trained: false };
+    let model = GoogLeNetConfig::new()
+        .with_variant(Variant::Seed)
+        .with_num_classes(3)
+        .init(&Device::flex());
+    let info = SaveInfo {
+        labels: Some(vec!["a".into(), "b".into(), "c".into()]),
+        aux_trained: false,
+    };
     let full = weights::save_model(&model, &info).unwrap();
     let small = small_weights(&model);
     drop(model);
     let donors: [&[u8]; 2] = [&small, &full[..header_end(&full)]];
 
     // The small file: whole-file mutations, every parse complete, load attempted.
-    let s = fuzz_weights("weights-small", base, &small, usize::MAX, WEIGHT_CASES, true, &donors, &mut failures);
-    assert!(s.read_ok > 0 && s.read_err > 0, "both accepted and refused mutations of the small file: {s:?}");
+    let s = fuzz_weights(
+        "weights-small",
+        base,
+        &small,
+        usize::MAX,
+        WEIGHT_CASES,
+        true,
+        &donors,
+        &mut failures,
+    );
+    assert!(
+        s.read_ok > 0 && s.read_err > 0,
+        "both accepted and refused mutations of the small file: {s:?}"
+    );
     assert!(s.read_err > s.read_ok, "most mutations are refused: {s:?}");
     assert!(s.load_err > 0, "load_model ran on accepted maps: {s:?}");
 
     // A whole saved model: its header (and a little data) mutated, each accepted map loaded.
     let focus = header_end(&full) + 4096;
-    let m = fuzz_weights("weights-model", base, &full, focus, MODEL_CASES, true, &donors, &mut failures);
-    assert!(m.read_ok > 0 && m.read_err > 0, "both accepted and refused mutations of the model file: {m:?}");
+    let m = fuzz_weights(
+        "weights-model",
+        base,
+        &full,
+        focus,
+        MODEL_CASES,
+        true,
+        &donors,
+        &mut failures,
+    );
+    assert!(
+        m.read_ok > 0 && m.read_err > 0,
+        "both accepted and refused mutations of the model file: {m:?}"
+    );
     assert!(m.load_ok > 0, "some mutated model files load: {m:?}");
     drop(full);
 
@@ -408,8 +510,20 @@ fn fuzz_weights_reader() {
     if let Some(dir) = common::shared() {
         let bvlc = std::fs::read(dir.join("weights/bvlc_googlenet.safetensors")).unwrap();
         let donors: [&[u8]; 2] = [&small, &bvlc[..header_end(&bvlc)]];
-        let b = fuzz_weights("weights-bvlc", base, &bvlc, 64 * 1024, BVLC_CASES, true, &donors, &mut failures);
-        assert!(b.read_err > 0, "mutations of the BVLC header are refused: {b:?}");
+        let b = fuzz_weights(
+            "weights-bvlc",
+            base,
+            &bvlc,
+            64 * 1024,
+            BVLC_CASES,
+            true,
+            &donors,
+            &mut failures,
+        );
+        assert!(
+            b.read_err > 0,
+            "mutations of the BVLC header are refused: {b:?}"
+        );
     }
     failures.assert_none("weights");
 }
@@ -420,14 +534,20 @@ fn fuzz_weights_reader() {
 /// A small test picture: gradients plus noise, so every encoder has real work to do.
 fn picture(rng: &mut Rng, w: u32, h: u32) -> image::RgbaImage {
     image::RgbaImage::from_fn(w, h, |x, y| {
-        let n = rng.next() as u8 & 0x1F;
-        image::Rgba([(x * 255 / w) as u8 ^ n, (y * 255 / h) as u8, ((x + y) * 7) as u8 ^ n, 200 + (n & 0x37)])
+        let n = rng.next_u64() as u8 & 0x1F;
+        image::Rgba([
+            (x * 255 / w) as u8 ^ n,
+            (y * 255 / h) as u8,
+            ((x + y) * 7) as u8 ^ n,
+            200 + (n & 0x37),
+        ])
     })
 }
 
 fn encode(img: &image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
     let mut out = Cursor::new(Vec::new());
-    img.write_to(&mut out, format).unwrap_or_else(|e| panic!("encoding a {format:?} seed: {e}"));
+    img.write_to(&mut out, format)
+        .unwrap_or_else(|e| panic!("encoding a {format:?} seed: {e}"));
     out.into_inner()
 }
 
@@ -439,7 +559,9 @@ fn image_seeds() -> Vec<(&'static str, Vec<u8>)> {
     let rgb = DynamicImage::ImageRgb8(rgba.to_rgb8());
     let grey16 = DynamicImage::ImageLuma16(rgba.to_luma16());
     let mut jpeg = Vec::new();
-    JpegEncoder::new_with_quality(&mut jpeg, 85).encode_image(&DynamicImage::ImageRgba8(picture(&mut rng, 45, 31)).to_rgb8()).unwrap();
+    JpegEncoder::new_with_quality(&mut jpeg, 85)
+        .encode_image(&DynamicImage::ImageRgba8(picture(&mut rng, 45, 31)).to_rgb8())
+        .unwrap();
     let mut seeds = vec![
         ("png", encode(&rgba, F::Png)),
         ("png16", encode(&grey16, F::Png)),
@@ -448,7 +570,8 @@ fn image_seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("webp", encode(&rgba, F::WebP)),
         ("jpeg", jpeg),
     ];
-    let progressive = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/progressive.jpg");
+    let progressive =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/progressive.jpg");
     if let Ok(bytes) = std::fs::read(progressive) {
         seeds.push(("jpeg-progressive", bytes));
     }
@@ -461,7 +584,9 @@ fn fix_png_crcs(buf: &mut [u8]) {
     let mut i = 8;
     while i + 12 <= buf.len() {
         let len = u32::from_be_bytes(buf[i..i + 4].try_into().unwrap()) as usize;
-        let Some(end) = (i + 8).checked_add(len).filter(|&e| e + 4 <= buf.len()) else { break };
+        let Some(end) = (i + 8).checked_add(len).filter(|&e| e + 4 <= buf.len()) else {
+            break;
+        };
         let crc = common::crc32(&buf[i + 4..end]);
         buf[end..end + 4].copy_from_slice(&crc.to_be_bytes());
         i = end + 4;
@@ -499,8 +624,11 @@ fn edit_dimensions(rng: &mut Rng, buf: &mut [u8]) -> &'static str {
     }
     if buf.starts_with(&[0xFF, 0xD8]) {
         // The first SOFn marker (C0–CF except C4 DHT, C8 JPG, CC DAC).
-        let sof = (2..buf.len().saturating_sub(9))
-            .find(|&i| buf[i] == 0xFF && matches!(buf[i + 1], 0xC0..=0xCF) && !matches!(buf[i + 1], 0xC4 | 0xC8 | 0xCC));
+        let sof = (2..buf.len().saturating_sub(9)).find(|&i| {
+            buf[i] == 0xFF
+                && matches!(buf[i + 1], 0xC0..=0xCF)
+                && !matches!(buf[i + 1], 0xC4 | 0xC8 | 0xCC)
+        });
         if let Some(i) = sof {
             let (w, h) = (dimension(rng, 0xFFFF) as u16, dimension(rng, 0xFFFF) as u16);
             buf[i + 5..i + 7].copy_from_slice(&h.to_be_bytes());
@@ -513,14 +641,22 @@ fn edit_dimensions(rng: &mut Rng, buf: &mut [u8]) -> &'static str {
         let (w, h) = (dimension(rng, 0xFFFF) as u16, dimension(rng, 0xFFFF) as u16);
         buf[6..8].copy_from_slice(&w.to_le_bytes());
         buf[8..10].copy_from_slice(&h.to_le_bytes());
-        if let Some(i) = buf.iter().position(|&b| b == 0x2C).filter(|i| i + 9 <= buf.len() && rng.chance(50)) {
+        if let Some(i) = buf
+            .iter()
+            .position(|&b| b == 0x2C)
+            .filter(|i| i + 9 <= buf.len() && rng.chance(50))
+        {
             buf[i + 5..i + 7].copy_from_slice(&w.to_le_bytes());
             buf[i + 7..i + 9].copy_from_slice(&h.to_le_bytes());
         }
         return "gif-size";
     }
     if buf.starts_with(b"BM") && buf.len() >= 26 {
-        let h = if rng.chance(30) { (h as i32).wrapping_neg() } else { h as i32 };
+        let h = if rng.chance(30) {
+            (h as i32).wrapping_neg()
+        } else {
+            h as i32
+        };
         buf[18..22].copy_from_slice(&w.to_le_bytes());
         buf[22..26].copy_from_slice(&h.to_le_bytes());
         return "bmp-size";
@@ -528,7 +664,9 @@ fn edit_dimensions(rng: &mut Rng, buf: &mut [u8]) -> &'static str {
     if buf.starts_with(b"RIFF") && buf.len() >= 30 {
         if &buf[12..16] == b"VP8L" && buf.len() >= 25 {
             // 14-bit width-1 and height-1 after the 0x2F signature byte.
-            let bits = ((w.wrapping_sub(1)) & 0x3FFF) | (((h.wrapping_sub(1)) & 0x3FFF) << 14) | (u32::from_le_bytes(buf[21..25].try_into().unwrap()) & !0x0FFF_FFFF);
+            let bits = ((w.wrapping_sub(1)) & 0x3FFF)
+                | (((h.wrapping_sub(1)) & 0x3FFF) << 14)
+                | (u32::from_le_bytes(buf[21..25].try_into().unwrap()) & !0x0FFF_FFFF);
             buf[21..25].copy_from_slice(&bits.to_le_bytes());
             return "webp-vp8l-size";
         }
@@ -563,7 +701,14 @@ fn check_image(bytes: &[u8], stats: &mut ImageStats) -> Result<(), String> {
     Ok(())
 }
 
-fn fuzz_image(group: &str, base: u64, seed: &[u8], cases: u64, donors: &[&[u8]], failures: &mut Failures) -> ImageStats {
+fn fuzz_image(
+    group: &str,
+    base: u64,
+    seed: &[u8],
+    cases: u64,
+    donors: &[&[u8]],
+    failures: &mut Failures,
+) -> ImageStats {
     let mut stats = ImageStats::default();
     if let Err(e) = check_image(seed, &mut stats) {
         failures.add(group, base, None, &[], seed, e);
@@ -609,17 +754,33 @@ fn fuzz_image_path() {
     let per_seed = IMAGE_CASES / seeds.len() as u64;
     let mut total = ImageStats::default();
     for (name, bytes) in &seeds {
-        let s = fuzz_image(&format!("image-{name}"), base, bytes, per_seed, &donors, &mut failures);
-        assert!(s.err > 0, "[image-{name}] some mutations are refused: {s:?}");
+        let s = fuzz_image(
+            &format!("image-{name}"),
+            base,
+            bytes,
+            per_seed,
+            &donors,
+            &mut failures,
+        );
+        assert!(
+            s.err > 0,
+            "[image-{name}] some mutations are refused: {s:?}"
+        );
         total.ok += s.ok;
         total.err += s.err;
     }
-    assert!(total.ok > 0 && total.err > 0, "both accepted and refused image mutations: {total:?}");
+    assert!(
+        total.ok > 0 && total.err > 0,
+        "both accepted and refused image mutations: {total:?}"
+    );
 
     if let Some(dir) = common::shared() {
         let cat = std::fs::read(dir.join("images/cat.jpg")).unwrap();
         let s = fuzz_image("image-cat", base, &cat, CAT_CASES, &donors, &mut failures);
-        assert!(s.ok > 0 && s.err > 0, "[image-cat] both accepted and refused mutations: {s:?}");
+        assert!(
+            s.ok > 0 && s.err > 0,
+            "[image-cat] both accepted and refused mutations: {s:?}"
+        );
     }
     failures.assert_none("image");
 }

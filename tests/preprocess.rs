@@ -12,17 +12,26 @@ use googlenet::preprocess::{self, ImageError};
 use image::{ImageFormat, RgbImage};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn read_rgb(path: &std::path::Path) -> RgbImage {
-    image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_rgb8()
+    image::open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .to_rgb8()
 }
 
 /// (max |a − b| over all samples, number of differing samples).
 fn diff(a: &RgbImage, b: &RgbImage) -> (u8, usize) {
     assert_eq!(a.dimensions(), b.dimensions());
-    a.as_raw().iter().zip(b.as_raw()).fold((0, 0), |(m, n), (&x, &y)| (m.max(x.abs_diff(y)), n + (x != y) as usize))
+    a.as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .fold((0, 0), |(m, n), (&x, &y)| {
+            (m.max(x.abs_diff(y)), n + (x != y) as usize)
+        })
 }
 
 fn encode(img: &RgbImage, format: ImageFormat) -> Vec<u8> {
@@ -48,7 +57,13 @@ fn noise(w: u32, h: u32, seed: u64) -> RgbImage {
 // ---------------------------------------------------------------------------------------------
 // Pillow equality
 
-const SYNTHETIC: [&str; 5] = ["synth_517x301", "synth_90x700", "synth_100x60", "synth_256x391", "synth_403x256"];
+const SYNTHETIC: [&str; 5] = [
+    "synth_517x301",
+    "synth_90x700",
+    "synth_100x60",
+    "synth_256x391",
+    "synth_403x256",
+];
 
 #[test]
 fn synthetic_pngs_equal_pillow_exactly() {
@@ -61,8 +76,16 @@ fn synthetic_pngs_equal_pillow_exactly() {
         println!("{name}: max diff {max}, {n} samples differ");
         assert_eq!((max, n), (0, 0), "{name}: our crop differs from Pillow's");
         // The public RgbImage entry point, and prepare(), give the same crop.
-        assert_eq!(preprocess::resize_shorter_and_center_crop(&img.to_rgb8(), 256, 224), ours, "{name}");
-        assert_eq!(preprocess::prepare(&bytes, Variant::Bvlc).unwrap().crop, ours, "{name}");
+        assert_eq!(
+            preprocess::resize_shorter_and_center_crop(&img.to_rgb8(), 256, 224),
+            ours,
+            "{name}"
+        );
+        assert_eq!(
+            preprocess::prepare(&bytes, Variant::Bvlc).unwrap().crop,
+            ours,
+            "{name}"
+        );
     }
 }
 
@@ -74,14 +97,19 @@ fn non_rgb8_images_are_converted_like_to_rgb8() {
     let cases = [
         image::DynamicImage::ImageRgba8(rgba.clone()),
         image::DynamicImage::ImageLuma8(image::DynamicImage::ImageRgb8(rgb.clone()).to_luma8()),
-        image::DynamicImage::ImageLumaA8(image::DynamicImage::ImageRgb8(rgb.clone()).to_luma_alpha8()),
+        image::DynamicImage::ImageLumaA8(
+            image::DynamicImage::ImageRgb8(rgb.clone()).to_luma_alpha8(),
+        ),
         image::DynamicImage::ImageRgb16(image::DynamicImage::ImageRgb8(rgb.clone()).to_rgb16()),
     ];
     for img in cases {
         let expected = preprocess::resize_shorter_and_center_crop(&img.to_rgb8(), 256, 224);
         assert_eq!(preprocess::resize_crop(&img), expected, "{:?}", img.color());
         let expected = preprocess::resize_shorter_and_center_crop(&img.to_rgb8(), 300, 256);
-        assert_eq!(preprocess::resize_shorter_and_center_crop_dynamic(&img, 300, 256), expected);
+        assert_eq!(
+            preprocess::resize_shorter_and_center_crop_dynamic(&img, 300, 256),
+            expected
+        );
     }
 }
 
@@ -90,14 +118,19 @@ fn non_rgb8_images_are_converted_like_to_rgb8() {
 /// `image`'s zune-jpeg decoder instead, cat.jpg was 4 grey levels off (4:2:0 chroma upsampling).
 #[test]
 fn photos_match_pillow_within_one_grey_level() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     for stem in ["cat", "dog"] {
         let bytes = std::fs::read(shared.join(format!("images/{stem}.jpg"))).unwrap();
         let expected = read_rgb(&fixture(&format!("{stem}.pillow224.png")));
         let ours = preprocess::prepare(&bytes, Variant::Bvlc).unwrap().crop;
         let (max, n) = diff(&ours, &expected);
         println!("{stem}.jpg: max diff {max}, {n} samples differ");
-        assert!(max <= 1, "{stem}.jpg: max diff {max} from Pillow's crop ({n} samples differ)");
+        assert!(
+            max <= 1,
+            "{stem}.jpg: max diff {max} from Pillow's crop ({n} samples differ)"
+        );
     }
 }
 
@@ -144,10 +177,9 @@ fn pillow_resize_full(img: &RgbImage, nw: usize, nh: usize) -> RgbImage {
         for y in 0..h {
             for (x, (xmin, kk)) in k.iter().enumerate() {
                 for c in 0..3 {
-                    let acc = kk
-                        .iter()
-                        .enumerate()
-                        .fold(1 << 21, |a, (t, &kt)| a + cur[(y * w + xmin + t) * 3 + c] as i32 * kt);
+                    let acc = kk.iter().enumerate().fold(1 << 21, |a, (t, &kt)| {
+                        a + cur[(y * w + xmin + t) * 3 + c] as i32 * kt
+                    });
                     out[(y * nw + x) * 3 + c] = clip(acc);
                 }
             }
@@ -160,8 +192,9 @@ fn pillow_resize_full(img: &RgbImage, nw: usize, nh: usize) -> RgbImage {
         let mut out = vec![0u8; cw * nh * 3];
         for (y, (ymin, kk)) in k.iter().enumerate() {
             for x in 0..cw * 3 {
-                let acc =
-                    kk.iter().enumerate().fold(1 << 21, |a, (t, &kt)| a + cur[(ymin + t) * cw * 3 + x] as i32 * kt);
+                let acc = kk.iter().enumerate().fold(1 << 21, |a, (t, &kt)| {
+                    a + cur[(ymin + t) * cw * 3 + x] as i32 * kt
+                });
                 out[y * cw * 3 + x] = clip(acc);
             }
         }
@@ -174,7 +207,11 @@ fn pillow_resize_full(img: &RgbImage, nw: usize, nh: usize) -> RgbImage {
 fn reference_crop(img: &RgbImage, shorter: u32, crop: u32) -> RgbImage {
     let (w, h) = (img.width() as u64, img.height() as u64);
     let s = shorter as u64;
-    let (nw, nh) = if w <= h { (s, s * h / w) } else { (s * w / h, s) };
+    let (nw, nh) = if w <= h {
+        (s, s * h / w)
+    } else {
+        (s * w / h, s)
+    };
     let full = pillow_resize_full(img, nw as usize, nh as usize);
     let left = ((nw - crop as u64) as f64 / 2.0).round_ties_even() as u32;
     let top = ((nh - crop as u64) as f64 / 2.0).round_ties_even() as u32;
@@ -223,7 +260,13 @@ fn ramp_strip(len: u32, horizontal: bool) -> RgbImage {
 
 #[test]
 fn extreme_shapes_give_the_middle_of_the_virtual_resize() {
-    for (len, horizontal) in [(40_000, true), (40_000, false), (16_000, true), (16_000, false), (2001, true)] {
+    for (len, horizontal) in [
+        (40_000, true),
+        (40_000, false),
+        (16_000, true),
+        (16_000, false),
+        (2001, true),
+    ] {
         let img = ramp_strip(len, horizontal);
         let crop = preprocess::resize_crop(&image::DynamicImage::ImageRgb8(img));
         assert_eq!(crop.dimensions(), (224, 224));
@@ -238,11 +281,19 @@ fn extreme_shapes_give_the_middle_of_the_virtual_resize() {
                 let src = (offset + along as f64 + 0.5) / 256.0 - 0.5;
                 let expected = 128.0 + 10.0 * (src - (len / 2) as f64);
                 let what = format!("{len} long, horizontal {horizontal}, at {along}");
-                assert!((p[0] as f64 - expected).abs() <= 1.0, "{what}: got {} expected {expected:.2}", p[0]);
+                assert!(
+                    (p[0] as f64 - expected).abs() <= 1.0,
+                    "{what}: got {} expected {expected:.2}",
+                    p[0]
+                );
                 assert_eq!(p[0] as u16 + p[1] as u16, 255);
                 assert_eq!(p[2], 7);
                 // Across the strip, nothing changes.
-                let first = if horizontal { crop.get_pixel(x, 0) } else { crop.get_pixel(0, y) };
+                let first = if horizontal {
+                    crop.get_pixel(x, 0)
+                } else {
+                    crop.get_pixel(0, y)
+                };
                 assert_eq!(&p, &first.0, "{len} {horizontal}: across {across}");
             }
         }
@@ -260,7 +311,11 @@ fn tiny_and_extreme_images_are_classified() {
     }
     // 1×1: every output pixel is the one input pixel.
     let one = RgbImage::from_pixel(1, 1, image::Rgb([9, 200, 77]));
-    assert!(preprocess::resize_shorter_and_center_crop(&one, 256, 224).pixels().all(|p| p.0 == [9, 200, 77]));
+    assert!(
+        preprocess::resize_shorter_and_center_crop(&one, 256, 224)
+            .pixels()
+            .all(|p| p.0 == [9, 200, 77])
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -269,8 +324,14 @@ fn tiny_and_extreme_images_are_classified() {
 fn assert_cut_off(bytes: &[u8], what: &str) {
     match preprocess::decode(bytes) {
         Err(ImageError::Corrupt(msg)) => {
-            assert!(msg.contains("ends early") && msg.contains("cut off"), "{what}: {msg}");
-            assert!(msg.contains(&format!("after {} bytes", bytes.len())), "{what}: {msg}");
+            assert!(
+                msg.contains("ends early") && msg.contains("cut off"),
+                "{what}: {msg}"
+            );
+            assert!(
+                msg.contains(&format!("after {} bytes", bytes.len())),
+                "{what}: {msg}"
+            );
         }
         Err(e) => panic!("{what}: expected a cut-off error, got {e}"),
         Ok(_) => panic!("{what}: a cut-off file decoded without an error"),
@@ -279,15 +340,22 @@ fn assert_cut_off(bytes: &[u8], what: &str) {
 
 #[test]
 fn truncated_jpegs_are_refused() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     let cat = std::fs::read(shared.join("images/cat.jpg")).unwrap();
     assert!(preprocess::decode(&cat).is_ok());
     assert_cut_off(&cat[..3000], "cat.jpg cut at 3000 bytes");
     assert_cut_off(&cat[..cat.len() / 2], "cat.jpg cut at half");
     assert_cut_off(&cat[..cat.len() - 1], "cat.jpg without the last byte");
     assert_cut_off(&cat[..cat.len() - 2], "cat.jpg without its EOI");
-    let err = preprocess::prepare(&cat[..3000], Variant::Bvlc).unwrap_err().to_string();
-    assert!(err.starts_with("the image file is damaged or truncated: the JPEG data ends early"), "{err}");
+    let err = preprocess::prepare(&cat[..3000], Variant::Bvlc)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("the image file is damaged or truncated: the JPEG data ends early"),
+        "{err}"
+    );
     // Bytes after the end-of-image marker are fine.
     let mut junk = cat.clone();
     junk.extend((0..100u8).map(|i| i.wrapping_mul(37)));
@@ -296,8 +364,10 @@ fn truncated_jpegs_are_refused() {
     assert!(preprocess::decode(&junk).is_ok());
 
     // An EXIF thumbnail (its own SOI … EOI) inside APP1 does not count as the end.
-    let mut thumb =
-        vec![0xFF, 0xD8, 0xFF, 0xDB, 0x00, 0x04, 1, 2, 0xFF, 0xDA, 0x00, 0x02, 5, 0xFF, 0x00, 6, 0xFF, 0xD9];
+    let mut thumb = vec![
+        0xFF, 0xD8, 0xFF, 0xDB, 0x00, 0x04, 1, 2, 0xFF, 0xDA, 0x00, 0x02, 5, 0xFF, 0x00, 6, 0xFF,
+        0xD9,
+    ];
     let mut payload = b"Exif\0\0".to_vec();
     payload.append(&mut thumb);
     let mut with_thumb = cat[..2].to_vec();
@@ -306,7 +376,10 @@ fn truncated_jpegs_are_refused() {
     with_thumb.extend_from_slice(&payload);
     with_thumb.extend_from_slice(&cat[2..]);
     assert!(preprocess::decode(&with_thumb).is_ok());
-    assert_cut_off(&with_thumb[..with_thumb.len() / 2], "cat.jpg with a thumbnail, cut at half");
+    assert_cut_off(
+        &with_thumb[..with_thumb.len() / 2],
+        "cat.jpg with a thumbnail, cut at half",
+    );
 }
 
 #[test]
@@ -330,7 +403,10 @@ fn assert_every_cut_refused(bytes: &[u8], from: usize, what: &str) {
         match preprocess::decode(&bytes[..cut]) {
             Err(ImageError::Corrupt(_)) => {}
             Err(e) => panic!("{what} cut at {cut} of {}: {e}", bytes.len()),
-            Ok(_) => panic!("{what} cut at {cut} of {}: decoded without an error", bytes.len()),
+            Ok(_) => panic!(
+                "{what} cut at {cut} of {}: decoded without an error",
+                bytes.len()
+            ),
         }
     }
 }
@@ -339,13 +415,21 @@ fn assert_every_cut_refused(bytes: &[u8], from: usize, what: &str) {
 fn truncated_png_gif_webp_bmp_are_refused() {
     let img = noise(23, 17, 11);
     // From 16 bytes on: a shorter prefix is not recognisable as its format at all.
-    for format in [ImageFormat::Png, ImageFormat::Gif, ImageFormat::WebP, ImageFormat::Bmp] {
+    for format in [
+        ImageFormat::Png,
+        ImageFormat::Gif,
+        ImageFormat::WebP,
+        ImageFormat::Bmp,
+    ] {
         let bytes = encode(&img, format);
         assert_every_cut_refused(&bytes, 16, &format!("{format:?}"));
         // Trailing bytes after a complete file are fine.
         let mut longer = bytes.clone();
         longer.extend_from_slice(&[0u8; 50]);
-        assert!(preprocess::decode(&longer).is_ok(), "{format:?} with trailing bytes");
+        assert!(
+            preprocess::decode(&longer).is_ok(),
+            "{format:?} with trailing bytes"
+        );
     }
     // An odd width: BMP rows padded to 4 bytes, the last row's padding included.
     let bmp = encode(&noise(5, 3, 1), ImageFormat::Bmp);
@@ -386,26 +470,65 @@ fn truncated_rle_bmps_are_refused() {
 #[test]
 fn bombs_are_refused_from_the_header() {
     let err = preprocess::decode(&common::png_header(60_000, 60_000)).unwrap_err();
-    assert!(matches!(err, ImageError::TooLarge { width: 60_000, height: 60_000 }), "{err}");
-    assert_eq!(err.to_string(), "the image is 60000×60000 = 3,600,000,000 pixels; the limit is 40,000,000 pixels");
+    assert!(
+        matches!(
+            err,
+            ImageError::TooLarge {
+                width: 60_000,
+                height: 60_000
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "the image is 60000×60000 = 3,600,000,000 pixels; the limit is 40,000,000 pixels"
+    );
     // Just over the limit: exact counts, so one pixel too many reads as such (not "40.0
     // megapixels; the limit is 40").
     let err = preprocess::decode(&common::png_header(6400, 6300)).unwrap_err();
-    assert_eq!(err.to_string(), "the image is 6400×6300 = 40,320,000 pixels; the limit is 40,000,000 pixels");
+    assert_eq!(
+        err.to_string(),
+        "the image is 6400×6300 = 40,320,000 pixels; the limit is 40,000,000 pixels"
+    );
     let err = preprocess::decode(&common::png_header(40_000_001, 1)).unwrap_err();
-    assert_eq!(err.to_string(), "the image is 40000001×1 = 40,000,001 pixels; the limit is 40,000,000 pixels");
-    assert!(preprocess::decode(&common::png_header(40_000_000, 1)).is_err_and(|e| !matches!(e, ImageError::TooLarge { .. })));
+    assert_eq!(
+        err.to_string(),
+        "the image is 40000001×1 = 40,000,001 pixels; the limit is 40,000,000 pixels"
+    );
+    assert!(
+        preprocess::decode(&common::png_header(40_000_000, 1))
+            .is_err_and(|e| !matches!(e, ImageError::TooLarge { .. }))
+    );
     // Other formats' headers.
     let mut bmp = encode(&noise(4, 4, 0), ImageFormat::Bmp);
     bmp[18..22].copy_from_slice(&50_000i32.to_le_bytes());
     bmp[22..26].copy_from_slice(&50_000i32.to_le_bytes());
     let err = preprocess::decode(&bmp).unwrap_err();
-    assert!(matches!(err, ImageError::TooLarge { width: 50_000, height: 50_000 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ImageError::TooLarge {
+                width: 50_000,
+                height: 50_000
+            }
+        ),
+        "{err}"
+    );
     let mut gif = encode(&noise(4, 4, 0), ImageFormat::Gif);
     gif[6..8].copy_from_slice(&65_535u16.to_le_bytes());
     gif[8..10].copy_from_slice(&65_535u16.to_le_bytes());
     let err = preprocess::decode(&gif).unwrap_err();
-    assert!(matches!(err, ImageError::TooLarge { width: 65_535, height: 65_535 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ImageError::TooLarge {
+                width: 65_535,
+                height: 65_535
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -421,14 +544,27 @@ fn sixteen_bit_images_count_their_decoded_bytes() {
         for &b in &png[12..29] {
             crc ^= b as u32;
             for _ in 0..8 {
-                crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
             }
         }
         !crc
     };
     png[29..33].copy_from_slice(&crc.to_be_bytes());
     let err = preprocess::decode(&png).unwrap_err();
-    assert!(matches!(err, ImageError::TooLarge { width: 5000, height: 5000 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ImageError::TooLarge {
+                width: 5000,
+                height: 5000
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(
         err.to_string(),
         "the image is 5000×5000 = 25,000,000 pixels at more than 8 bits per channel, which needs more than 160,000,000 \
@@ -440,21 +576,41 @@ fn sixteen_bit_images_count_their_decoded_bytes() {
 fn pixels_decoded_elsewhere_take_the_same_path() {
     // An RGBA buffer (as the browser's decoders give it) and a PNG of the same pixels.
     let (w, h) = (517u32, 301u32);
-    let rgba: Vec<u8> = (0..w * h).flat_map(|i| [(i % 251) as u8, (i / w * 3 % 256) as u8, (i * 7 % 253) as u8, 200]).collect();
+    let rgba: Vec<u8> = (0..w * h)
+        .flat_map(|i| {
+            [
+                (i % 251) as u8,
+                (i / w * 3 % 256) as u8,
+                (i * 7 % 253) as u8,
+                200,
+            ]
+        })
+        .collect();
     let img = image::RgbaImage::from_raw(w, h, rgba.clone()).unwrap();
     let mut png = std::io::Cursor::new(Vec::new());
-    image::DynamicImage::ImageRgba8(img).write_to(&mut png, image::ImageFormat::Png).unwrap();
+    image::DynamicImage::ImageRgba8(img)
+        .write_to(&mut png, image::ImageFormat::Png)
+        .unwrap();
     let png = png.into_inner();
     assert!(preprocess::known_format(&png));
     let a = preprocess::prepare(&png, Variant::Torchvision).unwrap();
     let b = preprocess::prepare_rgba(rgba, w, h, Variant::Torchvision).unwrap();
     assert_eq!(a.chw, b.chw);
     // The size is checked first; a short buffer is named.
-    assert!(matches!(preprocess::prepare_rgba(vec![], 60_000, 60_000, Variant::Bvlc), Err(ImageError::TooLarge { .. })));
+    assert!(matches!(
+        preprocess::prepare_rgba(vec![], 60_000, 60_000, Variant::Bvlc),
+        Err(ImageError::TooLarge { .. })
+    ));
     let err = preprocess::prepare_rgba(vec![0; 12], 2, 2, Variant::Bvlc).unwrap_err();
-    assert!(err.to_string().contains("12 bytes of pixels for a 2×2"), "{err}");
+    assert!(
+        err.to_string().contains("12 bytes of pixels for a 2×2"),
+        "{err}"
+    );
     // Formats the app does not decode itself are recognised as such.
-    assert!(!preprocess::known_format(b"\x00\x00\x01\x00\x01\x00"), "ICO goes to the browser");
+    assert!(
+        !preprocess::known_format(b"\x00\x00\x01\x00\x01\x00"),
+        "ICO goes to the browser"
+    );
     assert!(!preprocess::known_format(b"not an image"));
 }
 
@@ -465,8 +621,12 @@ fn a_40_megapixel_progressive_jpeg_is_within_every_limit() {
     // pixel): the scan, work and decoder-memory limits refuse bombs, never this.
     use libjpeg_turbo_rs::{PixelFormat, Subsampling};
     let (w, h) = (8000usize, 5000usize);
-    let px: Vec<u8> = (0..w * h).flat_map(|i| [(i % w / 32) as u8, (i / w / 20) as u8, 128]).collect();
-    let jpeg = libjpeg_turbo_rs::compress_progressive(&px, w, h, PixelFormat::Rgb, 75, Subsampling::S420).unwrap();
+    let px: Vec<u8> = (0..w * h)
+        .flat_map(|i| [(i % w / 32) as u8, (i / w / 20) as u8, 128])
+        .collect();
+    let jpeg =
+        libjpeg_turbo_rs::compress_progressive(&px, w, h, PixelFormat::Rgb, 75, Subsampling::S420)
+            .unwrap();
     let img = preprocess::decode(&jpeg).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((img.width(), img.height()), (8000, 5000));
 }

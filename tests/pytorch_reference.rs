@@ -50,7 +50,10 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 
 fn load(case: &Case, shared: &std::path::Path, device: &Device) -> GoogLeNet {
     let map = weights::read_file(&shared.join("reference").join(case.pth)).unwrap();
-    let opts = LoadOptions { variant: Some(case.variant), ..Default::default() };
+    let opts = LoadOptions {
+        variant: Some(case.variant),
+        ..Default::default()
+    };
     let (model, report) = weights::load_model(&map, &opts, device).unwrap();
     // The class count comes from the file (the seed fixture is a 5-class model).
     assert_eq!(report.num_classes, case.classes);
@@ -60,7 +63,9 @@ fn load(case: &Case, shared: &std::path::Path, device: &Device) -> GoogLeNet {
 
 #[test]
 fn eval_logits_and_branch_outputs_match_pytorch() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     let device = Device::flex();
     for case in &CASES {
         let fx = common::read_npz(&shared.join("reference").join(case.npz));
@@ -70,7 +75,11 @@ fn eval_logits_and_branch_outputs_match_pytorch() {
             let want = &fx[&format!("eval.logits.{input}")];
             let got = values(model.forward(x));
             let err = common::rel_err(&got, &want.data);
-            assert!(err <= TOL, "{:?} eval logits {input}: rel err {err}", case.variant);
+            assert!(
+                err <= TOL,
+                "{:?} eval logits {input}: rel err {err}",
+                case.variant
+            );
         }
         // Every stem layer and every block's four branches, on x_b1.
         let x = to_tensor(&fx["input.x_b1"], &device);
@@ -84,7 +93,10 @@ fn eval_logits_and_branch_outputs_match_pytorch() {
             assert!(err <= TOL, "{:?} {name}: rel err {err}", case.variant);
             checked += 1;
         }
-        assert_eq!(checked, 8, "conv1, maxpool1, conv2, conv3, maxpool2, maxpool3, maxpool4, avgpool");
+        assert_eq!(
+            checked, 8,
+            "conv1, maxpool1, conv2, conv3, maxpool2, maxpool3, maxpool4, avgpool"
+        );
         assert_eq!(acts.blocks.len(), 9);
         for (i, branches) in acts.blocks.iter().enumerate() {
             let block = INCEPTION_TABLE[i].name.replace('_', "");
@@ -98,14 +110,19 @@ fn eval_logits_and_branch_outputs_match_pytorch() {
             // The block output is the concatenation of its branches.
             let cat = Tensor::cat(branches.to_vec(), 1);
             let want = &fx[&format!("eval.act.x_b1.{block}")];
-            assert!(common::rel_err(&values(cat), &want.data) <= TOL, "{block} output");
+            assert!(
+                common::rel_err(&values(cat), &want.data) <= TOL,
+                "{block} output"
+            );
         }
     }
 }
 
 #[test]
 fn training_forward_matches_pytorch_main_aux2_aux1() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     // Batch statistics in BatchNorm need the autodiff device (burn's training mode).
     let device = Device::flex().autodiff();
     for case in &CASES {
@@ -114,13 +131,21 @@ fn training_forward_matches_pytorch_main_aux2_aux1() {
         for input in case.train_inputs {
             let x = to_tensor(&fx[&format!("input.{input}")], &device);
             let out = model.forward_train(x);
-            let outputs = [("logits", Some(out.main)), ("aux2", out.aux2), ("aux1", out.aux1)];
+            let outputs = [
+                ("logits", Some(out.main)),
+                ("aux2", out.aux2),
+                ("aux1", out.aux1),
+            ];
             for (name, t) in outputs {
                 let t = t.unwrap_or_else(|| panic!("{name} missing from the training forward"));
                 let want = &fx[&format!("train.{name}.{input}")];
                 assert_eq!(t.dims().to_vec(), want.shape);
                 let err = common::rel_err(&values(t), &want.data);
-                assert!(err <= TOL, "{:?} train {name} {input}: rel err {err}", case.variant);
+                assert!(
+                    err <= TOL,
+                    "{:?} train {name} {input}: rel err {err}",
+                    case.variant
+                );
             }
         }
     }
@@ -131,20 +156,31 @@ fn eval_forward_never_runs_the_aux_heads() {
     let device = Device::flex();
     // Aux heads built for 7 input channels cannot run on 4a's 512-channel output: any call
     // panics. The eval forward must not touch them; the training forward must.
-    let mut model = googlenet::GoogLeNetConfig::new().with_variant(Variant::Seed).init(&device);
+    let mut model = googlenet::GoogLeNetConfig::new()
+        .with_variant(Variant::Seed)
+        .init(&device);
     let spec = Variant::Seed.spec();
-    model.aux1 = Some(googlenet::model::aux_head::inception_aux(7, 1000, &spec, &device));
-    model.aux2 = Some(googlenet::model::aux_head::inception_aux(7, 1000, &spec, &device));
+    model.aux1 = Some(googlenet::model::aux_head::inception_aux(
+        7, 1000, &spec, &device,
+    ));
+    model.aux2 = Some(googlenet::model::aux_head::inception_aux(
+        7, 1000, &spec, &device,
+    ));
     let x = Tensor::<4>::zeros([1, 3, 224, 224], &device);
     let out = model.valid().forward(x.clone());
     assert_eq!(out.dims(), [1, 1000]);
     let train = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.forward_train(x)));
-    assert!(train.is_err(), "the training forward should have run the (broken) aux heads");
+    assert!(
+        train.is_err(),
+        "the training forward should have run the (broken) aux heads"
+    );
 }
 
 #[test]
 fn cli_logits_eval_and_train_match_pytorch() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     let case = &CASES[1];
     let fx = common::read_npz(&shared.join("reference").join(case.npz));
     let dir = std::env::temp_dir().join(format!("googlenet-logits-{}", std::process::id()));
@@ -163,7 +199,11 @@ fn cli_logits_eval_and_train_match_pytorch() {
             cmd.arg("--train");
         }
         let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     run(false);
     run(true);
@@ -187,14 +227,29 @@ fn cli_logits_eval_and_train_match_pytorch() {
 /// each get all of it, never another's half-written or removed copy.
 #[test]
 fn each_pth_read_by_four_threads_at_once() {
-    let Some(shared) = common::shared() else { return };
+    let Some(shared) = common::shared() else {
+        return;
+    };
     for case in &CASES {
         let path = shared.join("reference").join(case.pth);
         let counts: Vec<usize> = std::thread::scope(|s| {
-            let reads: Vec<_> = (0..4).map(|_| s.spawn(|| weights::read_file(&path).map(|m| m.tensors.len()))).collect();
-            reads.into_iter().map(|r| r.join().unwrap().unwrap_or_else(|e| panic!("{}: {e}", case.pth))).collect()
+            let reads: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| weights::read_file(&path).map(|m| m.tensors.len())))
+                .collect();
+            reads
+                .into_iter()
+                .map(|r| {
+                    r.join()
+                        .unwrap()
+                        .unwrap_or_else(|e| panic!("{}: {e}", case.pth))
+                })
+                .collect()
         });
         assert!(counts[0] > 100, "{}: {counts:?}", case.pth);
-        assert!(counts.iter().all(|&c| c == counts[0]), "{}: {counts:?}", case.pth);
+        assert!(
+            counts.iter().all(|&c| c == counts[0]),
+            "{}: {counts:?}",
+            case.pth
+        );
     }
 }

@@ -26,7 +26,12 @@ pub struct InceptionAux {
     pub pool: AuxPool,
 }
 
-pub fn inception_aux(in_channels: usize, num_classes: usize, v: &VariantSpec, device: &Device) -> InceptionAux {
+pub fn inception_aux(
+    in_channels: usize,
+    num_classes: usize,
+    v: &VariantSpec,
+    device: &Device,
+) -> InceptionAux {
     InceptionAux {
         conv: BasicConv2dConfig::new(in_channels, 128, 1)
             .with_bias(v.conv_bias)
@@ -52,6 +57,7 @@ impl InceptionAux {
     /// # Shapes
     /// - input: `[batch, in_channels, 14, 14]`
     /// - output: `[batch, num_classes]`
+    ///
     /// (Evaluation: no dropout.)
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         self.forward_pooled(self.pool(x), &mut no_dropout)

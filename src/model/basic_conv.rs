@@ -38,9 +38,11 @@ impl BasicConv2dConfig {
             .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
             .with_bias(self.bias)
             .init(device);
-        let bn = self
-            .batch_norm_eps
-            .map(|eps| BatchNormConfig::new(self.out_channels).with_epsilon(eps).init(device));
+        let bn = self.batch_norm_eps.map(|eps| {
+            BatchNormConfig::new(self.out_channels)
+                .with_epsilon(eps)
+                .init(device)
+        });
         BasicConv2d { conv, bn }
     }
 }
@@ -63,18 +65,29 @@ impl BasicConv2d {
     #[cfg(cpu_kernels)]
     pub fn direct(&self, x: &Tensor<4>) -> Option<super::kernels::Conv> {
         let c = &self.conv;
-        let PaddingConfig2d::Explicit(top, left, bottom, right) = c.padding else { return None };
+        let PaddingConfig2d::Explicit(top, left, bottom, right) = c.padding else {
+            return None;
+        };
         if !self.kernel_applies() {
             return None;
         }
         let bias = c.bias.as_ref().map(|b| b.val());
-        super::kernels::Conv::new(x, &c.weight.val(), bias.as_ref(), c.stride, [top, left, bottom, right])
+        super::kernels::Conv::new(
+            x,
+            &c.weight.val(),
+            bias.as_ref(),
+            c.stride,
+            [top, left, bottom, right],
+        )
     }
 
     /// Whether [`Self::direct`] can run this layer (on a burn-flex input without autodiff).
     pub fn kernel_applies(&self) -> bool {
         let c = &self.conv;
-        self.bn.is_none() && c.dilation == [1, 1] && c.groups == 1 && matches!(c.padding, PaddingConfig2d::Explicit(..))
+        self.bn.is_none()
+            && c.dilation == [1, 1]
+            && c.groups == 1
+            && matches!(c.padding, PaddingConfig2d::Explicit(..))
     }
 
     #[cfg(cpu_kernels)]

@@ -37,7 +37,16 @@ const fn spec(
     in_channels: usize,
     [c1x1, c3x3_reduce, c3x3, c5x5_reduce, c5x5, pool_proj]: [usize; 6],
 ) -> InceptionSpec {
-    InceptionSpec { name, in_channels, c1x1, c3x3_reduce, c3x3, c5x5_reduce, c5x5, pool_proj }
+    InceptionSpec {
+        name,
+        in_channels,
+        c1x1,
+        c3x3_reduce,
+        c3x3,
+        c5x5_reduce,
+        c5x5,
+        pool_proj,
+    }
 }
 
 /// The nine Inception blocks (paper Table 1), columns: 1x1, 3x3 reduce, 3x3, 5x5 reduce,
@@ -82,10 +91,24 @@ pub enum Stage {
 /// The trunk in order (paper Table 1): stem, 3a 3b, pool, 4a … 4e, pool, 5a 5b. The global
 /// average pool, dropout and classifier follow (`GoogLeNet::head`).
 pub const STAGES: [Stage; 18] = [
-    Stage::Conv1, Stage::MaxPool1, Stage::Lrn1, Stage::Conv2, Stage::Conv3, Stage::Lrn2, Stage::MaxPool2,
-    Stage::Block(0), Stage::Block(1), Stage::MaxPool3,
-    Stage::Block(2), Stage::Block(3), Stage::Block(4), Stage::Block(5), Stage::Block(6), Stage::MaxPool4,
-    Stage::Block(7), Stage::Block(8),
+    Stage::Conv1,
+    Stage::MaxPool1,
+    Stage::Lrn1,
+    Stage::Conv2,
+    Stage::Conv3,
+    Stage::Lrn2,
+    Stage::MaxPool2,
+    Stage::Block(0),
+    Stage::Block(1),
+    Stage::MaxPool3,
+    Stage::Block(2),
+    Stage::Block(3),
+    Stage::Block(4),
+    Stage::Block(5),
+    Stage::Block(6),
+    Stage::MaxPool4,
+    Stage::Block(7),
+    Stage::Block(8),
 ];
 
 /// The two auxiliary classifiers and the stage whose output each reads (paper §5: after 4a
@@ -111,7 +134,10 @@ impl Stage {
 
     /// Position in [`STAGES`].
     pub fn index(self) -> usize {
-        STAGES.iter().position(|&s| s == self).expect("every stage is listed in STAGES")
+        STAGES
+            .iter()
+            .position(|&s| s == self)
+            .expect("every stage is listed in STAGES")
     }
 
     /// Which aux head (0 = aux1, 1 = aux2) reads this stage's output, if any.
@@ -248,4 +274,3 @@ impl Variant {
         }
     }
 }
-

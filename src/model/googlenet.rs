@@ -58,7 +58,7 @@ pub fn no_dropout(x: Tensor<2>, _p: f64) -> Tensor<2> {
 /// What the training forward returns, in the seed code's order (main, aux2, aux1). The aux
 /// outputs are `None` when the network was built without aux heads.
 #[derive(Debug, Clone)]
-pub struct TrainOutput {
+pub struct HeadLogits {
     pub main: Tensor<2>,
     pub aux2: Option<Tensor<2>>,
     pub aux1: Option<Tensor<2>>,
@@ -275,7 +275,7 @@ impl GoogLeNet {
     /// trainer applies its own seeded dropout through [`Self::head`] and
     /// [`InceptionAux::forward_pooled`]). BatchNorm uses batch statistics when the tensors live
     /// on an autodiff device and the module is in training mode (burn's rule).
-    pub fn forward_train(&self, x: Tensor<4>) -> TrainOutput {
+    pub fn forward_train(&self, x: Tensor<4>) -> HeadLogits {
         self.forward_all(x, true, false).0
     }
 
@@ -286,7 +286,7 @@ impl GoogLeNet {
         x: Tensor<4>,
         aux: bool,
         record: bool,
-    ) -> (TrainOutput, Option<Activations>) {
+    ) -> (HeadLogits, Option<Activations>) {
         let mut acts = record.then(Activations::default);
         let mut aux_out: [Option<Tensor<2>>; 2] = [None, None];
         let heads = self.aux_heads();
@@ -307,7 +307,7 @@ impl GoogLeNet {
         }
         let main = self.classify_pooled(pooled, &mut no_dropout);
         let [aux1, aux2] = aux_out;
-        (TrainOutput { main, aux2, aux1 }, acts)
+        (HeadLogits { main, aux2, aux1 }, acts)
     }
 
     /// Global average pool, dropout and the classifier: `[b, 1024, h, w]` → `[b, classes]`.

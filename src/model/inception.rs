@@ -84,7 +84,12 @@ impl Inception {
         if let Some(y) = self.forward_kernel(&x) {
             let [c1, _, c3, _, c5, cp] = self.channels();
             let view = |from, n| y.clone().narrow(1, from, n);
-            let branches = [view(0, c1), view(c1, c3), view(c1 + c3, c5), view(c1 + c3 + c5, cp)];
+            let branches = [
+                view(0, c1),
+                view(c1, c3),
+                view(c1 + c3, c5),
+                view(c1 + c3 + c5, cp),
+            ];
             return (y, branches);
         }
         let branches = self.forward_branches(x);
@@ -105,7 +110,8 @@ impl Inception {
         let [b, _, h, w] = x.dims();
         let [c1, _, c3, _, c5, cp] = self.channels();
         let out = Concat::new([b, c1 + c3 + c5 + cp, h, w]);
-        let write = |conv: &BasicConv2d, input: Tensor<4>, offset: usize| match conv.direct(&input) {
+        let write = |conv: &BasicConv2d, input: Tensor<4>, offset: usize| match conv.direct(&input)
+        {
             Some(k) => {
                 out.write(&k, offset, true);
                 true
@@ -114,8 +120,20 @@ impl Inception {
         };
         let b1 = || write(&self.branch1, x.clone(), 0);
         let b2 = || write(&self.branch2, self.branch2_reduce.forward(x.clone()), c1);
-        let b3 = || write(&self.branch3, self.branch3_reduce.forward(x.clone()), c1 + c3);
-        let b4 = || write(&self.branch4, self.branch4_pool.forward(x.clone()), c1 + c3 + c5);
+        let b3 = || {
+            write(
+                &self.branch3,
+                self.branch3_reduce.forward(x.clone()),
+                c1 + c3,
+            )
+        };
+        let b4 = || {
+            write(
+                &self.branch4,
+                self.branch4_pool.forward(x.clone()),
+                c1 + c3 + c5,
+            )
+        };
         #[cfg(thread_pool)]
         let ((b1, b2), (b3, b4)) = rayon::join(|| rayon::join(b1, b2), || rayon::join(b3, b4));
         #[cfg(not(thread_pool))]

@@ -21,7 +21,12 @@ pub struct Lrn {
 impl Lrn {
     /// The paper's (and Caffe's) setting: size 5, alpha 1e-4, beta 0.75, k 1.
     pub fn caffe() -> Self {
-        Lrn { size: 5, alpha: 1e-4, beta: 0.75, k: 1.0 }
+        Lrn {
+            size: 5,
+            alpha: 1e-4,
+            beta: 0.75,
+            k: 1.0,
+        }
     }
 
     /// # Shapes
@@ -44,15 +49,25 @@ impl Lrn {
         let sq = x.clone().square(); // [b, c, h, w]
         let device = x.device();
         let padded = Tensor::cat(
-            vec![Tensor::zeros([b, before, h, w], &device), sq, Tensor::zeros([b, after, h, w], &device)],
+            vec![
+                Tensor::zeros([b, before, h, w], &device),
+                sq,
+                Tensor::zeros([b, after, h, w], &device),
+            ],
             1,
         ); // [b, c + size - 1, h, w]
         let mut sum = padded.clone().narrow(1, 0, c);
         for d in 1..self.size {
             sum = sum + padded.clone().narrow(1, d, c);
         }
-        let s = sum.mul_scalar(self.alpha / self.size as f64).add_scalar(self.k); // [b, c, h, w]
-        let denom = if self.beta == 0.75 { s.clone().sqrt() * s.sqrt().sqrt() } else { s.powf_scalar(self.beta) };
+        let s = sum
+            .mul_scalar(self.alpha / self.size as f64)
+            .add_scalar(self.k); // [b, c, h, w]
+        let denom = if self.beta == 0.75 {
+            s.clone().sqrt() * s.sqrt().sqrt()
+        } else {
+            s.powf_scalar(self.beta)
+        };
         x / denom
     }
 }
@@ -68,8 +83,17 @@ mod tests {
         let device = Device::flex();
         let x = Tensor::<4>::random([2, 7, 5, 3], Distribution::Normal(0.0, 30.0), &device);
         for beta in [0.75, 0.6] {
-            let ours = Lrn { beta, ..Lrn::caffe() }.forward(x.clone());
-            let theirs = LocalResponseNormConfig::new(5).with_alpha(1e-4).with_beta(beta).with_k(1.0).init().forward(x.clone());
+            let ours = Lrn {
+                beta,
+                ..Lrn::caffe()
+            }
+            .forward(x.clone());
+            let theirs = LocalResponseNormConfig::new(5)
+                .with_alpha(1e-4)
+                .with_beta(beta)
+                .with_k(1.0)
+                .init()
+                .forward(x.clone());
             let diff: f32 = (ours - theirs).abs().max().into_scalar();
             assert!(diff < 1e-4, "beta {beta}: max diff {diff}");
         }

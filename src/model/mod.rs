@@ -13,6 +13,8 @@ pub mod lrn;
 pub mod pool;
 pub mod summary;
 
-pub use config::{AUX_TAPS, GoogLeNetConfig, INCEPTION_TABLE, InceptionSpec, STAGES, Stage, Variant};
-pub use googlenet::{Activations, GoogLeNet, StageOutput, TrainOutput};
+pub use config::{
+    AUX_TAPS, GoogLeNetConfig, INCEPTION_TABLE, InceptionSpec, STAGES, Stage, Variant,
+};
+pub use googlenet::{Activations, GoogLeNet, HeadLogits, StageOutput};
 pub use inception::{BRANCH_NAMES, Inception};

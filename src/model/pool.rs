@@ -36,7 +36,12 @@ pub fn pool_out(size: usize, k: usize, s: usize, p: usize, ceil: bool) -> usize 
 
 impl MaxPool {
     pub fn new(kernel: usize, stride: usize, padding: usize, ceil: bool) -> Self {
-        MaxPool { kernel, stride, padding, ceil }
+        MaxPool {
+            kernel,
+            stride,
+            padding,
+            ceil,
+        }
     }
 
     /// # Shapes
@@ -48,7 +53,10 @@ impl MaxPool {
         {
             let [_, _, h, w] = x.dims();
             let (k, s, p) = (self.kernel, self.stride, self.padding);
-            let (oh, ow) = (pool_out(h, k, s, p, self.ceil), pool_out(w, k, s, p, self.ceil));
+            let (oh, ow) = (
+                pool_out(h, k, s, p, self.ceil),
+                pool_out(w, k, s, p, self.ceil),
+            );
             if let Some(y) = super::kernels::max_pool(&x, k, s, p, oh, ow) {
                 return y;
             }
@@ -60,7 +68,10 @@ impl MaxPool {
     pub fn forward_composed(&self, x: Tensor<4>) -> Tensor<4> {
         let [_, _, h, w] = x.dims();
         let (k, s, p) = (self.kernel, self.stride, self.padding);
-        let (oh, ow) = (pool_out(h, k, s, p, self.ceil), pool_out(w, k, s, p, self.ceil));
+        let (oh, ow) = (
+            pool_out(h, k, s, p, self.ceil),
+            pool_out(w, k, s, p, self.ceil),
+        );
         // Pad (repeating the edge) so that every window fits.
         let need = |o: usize| (o - 1) * s + k;
         let bottom = need(oh).saturating_sub(h + p);
@@ -125,10 +136,22 @@ mod tests {
     #[test]
     fn matches_burns_max_pool_with_ceil_mode() {
         let device = Device::flex();
-        for (h, w, k, s, p) in [(112, 112, 3, 2, 0), (57, 30, 3, 2, 0), (28, 28, 3, 1, 1), (14, 14, 2, 2, 0), (7, 9, 3, 2, 1)] {
+        for (h, w, k, s, p) in [
+            (112, 112, 3, 2, 0),
+            (57, 30, 3, 2, 0),
+            (28, 28, 3, 1, 1),
+            (14, 14, 2, 2, 0),
+            (7, 9, 3, 2, 1),
+        ] {
             let x = Tensor::<4>::random([2, 3, h, w], Distribution::Normal(0.0, 1.0), &device);
             let ours = MaxPool::new(k, s, p, true).forward(x.clone());
-            let theirs = max_pool2d(x, MaxPoolOptions::new([k, k]).with_stride([s, s]).with_padding([p, p]).with_ceil_mode(true));
+            let theirs = max_pool2d(
+                x,
+                MaxPoolOptions::new([k, k])
+                    .with_stride([s, s])
+                    .with_padding([p, p])
+                    .with_ceil_mode(true),
+            );
             assert_eq!(ours.dims(), theirs.dims(), "{h}x{w} k{k} s{s} p{p}");
             // Within a rounding of the exact maximum (see the module note).
             let diff: f32 = (ours - theirs).abs().max().into_scalar();

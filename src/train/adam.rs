@@ -19,11 +19,16 @@ const EPSILON: f32 = 1e-5;
 
 /// The fine-tune's Adam: fused on burn-flex, burn's own elsewhere.
 pub fn optimizer() -> ModuleOptimizer {
-    ModuleOptimizer::from(FusedAdam { tensor_ops: config().build() })
+    ModuleOptimizer::from(FusedAdam {
+        tensor_ops: config().build(),
+    })
 }
 
 fn config() -> AdamConfig {
-    AdamConfig::new().with_beta_1(BETA_1).with_beta_2(BETA_2).with_epsilon(EPSILON)
+    AdamConfig::new()
+        .with_beta_1(BETA_1)
+        .with_beta_2(BETA_2)
+        .with_epsilon(EPSILON)
 }
 
 #[derive(Clone)]
@@ -35,7 +40,13 @@ pub struct FusedAdam {
 impl Optimizer for FusedAdam {
     type State<const D: usize> = AdamState<D>;
 
-    fn step<const D: usize>(&self, lr: LearningRate, tensor: Tensor<D>, grad: Tensor<D>, state: Option<AdamState<D>>) -> (Tensor<D>, Option<AdamState<D>>) {
+    fn step<const D: usize>(
+        &self,
+        lr: LearningRate,
+        tensor: Tensor<D>,
+        grad: Tensor<D>,
+        state: Option<AdamState<D>>,
+    ) -> (Tensor<D>, Option<AdamState<D>>) {
         #[cfg(cpu_kernels)]
         if fused::applies(&tensor, &grad, state.as_ref()) {
             let (tensor, state) = fused::step(lr as f32, tensor, grad, state);
@@ -64,21 +75,31 @@ mod fused {
 
     /// Whether every tensor of the step is an f32 burn-flex tensor without autodiff (and the
     /// state has no AMSGrad maximum, which this Adam never keeps).
-    pub fn applies<const D: usize>(tensor: &Tensor<D>, grad: &Tensor<D>, state: Option<&AdamState<D>>) -> bool {
+    pub fn applies<const D: usize>(
+        tensor: &Tensor<D>,
+        grad: &Tensor<D>,
+        state: Option<&AdamState<D>>,
+    ) -> bool {
         let f32_flex = |t: &Tensor<D>| flex_inference(t) && t.dtype() == DType::F32;
         f32_flex(tensor)
             && f32_flex(grad)
             && tensor.shape() == grad.shape()
             && state.is_none_or(|s| {
                 let m = &s.momentum;
-                m.max_moment_2.is_none() && f32_flex(&m.moment_1) && f32_flex(&m.moment_2) && m.moment_1.shape() == tensor.shape() && m.moment_2.shape() == tensor.shape()
+                m.max_moment_2.is_none()
+                    && f32_flex(&m.moment_1)
+                    && f32_flex(&m.moment_2)
+                    && m.moment_1.shape() == tensor.shape()
+                    && m.moment_2.shape() == tensor.shape()
             })
     }
 
     /// The primitive, contiguous from the start of its buffer and covering all of it, so that
     /// its storage is the tensor's elements in order.
     fn whole<const D: usize>(t: Tensor<D>) -> FlexTensor {
-        let t = t.try_into_primitive::<Flex>().expect("checked by applies()");
+        let t = t
+            .try_into_primitive::<Flex>()
+            .expect("checked by applies()");
         match t.layout().contiguous_offsets() {
             Some((0, end)) if end * 4 == t.bytes().len() => t,
             _ => t.to_contiguous(),
@@ -93,12 +114,21 @@ mod fused {
     /// `p ← p − lr·(m·c)/(√v + ε·√(1−β₂ᵗ))` with `c = √(1−β₂ᵗ)/(1−β₁ᵗ)`, as burn writes it.
     /// The first step sets `m = (1−β₁)g` and `v = (1−β₂)g²`, as burn does (not from zeros,
     /// which would turn a −0 into +0).
-    pub fn step<const D: usize>(lr: f32, tensor: Tensor<D>, grad: Tensor<D>, state: Option<AdamState<D>>) -> (Tensor<D>, AdamState<D>) {
+    pub fn step<const D: usize>(
+        lr: f32,
+        tensor: Tensor<D>,
+        grad: Tensor<D>,
+        state: Option<AdamState<D>>,
+    ) -> (Tensor<D>, AdamState<D>) {
         #[cfg(test)]
         TAKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let first = state.is_none();
         let (time, m, v) = match state {
-            Some(s) => (s.momentum.time + 1, whole(s.momentum.moment_1), whole(s.momentum.moment_2)),
+            Some(s) => (
+                s.momentum.time + 1,
+                whole(s.momentum.moment_1),
+                whole(s.momentum.moment_2),
+            ),
             None => {
                 let fresh = || FlexTensor::zeros(tensor.shape(), DType::F32);
                 (1, fresh(), fresh())
@@ -115,13 +145,25 @@ mod fused {
         // the optimiser's own and are written in place.
         let kernel = |p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]| {
             for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
-                (*m, *v) = if first { (g * f1, g * g * f2) } else { (*m * BETA_1 + g * f1, *v * BETA_2 + g * g * f2) };
+                (*m, *v) = if first {
+                    (g * f1, g * g * f2)
+                } else {
+                    (*m * BETA_1 + g * f1, *v * BETA_2 + g * g * f2)
+                };
                 *p -= (*m * factor) / (v.sqrt() + eps) * lr;
             }
         };
         {
-            let (ps, ms, vs, gs) = (p.storage_mut::<f32>(), m.storage_mut::<f32>(), v.storage_mut::<f32>(), g.storage::<f32>());
-            debug_assert!(ps.len() == gs.len() && ms.len() == gs.len() && vs.len() == gs.len(), "whole() gives every tensor's elements only");
+            let (ps, ms, vs, gs) = (
+                p.storage_mut::<f32>(),
+                m.storage_mut::<f32>(),
+                v.storage_mut::<f32>(),
+                g.storage::<f32>(),
+            );
+            debug_assert!(
+                ps.len() == gs.len() && ms.len() == gs.len() && vs.len() == gs.len(),
+                "whole() gives every tensor's elements only"
+            );
             #[cfg(thread_pool)]
             {
                 use rayon::prelude::*;
@@ -135,7 +177,10 @@ mod fused {
             kernel(ps, ms, vs, gs);
         }
         let back = |t: FlexTensor| Tensor::<D>::from_primitive::<Flex>(t);
-        (back(p), AdamState::new(AdaptiveMomentumState::new(time, back(m), back(v))))
+        (
+            back(p),
+            AdamState::new(AdaptiveMomentumState::new(time, back(m), back(v))),
+        )
     }
 }
 
@@ -149,7 +194,10 @@ mod tests {
     use std::sync::atomic::Ordering;
 
     fn random(rng: &mut Rng, shape: [usize; 2], scale: f32, device: &Device) -> Tensor<2> {
-        Tensor::from_data(TensorData::new(rng.uniform(shape[0] * shape[1], scale), shape), device)
+        Tensor::from_data(
+            TensorData::new(rng.uniform(shape[0] * shape[1], scale), shape),
+            device,
+        )
     }
 
     fn values<const D: usize>(t: &Tensor<D>) -> Vec<f32> {
@@ -158,8 +206,17 @@ mod tests {
 
     fn same_bits<const D: usize>(x: &Tensor<D>, y: &Tensor<D>, what: &str) {
         let (x, y) = (values(x), values(y));
-        let diff = x.iter().zip(&y).filter(|(p, q)| p.to_bits() != q.to_bits()).count();
-        assert_eq!(diff, 0, "{what} differs from burn's Adam in {diff} of {} elements", x.len());
+        let diff = x
+            .iter()
+            .zip(&y)
+            .filter(|(p, q)| p.to_bits() != q.to_bits())
+            .count();
+        assert_eq!(
+            diff,
+            0,
+            "{what} differs from burn's Adam in {diff} of {} elements",
+            x.len()
+        );
     }
 
     /// Fused and burn's Adam (its defaults, `AdamConfig::new()`, which the fine-tune used
@@ -172,7 +229,9 @@ mod tests {
     fn fused_adam_is_burns_adam() {
         let device = Device::flex();
         let mut rng = Rng::new(7);
-        let fused = FusedAdam { tensor_ops: config().build() };
+        let fused = FusedAdam {
+            tensor_ops: config().build(),
+        };
         let reference = AdamConfig::new().build();
         // Larger than one rayon chunk, and not a multiple of it.
         let shape = [37, 1000];
@@ -191,19 +250,36 @@ mod tests {
                 4 => random(&mut rng, [shape[1], shape[0]], 0.3, &device).transpose(),
                 _ => random(&mut rng, shape, 0.1 * (step + 1) as f32, &device),
             };
-            assert!(fused::applies(&a, &g, sa.as_ref()), "step {step}: flex tensors take the fused path");
+            assert!(
+                fused::applies(&a, &g, sa.as_ref()),
+                "step {step}: flex tensors take the fused path"
+            );
             let kept = a.clone();
             let before = values(&a);
             let (na, nsa) = fused.step(1e-2, a, g.clone(), sa);
             let (nb, nsb) = reference.step(1e-2, b, g, sb);
             same_bits(&na, &nb, &format!("step {step}: parameter"));
-            let (ma, mb) = (&nsa.as_ref().unwrap().momentum, &nsb.as_ref().unwrap().momentum);
+            let (ma, mb) = (
+                &nsa.as_ref().unwrap().momentum,
+                &nsb.as_ref().unwrap().momentum,
+            );
             assert_eq!(ma.time, mb.time);
-            same_bits(&ma.moment_1, &mb.moment_1, &format!("step {step}: first moment"));
-            same_bits(&ma.moment_2, &mb.moment_2, &format!("step {step}: second moment"));
+            same_bits(
+                &ma.moment_1,
+                &mb.moment_1,
+                &format!("step {step}: first moment"),
+            );
+            same_bits(
+                &ma.moment_2,
+                &mb.moment_2,
+                &format!("step {step}: second moment"),
+            );
             let moved: f32 = (na.clone() - kept.clone()).abs().max().into_scalar();
             assert!(moved > 1e-3, "step {step}: parameters moved only {moved}");
-            assert!(values(&kept) == before, "step {step}: the kept copy was written through");
+            assert!(
+                values(&kept) == before,
+                "step {step}: the kept copy was written through"
+            );
             (a, b, sa, sb) = (na, nb, nsa, nsb);
         }
     }
@@ -229,12 +305,26 @@ mod tests {
             let (ga, gb) = (grads(&a), grads(&b));
             a = fused.step(1e-2, a, ga);
             b = reference.step(1e-2, b, gb);
-            same_bits(&a.weight.val(), &b.weight.val(), &format!("step {step}: weight"));
-            same_bits(&a.bias.as_ref().unwrap().val(), &b.bias.as_ref().unwrap().val(), &format!("step {step}: bias"));
+            same_bits(
+                &a.weight.val(),
+                &b.weight.val(),
+                &format!("step {step}: weight"),
+            );
+            same_bits(
+                &a.bias.as_ref().unwrap().val(),
+                &b.bias.as_ref().unwrap().val(),
+                &format!("step {step}: bias"),
+            );
         }
         // Weight and bias, three steps (other tests may add theirs meanwhile).
-        assert!(fused::TAKEN.load(Ordering::Relaxed) >= taken + 6, "the fine-tune's optimiser did not take the fused path");
-        assert!(values(&a.weight.val()) != initial, "the steps left the weights as they were");
+        assert!(
+            fused::TAKEN.load(Ordering::Relaxed) >= taken + 6,
+            "the fine-tune's optimiser did not take the fused path"
+        );
+        assert!(
+            values(&a.weight.val()) != initial,
+            "the steps left the weights as they were"
+        );
     }
 
     /// Under autodiff (not burn-flex without autodiff) the fused path steps aside.

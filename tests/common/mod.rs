@@ -33,7 +33,11 @@ pub fn skip(why: &str) {
     // Straight to the stderr handle: the test harness captures `eprintln!` of passing tests,
     // and a skip must be seen.
     use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "SKIPPED {}: {why}", std::thread::current().name().unwrap_or("a test"));
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {}: {why}",
+        std::thread::current().name().unwrap_or("a test")
+    );
 }
 
 /// Every array of an `.npz` file (numpy's uncompressed or compressed zip of `.npy`s).
@@ -46,7 +50,10 @@ pub fn read_npz(path: &std::path::Path) -> HashMap<String, npy::Array> {
         let name = f.name().unwrap().trim_end_matches(".npy").to_string();
         let mut bytes = Vec::new();
         f.read_to_end(&mut bytes).unwrap();
-        out.insert(name.clone(), npy::read(&bytes).unwrap_or_else(|e| panic!("{name}: {e}")));
+        out.insert(
+            name.clone(),
+            npy::read(&bytes).unwrap_or_else(|e| panic!("{name}: {e}")),
+        );
     }
     out
 }
@@ -65,7 +72,11 @@ pub fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= b as u32;
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -89,7 +100,10 @@ pub fn png_header(width: u32, height: u32) -> Vec<u8> {
     ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
     png.extend(png_chunk(b"IHDR", &ihdr));
-    png.extend(png_chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
+    png.extend(png_chunk(
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    ));
     png.extend(png_chunk(b"IEND", &[]));
     png
 }
