@@ -5,7 +5,8 @@
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    let wasm = std::env::var("CARGO_CFG_TARGET_FAMILY").is_ok_and(|f| f.split(',').any(|f| f == "wasm"));
+    let wasm =
+        std::env::var("CARGO_CFG_TARGET_FAMILY").is_ok_and(|f| f.split(',').any(|f| f == "wasm"));
     let feature = |name: &str| std::env::var_os(format!("CARGO_FEATURE_{name}")).is_some();
     // Named cfgs for the two build predicates the library switches on (written once here):
     // `cpu_kernels`: the CPU convolution kernels on burn-flex exist (native, or a CPU engine in
@@ -18,7 +19,8 @@ fn main() {
     if !wasm || feature("ENGINE_THREADS") {
         println!("cargo::rustc-cfg=thread_pool");
     }
-    let atomics = std::env::var("CARGO_CFG_TARGET_FEATURE").is_ok_and(|f| f.split(',').any(|f| f == "atomics"));
+    let atomics = std::env::var("CARGO_CFG_TARGET_FEATURE")
+        .is_ok_and(|f| f.split(',').any(|f| f == "atomics"));
     if wasm && atomics {
         for arg in [
             "--shared-memory",
