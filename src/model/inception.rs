@@ -11,7 +11,7 @@ use super::pool::MaxPool;
 pub const BRANCH_NAMES: [&str; 4] = ["1x1", "3x3", "5x5", "pool"];
 
 /// One Inception block (paper Fig. 2b). Field names mirror torchvision's module names;
-/// `weights.rs` maps them to Caffe's and PyTorch's keys.
+/// `weights/` maps them to Caffe's and PyTorch's keys.
 #[derive(Module, Debug)]
 pub struct Inception {
     /// 1x1 conv.
