@@ -154,14 +154,17 @@ async function createSession(m) {
  * The class names: from the weights cache, else downloaded and kept there (small; the page then
  * has them offline, next to the weights). None is fine: the model shows class numbers.
  */
-async function loadLabels(url) {
+async function loadLabels(url, stallMs) {
   if (!url) return '';
   const cache = await caches.open(CACHE).catch(() => null);
   const hit = cache && (await cache.match(url).catch(() => null));
   if (hit) return hit.text();
-  const res = await fetch(url).catch(() => null);
+  // Bounded like the weights: a stalled or unreachable labels file means class numbers, not a hang.
+  const signal = typeof AbortSignal.timeout === 'function' ? AbortSignal.timeout(stallMs) : undefined;
+  const res = await fetch(url, { signal }).catch(() => null);
   if (!res?.ok) return '';
-  const text = await res.text();
+  const text = await res.text().catch(() => null);
+  if (text === null) return '';
   await cache?.put(url, new Response(text, { headers: { 'content-type': 'text/plain; charset=utf-8' } })).catch(() => {});
   return text;
 }
@@ -177,7 +180,7 @@ const CUSTOM = 'x-googlenet-weights';
  */
 async function loadWeights(url, defaultUrl, labelsUrl, stallMs) {
   const t0 = performance.now();
-  labelsText = await loadLabels(labelsUrl);
+  labelsText = await loadLabels(labelsUrl, stallMs);
   const isDefault = url === defaultUrl;
   let got = await fetchWithProgress(url, 'weights', stallMs);
   const t1 = performance.now();
