@@ -11,12 +11,9 @@ use crate::labels::{Prediction, top_k};
 use crate::model::{Activations, GoogLeNet};
 
 pub(crate) async fn read(t: Tensor<1>) -> Result<Vec<f32>, Error> {
-    let d = t
-        .into_data_async()
+    crate::readback::read_f32(t)
         .await
-        .map_err(|e| Error::Device(format!("reading a tensor: {e:?}")))?;
-    d.try_to_vec::<f32>()
-        .map_err(|e| Error::Device(format!("reading a tensor: {e:?}")))
+        .map_err(|e| Error::Device(format!("reading a tensor: {e}")))
 }
 
 /// One image's classification.

@@ -16,6 +16,7 @@ pub mod npy;
 #[cfg(not(target_family = "wasm"))]
 pub mod paths;
 pub mod preprocess;
+pub mod readback;
 pub mod rng;
 pub mod session;
 pub mod text;

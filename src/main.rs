@@ -14,6 +14,7 @@ use googlenet::dataset::ImageFolder;
 use googlenet::files::{self, Output};
 use googlenet::labels::{self, Prediction};
 use googlenet::model::summary::Summary;
+use googlenet::readback::image_input as input_tensor;
 use googlenet::text::{self, count, escape, thousands};
 use googlenet::train::{self, FinetuneConfig, OptimizerKind, Trainable, Trainer};
 use googlenet::weights::{self, LoadOptions, LoadReport, SaveInfo, StoreDtype};
@@ -424,12 +425,6 @@ fn load(path: &Path, opts: &LoadOptions, device: &Device) -> Result<(GoogLeNet, 
         .with_context(|| format!("loading weights {}", text::path(path)))
 }
 
-/// A prepared image as the network's input, batch 1.
-fn input(chw: Vec<f32>, device: &Device) -> Tensor<4> {
-    let s = preprocess::INPUT_SIZE;
-    Tensor::<4>::from_data(TensorData::new(chw, [1, 3, s, s]), device)
-}
-
 fn classify(args: &ClassifyArgs, backend: Backend) -> Result<()> {
     if args.top == 0 {
         bail!("--top must be at least 1");
@@ -519,7 +514,7 @@ impl Classifier {
         let bytes = files::read_image(image)?;
         let prepared =
             preprocess::prepare(&bytes, self.variant).with_context(|| text::path(image))?;
-        let x = input(prepared.chw, &self.device);
+        let x = input_tensor(prepared.chw, &self.device);
         let pass = inference::classify(&self.model, x, false, false, self.top, &self.names);
         let (c, _) = futures_lite::future::block_on(pass).with_context(|| text::path(image))?;
         Ok(c.top)
@@ -564,7 +559,7 @@ fn explain(args: &ExplainArgs, backend: Backend) -> Result<()> {
     let bytes = files::read_image(image)?;
     let prepared =
         preprocess::prepare(&bytes, report.variant).with_context(|| text::path(image))?;
-    let x = input(prepared.chw, &device);
+    let x = input_tensor(prepared.chw, &device);
     let e =
         futures_lite::future::block_on(explain::grad_cam(&model, x, class, block, head, &names))
             .with_context(|| text::path(image))?;
@@ -878,7 +873,7 @@ fn bench(args: &BenchArgs, backend: Backend) -> Result<()> {
     let min = times[0];
     let backend_name = backend.describe(&device);
     if layers {
-        let x = Tensor::<4>::from_data(TensorData::new(input.clone(), [1, 3, s, s]), &device);
+        let x = input_tensor(input.clone(), &device);
         for inference::StageTime { stage, ms } in
             futures_lite::future::block_on(inference::stage_times(&model, x, iters))
         {

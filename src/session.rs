@@ -12,7 +12,7 @@
 use std::cell::{Cell, RefCell};
 
 use burn::module::Module;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::block_view::{self, BlockView};
@@ -296,8 +296,7 @@ impl Session {
         let (model, labels, aux_trained) = self.model()?;
         let p = image.prepare(model.variant)?;
         let ms_preprocess = crate::clock::now_ms() - t0;
-        let s = INPUT_SIZE;
-        let x = Tensor::<4>::from_data(TensorData::new(p.chw, [1, 3, s, s]), &self.device);
+        let x = crate::readback::image_input(p.chw, &self.device);
         let (classification, acts) =
             inference::classify(&model, x.clone(), aux_trained, true, top, &labels).await?;
         if let (Some(m), Some(activations)) = (self.in_use.borrow_mut().as_mut(), acts) {

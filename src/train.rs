@@ -981,8 +981,7 @@ impl Trainer {
     /// held-out image shown beside the training curves.
     pub async fn predict(&self, chw: Vec<f32>) -> Result<[Vec<f32>; 3], TrainError> {
         let plain = self.device.clone().without_autodiff();
-        let s = INPUT_SIZE;
-        let x = Tensor::<4>::from_data(TensorData::new(chw, [1, 3, s, s]), &plain);
+        let x = crate::readback::image_input(chw, &plain);
         let (out, _) = self.model().forward_all(x, true, false);
         let soft = |t: Tensor<2>| burn::tensor::activation::softmax(t, 1).flatten(0, 1);
         let main = read(soft(out.main)).await?;
@@ -993,12 +992,9 @@ impl Trainer {
 }
 
 async fn read(t: Tensor<1>) -> Result<Vec<f32>, TrainError> {
-    let d = t
-        .into_data_async()
+    crate::readback::read_f32(t)
         .await
-        .map_err(|e| TrainError::Device(format!("{e:?}")))?;
-    d.try_to_vec::<f32>()
-        .map_err(|e| TrainError::Device(format!("{e:?}")))
+        .map_err(TrainError::Device)
 }
 
 /// One class of a [`Dataset`]: a stable id (positions shift when a class is removed; ids do
