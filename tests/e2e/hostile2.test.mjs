@@ -72,6 +72,17 @@ function previewMatch(page, photos) {
   }, photos);
 }
 
+/** Drop the large dog and the cat together (two files, no folder) on the page. */
+function dropBoth(page, photos) {
+  return page.evaluate(({ dog, cat }) => {
+    const dt = new DataTransfer();
+    for (const [b64, name] of [[dog, 'dog-12mp.jpg'], [cat, 'cat.jpg']]) {
+      dt.items.add(new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], name, { type: 'image/jpeg' }));
+    }
+    document.querySelector('[data-testid="drop-zone"]').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+  }, photos);
+}
+
 /** Everything the result column shows, once the page has settled on an answer. */
 async function onScreen(page) {
   await page.getByTestId('status').filter({ hasText: /^(ready|error)$/ }).waitFor({ timeout: WAIT });
@@ -119,21 +130,11 @@ test('a large photo then a small one at any gap: the photo, top-5, Why? class an
     // Several files dropped at once: the first is shown, a note says so; a photo picked right
     // after still wins.
     await page.getByTestId('status').evaluate((e) => { e.textContent = 'sent'; });
-    await page.evaluate(({ dog, cat }) => {
-      const dt = new DataTransfer();
-      dt.items.add(new File([Uint8Array.from(atob(dog), (c) => c.charCodeAt(0))], 'dog-12mp.jpg', { type: 'image/jpeg' }));
-      dt.items.add(new File([Uint8Array.from(atob(cat), (c) => c.charCodeAt(0))], 'cat.jpg', { type: 'image/jpeg' }));
-      document.querySelector('[data-testid="drop-zone"]').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
-    }, photos);
+    await dropBoth(page, photos);
     assert.match(await page.getByTestId('note').textContent(), /2 files were dropped; this shows the first \(dog-12mp\.jpg\)/);
     assertShows(await onScreen(page), await previewMatch(page, photos), DOG, 'dog', 'cat', 'two files dropped');
     await page.getByTestId('status').evaluate((e) => { e.textContent = 'sent'; });
-    await page.evaluate(({ dog, cat }) => {
-      const dt = new DataTransfer();
-      dt.items.add(new File([Uint8Array.from(atob(dog), (c) => c.charCodeAt(0))], 'dog-12mp.jpg', { type: 'image/jpeg' }));
-      dt.items.add(new File([Uint8Array.from(atob(cat), (c) => c.charCodeAt(0))], 'cat.jpg', { type: 'image/jpeg' }));
-      document.querySelector('[data-testid="drop-zone"]').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
-    }, photos);
+    await dropBoth(page, photos);
     await page.waitForTimeout(40);
     await input.setInputFiles(small);
     assertShows(await onScreen(page), await previewMatch(page, photos), CAT, 'cat', 'dog', 'a drop, then a pick');
