@@ -10,38 +10,12 @@ use googlenet::train::{
 };
 use googlenet::weights::{self, LoadOptions, SaveInfo};
 use googlenet::{GoogLeNet, GoogLeNetConfig, Variant, preprocess};
-use image::{DynamicImage, Rgb, RgbImage};
-
-/// Two classes that differ in colour and shape: reddish discs and bluish stripes, with noise.
-fn image(class: usize, k: u32) -> DynamicImage {
-    let mut seed = 1 + class as u32 * 1000 + k * 7919;
-    let mut noise = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 17;
-        seed ^= seed << 5;
-        (seed % 40) as u8
-    };
-    let (w, h) = (96 + k * 8, 96);
-    DynamicImage::ImageRgb8(RgbImage::from_fn(w, h, |x, y| {
-        let n = noise();
-        if class == 0 {
-            let (dx, dy) = (x as i32 - (w / 2) as i32, y as i32 - 48);
-            if dx * dx + dy * dy < 900 {
-                Rgb([200 + n / 2, 40 + n, 30 + n])
-            } else {
-                Rgb([230 - n, 210 - n, 190])
-            }
-        } else if (x / 8) % 2 == 0 {
-            Rgb([30 + n, 60 + n, 200 + n / 2])
-        } else {
-            Rgb([220 - n, 230 - n, 240 - n])
-        }
-    }))
-}
 
 fn dataset(per_class: u32) -> (Vec<String>, Vec<Example>) {
     let examples = (0..2)
-        .flat_map(|c| (0..per_class).map(move |k| example_from_image(&image(c, k), c)))
+        .flat_map(|c| {
+            (0..per_class).map(move |k| example_from_image(&common::two_classes(c, k), c))
+        })
         .collect();
     (vec!["red disc".into(), "blue stripes".into()], examples)
 }
@@ -334,7 +308,7 @@ fn cli_finetune_writes_a_log_and_a_file_classify_reads_back() {
     for (c, name) in ["red", "blue"].iter().enumerate() {
         std::fs::create_dir_all(dir.join("data").join(name)).unwrap();
         for k in 0..3 {
-            image(c, k)
+            common::two_classes(c, k)
                 .save(dir.join("data").join(name).join(format!("{k}.png")))
                 .unwrap();
         }
@@ -375,7 +349,9 @@ fn cli_finetune_writes_a_log_and_a_file_classify_reads_back() {
         assert!(lines[0].get(key).is_some(), "log line lacks {key}");
     }
     // Class names come from the folders (sorted: blue, red) via the file's metadata.
-    image(0, 9).save(dir.join("test-red.png")).unwrap();
+    common::two_classes(0, 9)
+        .save(dir.join("test-red.png"))
+        .unwrap();
     let out = std::process::Command::new(bin)
         .args(["classify", "--json", "--top", "2", "--weights"])
         .arg(dir.join("ft.safetensors"))
@@ -613,7 +589,7 @@ fn data_folder(dir: &std::path::Path, names: &[&str]) -> std::path::PathBuf {
     for (c, name) in names.iter().enumerate() {
         std::fs::create_dir_all(data.join(name)).unwrap();
         for k in 0..3 {
-            image(c % 2, k)
+            common::two_classes(c % 2, k)
                 .save(data.join(name).join(format!("{k}.png")))
                 .unwrap();
         }

@@ -11,7 +11,6 @@ use googlenet::explain::Head;
 use googlenet::session::{Backend, ExplainHead, Image, ModelInfo, Session};
 use googlenet::train::{FinetuneConfig, Trainable};
 use googlenet::weights::{self, LoadOptions, SaveInfo};
-use image::{Rgb, RgbImage};
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     futures_lite::future::block_on(f)
@@ -67,28 +66,14 @@ fn bvlc_with_last_conv(bvlc: &[u8], f: impl Fn(f32) -> f32) -> Vec<u8> {
     .unwrap()
 }
 
-/// Two classes that differ in colour and shape, as pixels the browser decoded.
+/// The fine-tune tests' two classes, as pixels the browser decoded.
 fn pixels(class: usize, k: u32) -> Image {
-    let (w, h) = (96 + k * 8, 96);
-    let img = RgbImage::from_fn(w, h, |x, y| {
-        let n = ((x * 7 + y * 13 + k * 31) % 40) as u8;
-        if class == 0 {
-            let (dx, dy) = (x as i32 - (w / 2) as i32, y as i32 - 48);
-            if dx * dx + dy * dy < 900 {
-                Rgb([200 + n / 2, 40 + n, 30 + n])
-            } else {
-                Rgb([230 - n, 210 - n, 190])
-            }
-        } else if (x / 8) % 2 == 0 {
-            Rgb([30 + n, 60 + n, 200 + n / 2])
-        } else {
-            Rgb([220 - n, 230 - n, 240 - n])
-        }
-    });
+    let img = common::two_classes(class, k).to_rgba8();
+    let (width, height) = img.dimensions();
     Image::Pixels {
-        rgba: image::DynamicImage::ImageRgb8(img).to_rgba8().into_raw(),
-        width: w,
-        height: h,
+        rgba: img.into_raw(),
+        width,
+        height,
     }
 }
 

@@ -107,3 +107,32 @@ pub fn png_header(width: u32, height: u32) -> Vec<u8> {
     png.extend(png_chunk(b"IEND", &[]));
     png
 }
+
+/// Two classes that differ in colour and shape: reddish discs (class 0) and bluish stripes
+/// (class 1), with noise; `k` varies the width and the noise. The fine-tune and session tests'
+/// data set.
+pub fn two_classes(class: usize, k: u32) -> image::DynamicImage {
+    let mut seed = 1 + class as u32 * 1000 + k * 7919;
+    let mut noise = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        (seed % 40) as u8
+    };
+    let (w, h) = (96 + k * 8, 96);
+    image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(w, h, |x, y| {
+        let n = noise();
+        if class == 0 {
+            let (dx, dy) = (x as i32 - (w / 2) as i32, y as i32 - 48);
+            if dx * dx + dy * dy < 900 {
+                image::Rgb([200 + n / 2, 40 + n, 30 + n])
+            } else {
+                image::Rgb([230 - n, 210 - n, 190])
+            }
+        } else if (x / 8) % 2 == 0 {
+            image::Rgb([30 + n, 60 + n, 200 + n / 2])
+        } else {
+            image::Rgb([220 - n, 230 - n, 240 - n])
+        }
+    }))
+}

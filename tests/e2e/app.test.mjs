@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startServer, launch, shared, haveShared, assertCleanText } from './harness.mjs';
+import { startServer, launch, openPage, shared, haveShared, assertCleanText } from './harness.mjs';
 
 const SKIP = haveShared() ? false : `needs the shared data (weights, test photos) at ${shared}`;
 const expected = SKIP ? {} : JSON.parse(fs.readFileSync(path.join(shared, 'images/expected_top5.json'), 'utf8'));
@@ -16,13 +16,7 @@ let server;
 before(async () => { if (!SKIP) server = await startServer(); });
 after(() => server?.close());
 
-async function open(context, query) {
-  const page = await context.newPage();
-  page.on('pageerror', (e) => console.error('pageerror:', e.message));
-  await page.goto(server.url + query);
-  await page.getByTestId('status').filter({ hasText: /waiting for an image/ }).waitFor({ timeout: SLOW });
-  return page;
-}
+const open = (context, query) => openPage(context, server.url + query, { timeout: SLOW });
 
 /** The engine the page says it runs (the badge's data attributes). */
 async function engineOf(page) {

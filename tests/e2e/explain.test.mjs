@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { startServer, launch, shared, haveShared, assertCleanText, dropTwoObjects } from './harness.mjs';
+import { startServer, launch, openPage, shared, haveShared, assertCleanText, dropTwoObjects } from './harness.mjs';
 
 const SKIP = haveShared() ? false : `needs the shared data (weights, test photos) at ${shared}`;
 const SLOW = 300_000;
@@ -13,13 +13,7 @@ let server;
 before(async () => { if (!SKIP) server = await startServer(); });
 after(() => server?.close());
 
-async function open(context, query) {
-  const page = await context.newPage();
-  page.on('pageerror', (e) => console.error('pageerror:', e.message));
-  await page.goto(server.url + query);
-  await page.getByTestId('status').filter({ hasText: /waiting for an image/ }).waitFor({ timeout: SLOW });
-  return page;
-}
+const open = (context, query) => openPage(context, server.url + query, { timeout: SLOW });
 
 /** Wait for the explanation of `cls` to be drawn; its data attributes. */
 async function shown(page, cls) {

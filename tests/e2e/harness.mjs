@@ -47,6 +47,18 @@ export async function launch({ webgpu = false } = {}) {
   };
 }
 
+/**
+ * A new tab at `url` (page errors logged); unless `wait` is false, once the model is ready
+ * ("waiting for an image").
+ */
+export async function openPage(context, url, { wait = true, timeout = 300_000 } = {}) {
+  const page = await context.newPage();
+  page.on('pageerror', (e) => console.error('pageerror:', e.message));
+  await page.goto(url);
+  if (wait) await page.getByTestId('status').filter({ hasText: /waiting for an image/ }).waitFor({ timeout });
+  return page;
+}
+
 /** PNG bytes drawn in the page: class 0 red discs, class 1 blue stripes, with jitter. */
 export async function generate(page, cls, k) {
   const b64 = await page.evaluate(async ({ cls, k }) => {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startServer, launch, shared, haveShared, assertCleanText, generate, addImages } from './harness.mjs';
+import { startServer, launch, openPage, shared, haveShared, assertCleanText, generate, addImages } from './harness.mjs';
 
 const SKIP = haveShared() ? false : `needs the shared data (weights, test photos) at ${shared}`;
 const expected = SKIP ? {} : JSON.parse(fs.readFileSync(path.join(shared, 'images/expected_top5.json'), 'utf8'));
@@ -17,13 +17,7 @@ let server;
 before(async () => { if (!SKIP) server = await startServer(); });
 after(() => { server?.close(); fs.rmSync(tmp, { recursive: true, force: true }); });
 
-async function open(context, query, { wait = true } = {}) {
-  const page = await context.newPage();
-  page.on('pageerror', (e) => console.error('pageerror:', e.message));
-  await page.goto(server.url + query);
-  if (wait) await page.getByTestId('status').filter({ hasText: /waiting for an image/ }).waitFor({ timeout: WAIT });
-  return page;
-}
+const open = (context, query, { wait = true } = {}) => openPage(context, server.url + query, { wait, timeout: WAIT });
 
 /** Send a file through the picker and wait until the page has answered it. */
 async function send(page, file) {

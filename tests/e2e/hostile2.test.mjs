@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startServer, launch, shared, haveShared, assertCleanText } from './harness.mjs';
+import { startServer, launch, openPage, shared, haveShared, assertCleanText } from './harness.mjs';
 
 const SKIP = haveShared() ? false : `needs the shared data (weights, test photos) at ${shared}`;
 const expected = SKIP ? {} : JSON.parse(fs.readFileSync(path.join(shared, 'images/expected_top5.json'), 'utf8'));
@@ -21,13 +21,7 @@ after(async () => { await server?.close(); fs.rmSync(tmp, { recursive: true, for
 const CAT = SKIP ? '' : expected['cat.jpg'][0].label;
 const DOG = SKIP ? '' : expected['dog.jpg'][0].label;
 
-async function open(context, query, { wait = true } = {}) {
-  const page = await context.newPage();
-  page.on('pageerror', (e) => console.error('pageerror:', e.message));
-  await page.goto(server.url + query);
-  if (wait) await page.getByTestId('status').filter({ hasText: /waiting for an image/ }).waitFor({ timeout: WAIT });
-  return page;
-}
+const open = (context, query, { wait = true } = {}) => openPage(context, server.url + query, { wait, timeout: WAIT });
 
 /** A 12-megapixel JPEG of the dog (4000×3000), drawn in the page. */
 async function bigDog(page) {
@@ -198,11 +192,8 @@ test('a ?weights= visit keeps the default weights offline beside its own (one su
   const own = await startServer();
   const { context, close } = await launch();
   try {
-    const page = await context.newPage();
-    page.on('pageerror', (e) => console.error('pageerror:', e.message));
+    const page = await openPage(context, own.url, { timeout: WAIT });
     const ready = () => page.waitForFunction(() => document.body.dataset.offline === 'ready', null, { timeout: WAIT });
-    await page.goto(own.url);
-    await page.getByTestId('status').filter({ hasText: /waiting for an image/ }).waitFor({ timeout: WAIT });
     await ready();
     await page.goto(`${own.url}?weights=${encodeURIComponent('weights/bvlc_googlenet.safetensors')}`);
     await page.getByTestId('status').filter({ hasText: /waiting for an image/ }).waitFor({ timeout: WAIT });
