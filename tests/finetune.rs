@@ -397,20 +397,23 @@ fn a_seeded_fine_tune_is_reproducible_while_others_draw_random_numbers() {
             }
         })
     };
-    let run = || {
+    let trainer = |seed| {
         let cfg = FinetuneConfig {
             batch: 2,
-            seed: 11,
+            seed,
             ..Default::default()
         };
-        let mut t = Trainer::new(
+        Trainer::new(
             model.clone(),
             examples.clone(),
             labels.clone(),
             cfg,
             &device,
         )
-        .unwrap();
+        .unwrap()
+    };
+    let run = || {
+        let mut t = trainer(11);
         (0..3)
             .map(|_| block_on(t.step()).unwrap())
             .map(|r| (r.loss, r.main, r.aux1, r.aux2))
@@ -420,22 +423,7 @@ fn a_seeded_fine_tune_is_reproducible_while_others_draw_random_numbers() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     noise.join().unwrap();
     assert_eq!(a, b, "same seed, same data: the same losses step for step");
-    let other = {
-        let cfg = FinetuneConfig {
-            batch: 2,
-            seed: 12,
-            ..Default::default()
-        };
-        let mut t = Trainer::new(
-            model.clone(),
-            examples.clone(),
-            labels.clone(),
-            cfg,
-            &device,
-        )
-        .unwrap();
-        block_on(t.step()).unwrap().loss
-    };
+    let other = block_on(trainer(12).step()).unwrap().loss;
     assert_ne!(other, a[0].0, "another seed gives other heads and batches");
 }
 
